@@ -1,0 +1,169 @@
+"""Calendly bookings into ``raw_calendly``: signed webhooks (primary) plus REST reconciliation.
+
+Run it::
+
+    pipeline = dlt.pipeline("lifecycle_calendly", destination="duckdb", dataset_name="raw_calendly")
+    pipeline.run(calendly_source(base_url="https://api.calendly.com", token="<PAT>",
+                                 landing_dir="/path/to/.lifecycle/landing"))
+
+Tables:
+- ``webhook_events``: the envelopes the collector landed (``landing/calendly``), one row per delivery,
+  merged on the landing ``id``. ``dedup_key`` = invitee uri + ``|`` + event name.
+- ``scheduled_events`` and ``invitees``: the REST copies, merged on ``uri``. Calendly has no "modified
+  since" filter, so every run lists the organization's events and the ``updated_at`` cursor keeps only
+  those that changed (a cancellation or reschedule bumps it); invitees are fetched for those events only.
+  ``invitees.created_event_key`` / ``canceled_event_key`` use the same format as ``dedup_key``, so a
+  booking seen by webhook and by REST joins on one key downstream, while both raw copies are kept.
+- ``rejected_lines``: landing lines that could not be read.
+
+Nesting (``max_table_nesting``): a webhook row is envelope → payload → scheduled_event, so 2 levels are
+flattened into columns (``payload__tracking__utm_source``, ``payload__scheduled_event__start_time``) and
+anything deeper stays JSON; REST objects are one level shallower, so 1. Lists (questions and answers,
+memberships, guests) are JSON columns rather than child tables.
+"""
+
+# ruff: noqa: B008 -- dlt declares incremental cursors as argument defaults
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import dlt
+from dlt.common.typing import TDataItems
+from dlt.extract.resource import DltResource
+
+from ingestion.sources import landing_resources, parse_timestamp, require_text, typed_columns
+from ingestion.sources.http import calendly_client
+
+BASE_URL = "https://api.calendly.com"
+PAGE_SIZE = 100
+
+INVITEE_FIELDS: dict[str, tuple[str, ...]] = {
+    "text": ("uri", "email", "name", "first_name", "last_name", "status", "timezone", "event",
+             "tracking__utm_campaign", "tracking__utm_source", "tracking__utm_medium", "tracking__utm_content",
+             "tracking__utm_term", "tracking__salesforce_uuid", "text_reminder_number", "old_invitee",
+             "new_invitee", "cancellation__canceled_by", "cancellation__reason", "cancellation__canceler_type",
+             "cancel_url", "reschedule_url", "routing_form_submission", "scheduling_method",
+             "invitee_scheduled_by"),
+    "bool": ("rescheduled",),
+    "timestamp": ("cancellation__created_at", "created_at", "updated_at"),
+    "json": ("questions_and_answers", "payment", "no_show", "reconfirmation"),
+}
+"""Invitee fields of api_contracts §3.2, typed so that each column exists even while it is always null."""
+
+EVENT_FIELDS: dict[str, tuple[str, ...]] = {
+    "text": ("uri", "name", "status", "event_type", "meeting_notes_plain", "meeting_notes_html"),
+    "timestamp": ("start_time", "end_time", "created_at", "updated_at"),
+    "json": ("event_memberships", "event_guests"),
+}
+EVENT_OBJECT_FIELDS: dict[str, tuple[str, ...]] = {
+    "text": ("location__type", "location__location", "location__join_url", "cancellation__canceled_by",
+             "cancellation__reason", "cancellation__canceler_type"),
+    "bigint": ("invitees_counter__total", "invitees_counter__active", "invitees_counter__limit"),
+    "timestamp": ("cancellation__created_at",),
+}
+"""An event's objects, flattened into columns in the REST table (one level deeper they stay JSON)."""
+
+
+def prefixed(prefix: str, fields: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    return {data_type: tuple(prefix + name for name in names) for data_type, names in fields.items()}
+
+
+WEBHOOK_COLUMNS = {
+    **typed_columns(text=("id", "event", "created_by", "dedup_key", "landing_file"),
+                    timestamp=("received_at", "created_at"), bigint=("landing_line",)),
+    **typed_columns(**prefixed("payload__", INVITEE_FIELDS)),
+    **typed_columns(**prefixed("payload__scheduled_event__", EVENT_FIELDS)),
+    **typed_columns(json=tuple(f"payload__scheduled_event__{name}"
+                               for name in ("location", "invitees_counter", "cancellation"))),
+}
+EVENT_COLUMNS = {**typed_columns(**EVENT_FIELDS), **typed_columns(**EVENT_OBJECT_FIELDS)}
+INVITEE_COLUMNS = {
+    **typed_columns(**INVITEE_FIELDS),
+    **typed_columns(text=("created_event_key", "canceled_event_key")),
+}
+
+
+def webhook_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A landed webhook: ``{"id", "received_at", "event": {"event", "created_at", "payload"}}``."""
+    body = record["event"]
+    if not isinstance(body, dict) or not isinstance(body.get("payload"), dict):
+        raise TypeError("'event' must be a Calendly webhook body with a 'payload' object")
+    name = require_text(body, "event")
+    payload = body["payload"]
+    return {
+        "id": require_text(record, "id"),
+        "received_at": record.get("received_at"),
+        "event": name,
+        "created_at": body.get("created_at"),
+        "created_by": body.get("created_by"),
+        "payload": payload,
+        "dedup_key": f"{require_text(payload, 'uri')}|{name}",
+    }
+
+
+def invitee_row(invitee: dict[str, Any]) -> dict[str, Any]:
+    """A REST invitee with the keys its webhook copies carry in ``webhook_events.dedup_key``."""
+    uri = invitee["uri"]
+    return {
+        **invitee,
+        "created_event_key": f"{uri}|invitee.created",
+        "canceled_event_key": f"{uri}|invitee.canceled" if invitee.get("status") == "canceled" else None,
+    }
+
+
+def uuid_of(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+@dlt.source(name="calendly")
+def calendly_source(
+    base_url: str = BASE_URL,
+    token: str = dlt.secrets.value,
+    landing_dir: str = dlt.config.value,
+) -> list[DltResource]:
+    """Calendly webhooks from the landing zone and scheduled events + invitees from the REST API."""
+
+    @dlt.resource(name="scheduled_events", primary_key="uri", write_disposition="merge",
+                  columns=EVENT_COLUMNS, max_table_nesting=1)
+    def scheduled_events(
+        updated_at: dlt.sources.incremental[Any] = dlt.sources.incremental("updated_at"),
+    ) -> Iterator[TDataItems]:
+        with calendly_client(base_url, token) as client:
+            me = client.get("/users/me")["resource"]
+            params: dict[str, Any] = {"organization": me["current_organization"], "count": PAGE_SIZE}
+            while True:
+                page = client.get("/scheduled_events", params)
+                events = [{**event, "updated_at": parse_timestamp(event.get("updated_at"))}
+                          for event in page.get("collection", [])]
+                if events:
+                    yield events
+                next_token = (page.get("pagination") or {}).get("next_page_token")
+                if not next_token:
+                    break
+                params["page_token"] = next_token
+
+    @dlt.transformer(data_from=scheduled_events, name="invitees", primary_key="uri",
+                     write_disposition="merge", columns=INVITEE_COLUMNS, max_table_nesting=1)
+    def invitees(events: list[dict[str, Any]]) -> Iterator[TDataItems]:
+        """Invitees of the events that changed since the last run (the parent's cursor filtered them)."""
+        with calendly_client(base_url, token) as client:
+            for event in events:
+                path = f"/scheduled_events/{uuid_of(event['uri'])}/invitees"
+                params: dict[str, Any] = {"count": PAGE_SIZE}
+                while True:
+                    page = client.get(path, params)
+                    rows = [invitee_row(invitee) for invitee in page.get("collection", [])]
+                    if rows:
+                        yield rows
+                    next_token = (page.get("pagination") or {}).get("next_page_token")
+                    if not next_token:
+                        break
+                    params["page_token"] = next_token
+
+    return [
+        *landing_resources(landing_dir, "calendly", webhook_row, table_name="webhook_events",
+                           columns=WEBHOOK_COLUMNS, max_table_nesting=2),
+        scheduled_events,
+        invitees,
+    ]

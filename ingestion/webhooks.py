@@ -1,0 +1,129 @@
+"""``lifecycle webhooks register --url PUBLIC_URL``: subscribe the collector to Calendly and Stripe.
+
+Real clients of the real APIs (api_contracts §3.1, §4; base URLs configurable so the sandbox stands in).
+Idempotent: an existing subscription for the same URL is left alone, so running it twice creates nothing.
+Calendly disables a subscription after a day of failed deliveries and it must then be re-created, so a
+disabled one is replaced. Stripe's endpoint signing secret is never printed: the operator copies it from
+the Stripe dashboard into ``STRIPE_WEBHOOK_SECRET``.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+CALENDLY_EVENTS = ("invitee.created", "invitee.canceled")
+STRIPE_EVENTS = (
+    "checkout.session.completed", "charge.refunded", "invoice.paid", "invoice.payment_failed",
+    "customer.subscription.created", "customer.subscription.deleted",
+)
+PAGE_SIZE = 100
+
+
+class WebhookRegistrationError(Exception):
+    """A vendor refused a registration call: its HTTP status and its own message, never a credential."""
+
+    def __init__(self, vendor: str, status: int, message: str) -> None:
+        super().__init__(f"{vendor} answered {status}: {message}")
+        self.vendor = vendor
+        self.status = status
+
+
+def register_webhooks(
+    public_url: str,
+    *,
+    calendly_base_url: str,
+    calendly_token: str,
+    calendly_signing_key: str,
+    stripe_base_url: str,
+    stripe_api_key: str,
+    http: httpx.Client | None = None,
+) -> list[str]:
+    """Make sure Calendly and Stripe deliver to ``{public_url}/webhooks/...``; returns what was done."""
+    public_url = public_url.rstrip("/")
+    client = http or httpx.Client(timeout=30.0)
+    try:
+        return [
+            _register_calendly(client, calendly_base_url.rstrip("/"), calendly_token, calendly_signing_key,
+                               f"{public_url}/webhooks/calendly"),
+            _register_stripe(client, stripe_base_url.rstrip("/"), stripe_api_key,
+                             f"{public_url}/webhooks/stripe"),
+        ]
+    finally:
+        if http is None:
+            client.close()
+
+
+def _check(vendor: str, response: httpx.Response, secrets: tuple[str, ...]) -> dict:
+    """The JSON body of a 2xx answer, else a ``WebhookRegistrationError`` with the vendor's message."""
+    if response.is_success:
+        return response.json() if response.content else {}
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        body = {}
+    if isinstance(body.get("error"), dict):
+        message = str(body["error"].get("message") or "")
+    else:
+        message = ": ".join(str(body[k]) for k in ("title", "message") if body.get(k))
+    message = message or response.reason_phrase or "no message"
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "***")
+    raise WebhookRegistrationError(vendor, response.status_code, message)
+
+
+def _register_calendly(client: httpx.Client, base_url: str, token: str, signing_key: str, url: str) -> str:
+    headers = {"Authorization": f"Bearer {token}"}
+    secrets = (token, signing_key)
+    me = _check("Calendly", client.get(f"{base_url}/users/me", headers=headers), secrets)
+    organization = me["resource"]["current_organization"]
+    existing = None
+    params: dict[str, str | int] = {"organization": organization, "scope": "organization", "count": PAGE_SIZE}
+    while True:
+        page = _check("Calendly", client.get(f"{base_url}/webhook_subscriptions", params=params,
+                                             headers=headers), secrets)
+        existing = next((s for s in page["collection"] if s.get("callback_url") == url), None)
+        next_token = (page.get("pagination") or {}).get("next_page_token")
+        if existing is not None or not next_token:
+            break
+        params["page_token"] = next_token
+    replaced = ""
+    if existing is not None:
+        if existing.get("state") != "disabled":
+            return (f"Calendly: a webhook subscription for {url} already exists ({existing['uri']}); left as "
+                    f"is. CALENDLY_WEBHOOK_SIGNING_KEY must be the signing key it was created with.")
+        # Built from our own base URL: the token only ever goes to the configured API.
+        uuid = existing["uri"].rstrip("/").rsplit("/", 1)[-1]
+        _check("Calendly", client.delete(f"{base_url}/webhook_subscriptions/{uuid}", headers=headers), secrets)
+        replaced = f" (replacing disabled subscription {existing['uri']})"
+    created = _check("Calendly", client.post(f"{base_url}/webhook_subscriptions", headers=headers, json={
+        "url": url, "events": list(CALENDLY_EVENTS), "organization": organization, "scope": "organization",
+        "signing_key": signing_key,
+    }), secrets)
+    return (f"Calendly: created webhook subscription {created['resource']['uri']} for {url}{replaced}, "
+            f"events {', '.join(CALENDLY_EVENTS)}, signed with CALENDLY_WEBHOOK_SIGNING_KEY.")
+
+
+def _register_stripe(client: httpx.Client, base_url: str, api_key: str, url: str) -> str:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    secrets = (api_key,)
+    params: dict[str, str | int] = {"limit": PAGE_SIZE}
+    while True:
+        page = _check("Stripe", client.get(f"{base_url}/v1/webhook_endpoints", params=params, headers=headers),
+                      secrets)
+        existing = next((e for e in page["data"] if e.get("url") == url), None)
+        if existing is not None:
+            return (f"Stripe: a webhook endpoint for {url} already exists ({existing['id']}, "
+                    f"status {existing.get('status', 'unknown')}); left as is. STRIPE_WEBHOOK_SECRET must "
+                    f"be that endpoint's signing secret (shown in the Stripe dashboard).")
+        if not page.get("has_more") or not page["data"]:
+            break
+        params["starting_after"] = page["data"][-1]["id"]
+    created = _check("Stripe", client.post(f"{base_url}/v1/webhook_endpoints", headers=headers, data={
+        "url": url, "enabled_events[]": list(STRIPE_EVENTS),
+    }), secrets)
+    # The answer carries the endpoint's signing secret: deliberately neither returned nor logged.
+    return (f"Stripe: created webhook endpoint {created['id']} for {url}, events {', '.join(STRIPE_EVENTS)}. "
+            f"Set STRIPE_WEBHOOK_SECRET to this endpoint's signing secret (shown in the Stripe dashboard).")

@@ -1,0 +1,1 @@
+"""Wiring: the Dagster definitions and the ``lifecycle`` command line."""

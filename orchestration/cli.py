@@ -1,0 +1,253 @@
+"""``lifecycle``: the command line of SPEC §5.1.
+
+Every command reads its configuration from the environment (and ``.env``) through ``Settings``; the
+pipeline commands execute the same Dagster definitions that ``dagster dev -w workspace.yaml`` shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from orchestration.settings import Settings, sandbox_environment
+
+DEMO_MARKER = ".lifecycle-demo"
+
+
+def _use_dagster_home(settings: Settings) -> None:
+    """Runs launched from the CLI land in the instance that ``dagster dev`` shows (``$DAGSTER_HOME``,
+    by default ``$LIFECYCLE_HOME/dagster``)."""
+    dagster_home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home)
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+
+
+def run_job(select: str) -> bool:
+    """Execute one Dagster job in-process on the persistent instance; True when it succeeded."""
+    import dagster as dg
+
+    settings = Settings.from_env()
+    _use_dagster_home(settings)
+    from orchestration.definitions import defs
+
+    job = defs.resolve_job_def(select)
+    started = datetime.now(timezone.utc)
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+    seconds = (datetime.now(timezone.utc) - started).total_seconds()
+    status = "succeeded" if result.success else "FAILED"
+    print(f"job {select!r} {status} in {seconds:.1f} s (run id {result.run_id})")
+    return result.success
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    ok = run_job(args.select)
+    if ok and args.select == "ingest":
+        from orchestration.reporting import format_counts, raw_table_counts
+
+        print("rows per raw table:")
+        print(format_counts(raw_table_counts(Settings.from_env().warehouse_path)))
+    return 0 if ok else 1
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from orchestration.services import sandbox_command
+
+    command = sandbox_command(args.port)
+    command[command.index("--host") + 1] = args.host
+    return subprocess.call(command)
+
+
+def cmd_collector(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ingestion.collector.app import create_collector_app
+    from ingestion.landing import LandingZone
+
+    settings = Settings.from_env()
+    app = create_collector_app(
+        LandingZone(settings.landing_dir, writer="collector"),
+        calendly_signing_key=settings.calendly_webhook_signing_key.reveal(),
+        stripe_webhook_secret=settings.stripe_webhook_secret.reveal(),
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_import_forms(args: argparse.Namespace) -> int:
+    from ingestion.backfill import import_forms
+    from ingestion.landing import LandingZone
+
+    settings = Settings.from_env()
+    writer = "import-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    report = import_forms(Path(args.file), LandingZone(settings.landing_dir, writer=writer))
+    print(report.summary())
+    return 1 if report.rejected else 0
+
+
+def cmd_webhooks_register(args: argparse.Namespace) -> int:
+    from ingestion.webhooks import register_webhooks
+
+    settings = Settings.from_env()
+    messages = register_webhooks(
+        args.url.rstrip("/"),
+        calendly_base_url=settings.calendly_base_url,
+        calendly_token=settings.calendly_token.reveal(),
+        calendly_signing_key=settings.calendly_webhook_signing_key.reveal(),
+        stripe_base_url=settings.stripe_base_url,
+        stripe_api_key=settings.stripe_api_key.reveal(),
+    )
+    for message in messages:
+        print(message)
+    return 0
+
+
+def generate_world(settings: Settings, *, contacts: int, seed: int, sandbox_url: str,
+                   collector_url: str | None, start: str | None = None, days: int | None = None) -> dict:
+    """Generate a world into the sandbox (and the collector), then backfill its historical forms."""
+    from ingestion.backfill import import_forms
+    from ingestion.landing import LandingZone
+    from ingestion.webhooks import register_webhooks
+
+    if collector_url:
+        sandbox_env = sandbox_environment(sandbox_url, settings.home)
+        register_webhooks(
+            collector_url,
+            calendly_base_url=sandbox_env["CALENDLY_BASE_URL"],
+            calendly_token=sandbox_env["CALENDLY_TOKEN"],
+            calendly_signing_key=sandbox_env["CALENDLY_WEBHOOK_SIGNING_KEY"],
+            stripe_base_url=sandbox_env["STRIPE_BASE_URL"],
+            stripe_api_key=sandbox_env["STRIPE_API_KEY"],
+        )
+    forms_file = settings.home / "world" / f"forms-seed{seed}-{contacts}.jsonl"
+    forms_file.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "sandbox", "world", "--contacts", str(contacts), "--seed", str(seed),
+               "--sandbox-url", sandbox_url, "--forms-out", str(forms_file)]
+    if collector_url:
+        command += ["--collector-url", collector_url]
+    if start:
+        command += ["--start", start]
+    if days:
+        command += ["--days", str(days)]
+    completed = subprocess.run(command, check=True, capture_output=True, text=True)
+    summary = json.loads(completed.stdout)
+    report = import_forms(forms_file, LandingZone(settings.landing_dir, writer=f"import-world-seed{seed}"))
+    summary["forms_backfill"] = report.summary()
+    return summary
+
+
+def cmd_world(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    summary = generate_world(settings, contacts=args.contacts, seed=args.seed, sandbox_url=args.sandbox_url,
+                             collector_url=args.collector_url, start=args.start, days=args.days)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _prepare_demo_home(home: Path) -> None:
+    """The demo starts from an empty warehouse; it only ever wipes a home that a demo created."""
+    if home.exists() and any(home.iterdir()) and not (home / DEMO_MARKER).exists():
+        raise SystemExit(
+            f"{home} holds data that the demo did not create; set LIFECYCLE_HOME to another folder for the demo."
+        )
+    for child in ("warehouse.duckdb", "warehouse.duckdb.wal", "landing", "dlt", "world"):
+        path = home / child
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    home.mkdir(parents=True, exist_ok=True)
+    (home / DEMO_MARKER).write_text("created by `lifecycle demo`; the demo may wipe this folder\n")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from orchestration.reporting import format_counts, raw_table_counts
+    from orchestration.services import background_service, collector_command, free_port, sandbox_command
+
+    home = Settings.from_env().home
+    _prepare_demo_home(home)
+    sandbox_port, collector_port = free_port(), free_port()
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    collector_url = f"http://127.0.0.1:{collector_port}"
+    demo_env = sandbox_environment(sandbox_url, home)
+    os.environ.update(demo_env)
+    settings = Settings.from_env()
+    print(f"sandbox on {sandbox_url}, collector on {collector_url}, data in {home}")
+    with background_service(sandbox_command(sandbox_port), f"{sandbox_url}/healthz", demo_env), \
+            background_service(collector_command(collector_port), f"{collector_url}/healthz", demo_env):
+        print(f"generating a world of {args.contacts:,} contacts (seed {args.seed}) ...")
+        summary = generate_world(settings, contacts=args.contacts, seed=args.seed,
+                                 sandbox_url=sandbox_url, collector_url=collector_url)
+        print(json.dumps(summary, indent=2))
+        print("ingesting every source ...")
+        ok = run_job("ingest")
+    print("rows per raw table:")
+    print(format_counts(raw_table_counts(settings.warehouse_path)))
+    print(
+        "\nSee the assets and this run in the Dagster UI:\n"
+        f"  LIFECYCLE_HOME={home} DAGSTER_HOME={settings.dagster_home} "
+        ".venv/bin/dagster dev -w workspace.yaml\n"
+        f"Query the raw data:  .venv/bin/python -c \"import duckdb; "
+        f"print(duckdb.connect('{settings.warehouse_path}', read_only=True).sql('show all tables'))\""
+    )
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lifecycle", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="sandbox + collector + a synthetic world + the pipeline, then a summary")
+    demo.add_argument("--contacts", type=int, default=2000)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(func=cmd_demo)
+
+    run = sub.add_parser("run", help="one pipeline pass through the Dagster job, in-process")
+    run.add_argument("--select", choices=["ingest"], default="ingest")
+    run.set_defaults(func=cmd_run)
+
+    sandbox = sub.add_parser("sandbox", help="run the emulated HubSpot, Brevo, Calendly and Stripe APIs")
+    sandbox.add_argument("--port", type=int, default=8765)
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.set_defaults(func=cmd_sandbox)
+
+    collector = sub.add_parser("collector", help="run the intake service for forms and webhooks")
+    collector.add_argument("--port", type=int, default=8766)
+    collector.add_argument("--host", default="127.0.0.1")
+    collector.set_defaults(func=cmd_collector)
+
+    world = sub.add_parser("world", help="generate a synthetic world into the sandbox and the landing zone")
+    world.add_argument("--contacts", type=int, required=True)
+    world.add_argument("--seed", type=int, default=1)
+    world.add_argument("--sandbox-url", default="http://127.0.0.1:8765")
+    world.add_argument("--collector-url", default=None,
+                       help="collector to receive the webhooks and live forms (e.g. http://127.0.0.1:8766)")
+    world.add_argument("--start", default=None, help="first day of the world, YYYY-MM-DD (default: --days ago)")
+    world.add_argument("--days", type=int, default=None)
+    world.set_defaults(func=cmd_world)
+
+    imports = sub.add_parser("import-forms", help="backfill historical form submissions (.csv or .jsonl)")
+    imports.add_argument("file")
+    imports.set_defaults(func=cmd_import_forms)
+
+    webhooks = sub.add_parser("webhooks", help="webhook subscriptions at Calendly and Stripe")
+    webhooks_sub = webhooks.add_subparsers(dest="webhooks_command", required=True)
+    register = webhooks_sub.add_parser("register", help="register the collector's webhook endpoints")
+    register.add_argument("--url", required=True, help="public base URL of the collector")
+    register.set_defaults(func=cmd_webhooks_register)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Ingestion assets: one dagster-dlt multi-asset per source system, one asset per raw table.
+
+Asset keys are ``[dataset, table]`` (e.g. ``raw_crm/contacts``), the same keys dagster-dbt gives the dbt
+sources named after the dlt datasets, so dlt -> dbt -> activations form one lineage graph.
+"""
+
+# No `from __future__ import annotations`: Dagster checks the `context` annotation at definition time.
+from collections.abc import Iterator
+
+import dagster as dg
+from dagster import AssetExecutionContext
+from dagster_dlt import DagsterDltResource, DagsterDltTranslator, build_dlt_asset_specs
+from dagster_dlt.translator import DltResourceTranslatorData
+
+from ingestion.pipelines import LOADER_FILE_FORMAT, SOURCE_NAMES, build_source, make_pipeline
+from orchestration.resources import LifecycleSettings, ingestion_config
+from orchestration.settings import Settings
+
+INGESTION_GROUP = "ingestion"
+WAREHOUSE_POOL = "warehouse"
+
+
+class RawTableTranslator(DagsterDltTranslator):
+    """Key each dlt resource by its dataset and table, with no upstream dependencies."""
+
+    def get_asset_spec(self, data: DltResourceTranslatorData) -> dg.AssetSpec:
+        spec = super().get_asset_spec(data)
+        return spec.replace_attributes(
+            key=dg.AssetKey([data.pipeline.dataset_name, data.resource.name]),
+            deps=[],
+            group_name=INGESTION_GROUP,
+        )
+
+
+def _source_assets(name: str, settings: Settings) -> dg.AssetsDefinition:
+    """All tables of one source as one multi-asset that always runs whole.
+
+    Not subsettable (unlike ``@dlt_assets``): a source's tables share readers whose cursors advance together
+    (the landing-zone offsets feed both ``submissions`` and ``rejected_lines``), so loading only some
+    of them would skip the others' rows for good.
+    """
+    template = ingestion_config(settings, with_credentials=False)
+
+    @dg.multi_asset(
+        specs=build_dlt_asset_specs(
+            dlt_source=build_source(name, template),
+            dlt_pipeline=make_pipeline(name, template),
+            dagster_dlt_translator=RawTableTranslator(),
+        ),
+        name=f"ingest_{name}",
+        can_subset=False,
+        pool=WAREHOUSE_POOL,
+    )
+    def source_assets(
+        context: AssetExecutionContext, dlt: DagsterDltResource, lifecycle: LifecycleSettings
+    ) -> Iterator:
+        config = ingestion_config(lifecycle.settings())
+        yield from dlt.run(
+            context=context,
+            dlt_source=build_source(name, config),
+            dlt_pipeline=make_pipeline(name, config),
+            loader_file_format=LOADER_FILE_FORMAT,
+        )
+
+    return source_assets
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    assets = [_source_assets(name, settings) for name in SOURCE_NAMES]
+    ingest_job = dg.define_asset_job(
+        "ingest",
+        selection=dg.AssetSelection.groups(INGESTION_GROUP),
+        description="Land every source (forms, Calendly, Stripe, HubSpot, Brevo) in the warehouse's raw_* schemas.",
+        executor_def=dg.in_process_executor,
+    )
+    return dg.Definitions(assets=assets, jobs=[ingest_job])

@@ -1,0 +1,44 @@
+"""The one place where Dagster resources are built: everything comes from the environment (SPEC §5.1)."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_dlt import DagsterDltResource
+
+from ingestion.pipelines import IngestionConfig
+from orchestration.settings import Settings
+
+
+class LifecycleSettings(dg.ConfigurableResource):
+    """Reads the environment (and ``.env``) when a run starts, so a changed credential needs no reload."""
+
+    def settings(self) -> Settings:
+        return Settings.from_env()
+
+
+def ingestion_config(settings: Settings, *, with_credentials: bool = True) -> IngestionConfig:
+    """What the dlt sources need. Without credentials: for building asset definitions, which must not hold
+    secrets (they end up in asset metadata shown in the UI)."""
+
+    def secret(value) -> str:
+        return value.reveal() if with_credentials else "placeholder"
+
+    return IngestionConfig(
+        warehouse_path=settings.warehouse_path,
+        pipelines_dir=settings.dlt_pipelines_dir,
+        landing_dir=settings.landing_dir,
+        hubspot_base_url=settings.hubspot_base_url,
+        hubspot_token=secret(settings.hubspot_token),
+        brevo_base_url=settings.brevo_base_url,
+        brevo_api_key=secret(settings.brevo_api_key),
+        calendly_base_url=settings.calendly_base_url,
+        calendly_token=secret(settings.calendly_token),
+        stripe_base_url=settings.stripe_base_url,
+        stripe_api_key=secret(settings.stripe_api_key),
+    )
+
+
+RESOURCES = {
+    "lifecycle": LifecycleSettings(),
+    "dlt": DagsterDltResource(),
+}

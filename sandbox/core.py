@@ -1,0 +1,181 @@
+"""Shared machinery of the emulators: auth, call counting, rate limits, fault injection.
+
+Every emulated endpoint is declared with ``Service.route`` so that each request goes through the same
+gate, in the order a real API applies them: count the call, injected fault, authentication, rate limit,
+then the handler. Each vendor supplies its own error bodies and rate-limit headers, so the clients see
+exactly what the real service would send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class RollingWindow:
+    """At most ``limit`` requests in any ``window_seconds``: the vendors' rolling-window limits."""
+
+    def __init__(self, limit: int, window_seconds: float) -> None:
+        self.limit = limit
+        self.window_seconds = window_seconds
+        self._hits: collections.deque[float] = collections.deque()
+        self._lock = threading.Lock()
+
+    def take(self) -> tuple[bool, int, float]:
+        """Try to take one request. Returns (allowed, remaining, seconds until a slot frees up)."""
+        now = time.monotonic()
+        with self._lock:
+            while self._hits and self._hits[0] <= now - self.window_seconds:
+                self._hits.popleft()
+            if len(self._hits) >= self.limit:
+                return False, 0, self._hits[0] + self.window_seconds - now
+            self._hits.append(now)
+            reset = self._hits[0] + self.window_seconds - now
+            return True, self.limit - len(self._hits), reset
+
+
+@dataclass
+class Faults:
+    """Injected failures for one service: a share of 429s, 500s and timeouts, reproducible by seed."""
+
+    rate_429: float = 0.0
+    rate_500: float = 0.0
+    rate_timeout: float = 0.0
+    timeout_seconds: float = 5.0
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+
+    def draw(self) -> str | None:
+        if not (self.rate_429 or self.rate_500 or self.rate_timeout):
+            return None
+        roll = self.rng.random()
+        if roll < self.rate_429:
+            return "429"
+        if roll < self.rate_429 + self.rate_500:
+            return "500"
+        if roll < self.rate_429 + self.rate_500 + self.rate_timeout:
+            return "timeout"
+        return None
+
+
+@dataclass
+class Limited:
+    """What a rate-limit group reports back: the outcome and the numbers for the vendor's headers."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_seconds: float
+    window_seconds: float
+    group: str
+
+
+class Service:
+    """One emulated vendor API: its credentials, rate-limit groups, error formats and routes."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        check_auth: Callable[[Request], bool],
+        unauthorized: Callable[[], Response],
+        too_many_requests: Callable[[Limited], Response],
+        server_error: Callable[[], Response],
+        limit_headers: Callable[[Limited], dict[str, str]],
+        groups: dict[str, tuple[int, float]],
+        calls: collections.Counter[str],
+    ) -> None:
+        self.name = name
+        self.check_auth = check_auth
+        self.unauthorized = unauthorized
+        self.too_many_requests = too_many_requests
+        self.server_error = server_error
+        self.limit_headers = limit_headers
+        self.default_groups = dict(groups)
+        self.calls = calls
+        self.faults = Faults()
+        self.limits_on = True
+        self.windows: dict[str, RollingWindow] = {}
+        self.reset_limits()
+
+    def reset_limits(self, overrides: dict[str, tuple[int, float]] | None = None) -> None:
+        groups = {**self.default_groups, **(overrides or {})}
+        self.windows = {g: RollingWindow(limit, window) for g, (limit, window) in groups.items()}
+
+    def set_faults(self, rate_429: float = 0, rate_500: float = 0, rate_timeout: float = 0,
+                   seed: int = 0, timeout_seconds: float = 5.0) -> None:
+        self.faults = Faults(rate_429, rate_500, rate_timeout, timeout_seconds, random.Random(seed))
+
+    def _limit(self, group: str) -> Limited | None:
+        window = self.windows.get(group)
+        if window is None:
+            return None
+        if not self.limits_on:
+            return Limited(True, window.limit, window.limit, window.window_seconds, window.window_seconds, group)
+        allowed, remaining, reset = window.take()
+        return Limited(allowed, window.limit, remaining, reset, window.window_seconds, group)
+
+    def route(self, method: str, path: str, *, group: str | None = "default",
+              headers_on_success: bool = True) -> Callable[[Handler], Route]:
+        """Declare an endpoint. ``group`` names the rate-limit bucket (None: not limited)."""
+        key = f"{self.name} {method} {path}"
+
+        def decorate(handler: Handler) -> Route:
+            async def endpoint(request: Request) -> Response:
+                self.calls[key] += 1
+                fault = self.faults.draw()
+                if fault == "500":
+                    return self.server_error()
+                if not self.check_auth(request):
+                    return self.unauthorized()
+                limited = self._limit(group) if group else None
+                if fault == "429" and limited is not None:
+                    limited = Limited(False, limited.limit, 0, 1.0, limited.window_seconds, limited.group)
+                if limited is not None and not limited.allowed:
+                    response = self.too_many_requests(limited)
+                    response.headers.update(self.limit_headers(limited))
+                    return response
+                if fault == "429":
+                    return self.too_many_requests(Limited(False, 1, 0, 1.0, 1.0, group or "default"))
+                response = await handler(request)
+                if fault == "timeout":
+                    # The write has happened; the answer never arrives in time. The hardest case for
+                    # a client, and the one that exactly-once sending has to survive.
+                    await asyncio.sleep(self.faults.timeout_seconds)
+                    return self.server_error()
+                if limited is not None and headers_on_success:
+                    response.headers.update(self.limit_headers(limited))
+                return response
+
+            endpoint.__name__ = handler.__name__
+            return Route(path, endpoint, methods=[method])
+
+        return decorate
+
+
+def env(name: str, default: str) -> str:
+    """Credentials the sandbox accepts: the clients' own variables, so one ``.env`` serves both."""
+    return os.environ.get(name) or default
+
+
+def json_error(status: int, body: dict) -> JSONResponse:
+    return JSONResponse(body, status_code=status)
+
+
+async def read_json(request: Request) -> object | None:
+    """The request body as JSON, or None when it is not valid JSON."""
+    try:
+        return await request.json()
+    except ValueError:
+        return None

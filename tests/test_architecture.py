@@ -1,0 +1,45 @@
+"""Dependencies run one way (SPEC §1): product code never imports the sandbox, the sandbox never imports
+product code, and ingestion and activations know nothing of Dagster's wiring or of each other."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FORBIDDEN = {
+    "ingestion": {"sandbox", "orchestration", "activations", "dagster", "dagster_dlt", "dagster_dbt"},
+    "activations": {"sandbox", "orchestration", "ingestion", "dagster", "dagster_dlt", "dagster_dbt"},
+    "orchestration": {"sandbox"},
+    "sandbox": {"orchestration", "ingestion", "activations"},
+}
+
+
+def imported_top_level_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_package_imports_respect_the_layering(package: str) -> None:
+    files = sorted((ROOT / package).rglob("*.py"))
+    assert files or package == "activations", f"no Python files found under {package}/"
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(imported_top_level_modules(path) & FORBIDDEN[package])
+        for path in files
+    }
+    assert {path: names for path, names in offenders.items() if names} == {}
+
+
+def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text("import os\nfrom sandbox.app import create_app\nfrom . import sibling\n")
+    assert imported_top_level_modules(sample) == {"os", "sandbox"}
