@@ -19,6 +19,7 @@ demo: $(INSTALLED)
 	$(VENV)/bin/lifecycle demo
 
 test: $(INSTALLED)
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest
 
 dagster: $(INSTALLED)

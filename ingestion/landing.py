@@ -16,14 +16,14 @@ import json
 import os
 import threading
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 STREAMS = ("forms", "calendly", "stripe")
 
 
 def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class LandingZone:
@@ -47,7 +47,7 @@ class LandingZone:
         lines = [json.dumps(r, separators=(",", ":"), ensure_ascii=False, default=str) + "\n" for r in records]
         if not lines:
             return 0
-        path = self.path_for(stream, datetime.now(timezone.utc).strftime("%Y-%m-%d"))
+        path = self.path_for(stream, datetime.now(UTC).strftime("%Y-%m-%d"))
         with self._lock:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

@@ -12,12 +12,22 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestration.settings import Settings, sandbox_environment
 
 DEMO_MARKER = ".lifecycle-demo"
+DAGSTER_INSTANCE_YAML = """\
+# Written by `lifecycle`. DuckDB takes one writer at a time: the assets that write the warehouse share
+# the concurrency pool "warehouse", limited to one step at a time.
+concurrency:
+  pools:
+    default_limit: 1
+# A local-first tool makes no calls home.
+telemetry:
+  enabled: false
+"""
 
 
 def _use_dagster_home(settings: Settings) -> None:
@@ -25,6 +35,9 @@ def _use_dagster_home(settings: Settings) -> None:
     by default ``$LIFECYCLE_HOME/dagster``)."""
     dagster_home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home)
     dagster_home.mkdir(parents=True, exist_ok=True)
+    instance_config = dagster_home / "dagster.yaml"
+    if not instance_config.exists():
+        instance_config.write_text(DAGSTER_INSTANCE_YAML)
     os.environ["DAGSTER_HOME"] = str(dagster_home)
 
 
@@ -37,10 +50,15 @@ def run_job(select: str) -> bool:
     from orchestration.definitions import defs
 
     job = defs.resolve_job_def(select)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=False)
-    seconds = (datetime.now(timezone.utc) - started).total_seconds()
+        result = job.execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            # The full event log is in the instance (the Dagster UI); the terminal gets warnings and errors.
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+    seconds = (datetime.now(UTC) - started).total_seconds()
     status = "succeeded" if result.success else "FAILED"
     print(f"job {select!r} {status} in {seconds:.1f} s (run id {result.run_id})")
     return result.success
@@ -61,7 +79,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
     command = sandbox_command(args.port)
     command[command.index("--host") + 1] = args.host
-    return subprocess.call(command)
+    os.execv(command[0], command)  # become the sandbox, so signals reach it directly
 
 
 def cmd_collector(args: argparse.Namespace) -> int:
@@ -85,7 +103,7 @@ def cmd_import_forms(args: argparse.Namespace) -> int:
     from ingestion.landing import LandingZone
 
     settings = Settings.from_env()
-    writer = "import-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    writer = "import-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     report = import_forms(Path(args.file), LandingZone(settings.landing_dir, writer=writer))
     print(report.summary())
     return 1 if report.rejected else 0
@@ -114,7 +132,11 @@ def generate_world(settings: Settings, *, contacts: int, seed: int, sandbox_url:
     from ingestion.backfill import import_forms
     from ingestion.landing import LandingZone
     from ingestion.webhooks import register_webhooks
+    from orchestration.services import reachable
 
+    for name, url in (("sandbox", sandbox_url), ("collector", collector_url)):
+        if url and not reachable(f"{url}/healthz"):
+            raise SystemExit(f"the {name} does not answer at {url}; start it with `lifecycle {name}` first")
     if collector_url:
         sandbox_env = sandbox_environment(sandbox_url, settings.home)
         register_webhooks(
@@ -135,7 +157,9 @@ def generate_world(settings: Settings, *, contacts: int, seed: int, sandbox_url:
         command += ["--start", start]
     if days:
         command += ["--days", str(days)]
-    completed = subprocess.run(command, check=True, capture_output=True, text=True)
+    completed = subprocess.run(command, check=False, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise SystemExit(completed.stderr.strip() or f"the world generator failed (exit {completed.returncode})")
     summary = json.loads(completed.stdout)
     report = import_forms(forms_file, LandingZone(settings.landing_dir, writer=f"import-world-seed{seed}"))
     summary["forms_backfill"] = report.summary()

@@ -8,14 +8,17 @@ import duckdb
 
 
 def raw_table_counts(warehouse_path: Path) -> dict[str, int]:
-    """Rows per ``raw_*`` table (dlt's bookkeeping tables left out), e.g. ``{"raw_crm.contacts": 1200}``."""
+    """Rows per ``raw_*`` table, e.g. ``{"raw_crm.contacts": 1200}``; dlt's bookkeeping tables and its
+    ``*_staging`` merge schemas are left out."""
     if not warehouse_path.exists():
         return {}
     with duckdb.connect(str(warehouse_path), read_only=True) as con:
         tables = con.execute(
             """
             select table_schema, table_name from information_schema.tables
-            where table_schema like 'raw\\_%' escape '\\' and table_name not like '\\_dlt\\_%' escape '\\'
+            where table_schema like 'raw\\_%' escape '\\'
+              and table_schema not like '%\\_staging' escape '\\'
+              and table_name not like '\\_dlt\\_%' escape '\\'
             order by 1, 2
             """
         ).fetchall()

@@ -23,16 +23,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def reachable(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{' '.join(process.args)} exited with code {process.returncode}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        if reachable(url):
+            return
         time.sleep(0.1)
     raise RuntimeError(f"{url} did not become healthy within {timeout:.0f} s")
 

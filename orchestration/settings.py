@@ -67,7 +67,7 @@ class Settings:
         return self.home / "dagster"
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         if environ is None:
             load_dotenv(override=False)
             environ = dict(os.environ)

@@ -20,6 +20,7 @@ import itertools
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -874,21 +875,25 @@ class Brevo:
         targets = self._membership_targets(await read_json(request))
         if isinstance(targets, JSONResponse):
             return targets
-        kind, values = targets
-        success, failure = [], []
-        for value in values:
-            contact = self._member(kind, value)
-            if contact is not None and self._link(contact, list_id):
-                self._touch(contact)
-                success.append(value)
-            else:
-                failure.append(value)
+        success, failure = self._change_membership(*targets, lambda contact: self._link(contact, list_id))
         if not success:
             return bad(
                 "invalid_parameter",
                 "Contact is already present in the selected list or contact does not exist in account",
             )
         return JSONResponse({"contacts": {"success": success, "failure": failure}}, status_code=201)
+
+    def _change_membership(self, kind: str, values: list, change: Callable[[Contact], bool]) -> tuple[list, list]:
+        """Apply ``change`` (link or unlink) to each targeted contact: (values that changed, the rest)."""
+        success, failure = [], []
+        for value in values:
+            contact = self._member(kind, value)
+            if contact is not None and change(contact):
+                self._touch(contact)
+                success.append(value)
+            else:
+                failure.append(value)
+        return success, failure
 
     async def remove_from_list(self, request: Request) -> Response:
         list_id = self._list_or_404(request)
@@ -907,15 +912,7 @@ class Brevo:
         targets = self._membership_targets(body)
         if isinstance(targets, JSONResponse):
             return targets
-        kind, values = targets
-        success, failure = [], []
-        for value in values:
-            contact = self._member(kind, value)
-            if contact is not None and self._unlink(contact, list_id):
-                self._touch(contact)
-                success.append(value)
-            else:
-                failure.append(value)
+        success, failure = self._change_membership(*targets, lambda contact: self._unlink(contact, list_id))
         return JSONResponse({"contacts": {"success": success, "failure": failure}}, status_code=201)
 
     # ----- transactional email -----------------------------------------------------------------------

@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox.core import Limited, Service, env, read_json
+from sandbox.core import AdminError, Limited, Service, bulk_admin, env, read_json, rendering
 from sandbox.webhooks import Delivery, WebhookSender
 
 WEBHOOK_EVENTS = frozenset({
@@ -83,15 +83,6 @@ def not_found() -> CalendlyError:
 
 def permission_denied() -> CalendlyError:
     return CalendlyError(403, "Permission Denied", "You do not have permission to access this resource.")
-
-
-class AdminError(Exception):
-    """A rejected admin call: the HTTP status and a plain message for the test or generator driving it."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def parse_time(value: object) -> datetime | None:
@@ -293,46 +284,6 @@ def parse_status(request: Request) -> str | None:
     if status is not None and status not in ("active", "canceled"):
         raise invalid("status", "must be active or canceled")
     return status
-
-
-def api(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-    """Render ``CalendlyError`` in Calendly's error format."""
-
-    @functools.wraps(handler)
-    async def wrapper(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except CalendlyError as error:
-            return error.response()
-
-    return wrapper
-
-
-def admin(handler: Callable[[dict, str], Awaitable[dict]]) -> Callable[[Request], Awaitable[Response]]:
-    """An admin endpoint taking one object or a list of them (the world generator's bulk form).
-
-    Items run in order; a rejected item stops the batch and the answer lists what was already done.
-    """
-
-    @functools.wraps(handler)
-    async def endpoint(request: Request) -> Response:
-        body = await read_json(request)
-        items = body if isinstance(body, list) else [body]
-        if not all(isinstance(item, dict) for item in items):
-            return JSONResponse({"error": "body must be a JSON object or a list of objects"}, status_code=400)
-        base = calendly_base(request)
-        results: list[dict] = []
-        for index, item in enumerate(items):
-            try:
-                results.append(await handler(item, base))
-            except AdminError as error:
-                answer: dict[str, Any] = {"error": error.message}
-                if isinstance(body, list):
-                    answer.update(index=index, results=results)
-                return JSONResponse(answer, status_code=error.status)
-        return JSONResponse(results if isinstance(body, list) else results[0])
-
-    return endpoint
 
 
 def calendly_base(request: Request) -> str:
@@ -803,3 +754,11 @@ def calendly_signature(key: bytes, body: bytes) -> dict[str, str]:
     t = int(time.time())
     digest = hmac.new(key, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
     return {"Calendly-Webhook-Signature": f"t={t},v1={digest}"}
+
+
+api = rendering(CalendlyError)
+
+
+def admin(handler: Callable[[dict, str], Awaitable[dict]]) -> Callable[[Request], Awaitable[Response]]:
+    """A bulk admin endpoint whose handler gets the emulated API's base URL (see ``calendly_base``)."""
+    return bulk_admin(handler, context=calendly_base)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import os
 import random
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -179,3 +181,57 @@ async def read_json(request: Request) -> object | None:
         return await request.json()
     except ValueError:
         return None
+
+
+class AdminError(Exception):
+    """A rejected admin call: the HTTP status and a plain message for the test or generator driving it."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def rendering(error_type: type[Exception]) -> Callable[[Handler], Handler]:
+    """Wrap an endpoint so that ``error_type`` (a vendor error with ``.response()``) becomes its answer."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def wrapper(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except error_type as error:
+                return error.response()  # type: ignore[attr-defined]
+
+        return wrapper
+
+    return decorate
+
+
+def bulk_admin(handler: Callable[[dict, Any], Awaitable[dict]], *,
+               context: Callable[[Request], Any]) -> Handler:
+    """An admin endpoint taking one object or a list of them (the world generator's bulk form).
+
+    ``handler(item, context(request))`` runs for each item in order; a rejected item stops the batch and
+    the answer lists what was already done.
+    """
+
+    @functools.wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        body = await read_json(request)
+        items = body if isinstance(body, list) else [body]
+        if not all(isinstance(item, dict) for item in items):
+            return JSONResponse({"error": "body must be a JSON object or a list of objects"}, status_code=400)
+        shared = context(request)
+        results: list[dict] = []
+        for index, item in enumerate(items):
+            try:
+                results.append(await handler(item, shared))
+            except AdminError as error:
+                answer: dict[str, Any] = {"error": error.message}
+                if isinstance(body, list):
+                    answer.update(index=index, results=results)
+                return JSONResponse(answer, status_code=error.status)
+        return JSONResponse(results if isinstance(body, list) else results[0])
+
+    return endpoint

@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox.core import Limited, Service, env, read_json
+from sandbox.core import AdminError, Limited, Service, bulk_admin, env, rendering
 from sandbox.webhooks import Delivery, WebhookSender
 
 API_VERSION = "2025-03-31.basil"
@@ -361,54 +361,6 @@ def admin_int(item: dict, name: str, default: int | None = None, minimum: int = 
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise AdminError(400, f"{name} must be an integer >= {minimum}")
     return value
-
-
-class AdminError(Exception):
-    """A rejected admin call: the HTTP status and a plain message for the test or generator driving it."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def api(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-    """Render ``StripeError`` in Stripe's error envelope."""
-
-    @functools.wraps(handler)
-    async def wrapper(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except StripeError as error:
-            return error.response()
-
-    return wrapper
-
-
-def admin(handler: Callable[[dict, dict], Awaitable[dict]]) -> Callable[[Request], Awaitable[Response]]:
-    """An admin endpoint taking one object or a list of them (the world generator's bulk form).
-
-    Items run in order; a rejected item stops the batch and the answer lists what was already done.
-    """
-
-    @functools.wraps(handler)
-    async def endpoint(request: Request) -> Response:
-        body = await read_json(request)
-        items = body if isinstance(body, list) else [body]
-        if not all(isinstance(item, dict) for item in items):
-            return JSONResponse({"error": "body must be a JSON object or a list of objects"}, status_code=400)
-        results: list[dict] = []
-        for index, item in enumerate(items):
-            try:
-                results.append(await handler(item, request.path_params))
-            except AdminError as error:
-                answer: dict[str, Any] = {"error": error.message}
-                if isinstance(body, list):
-                    answer.update(index=index, results=results)
-                return JSONResponse(answer, status_code=error.status)
-        return JSONResponse(results if isinstance(body, list) else results[0])
-
-    return endpoint
 
 
 async def unrecognized_url(request: Request) -> Response:
@@ -917,3 +869,11 @@ class Stripe:
         listeners = self._listeners(event["type"])
         await self._deliver(event, listeners)
         return JSONResponse({"event_id": event["id"], "deliveries": len(listeners)})
+
+
+api = rendering(StripeError)
+
+
+def admin(handler: Callable[[dict, dict], Awaitable[dict]]) -> Callable[[Request], Awaitable[Response]]:
+    """A bulk admin endpoint whose handler gets the request's path parameters."""
+    return bulk_admin(handler, context=lambda request: request.path_params)

@@ -84,6 +84,14 @@ INVITEE_COLUMNS = {
 }
 
 
+def without_null_cancellation(invitee: dict[str, Any]) -> dict[str, Any]:
+    """A null ``cancellation`` would add an untyped ``cancellation`` column beside the typed
+    ``cancellation__*`` ones that dlt flattens it into when present; null or absent mean the same."""
+    if "cancellation" in invitee and invitee["cancellation"] is None:
+        return {k: v for k, v in invitee.items() if k != "cancellation"}
+    return invitee
+
+
 def webhook_row(record: dict[str, Any]) -> dict[str, Any]:
     """A landed webhook: ``{"id", "received_at", "event": {"event", "created_at", "payload"}}``."""
     body = record["event"]
@@ -97,7 +105,7 @@ def webhook_row(record: dict[str, Any]) -> dict[str, Any]:
         "event": name,
         "created_at": body.get("created_at"),
         "created_by": body.get("created_by"),
-        "payload": payload,
+        "payload": without_null_cancellation(payload),
         "dedup_key": f"{require_text(payload, 'uri')}|{name}",
     }
 
@@ -106,7 +114,7 @@ def invitee_row(invitee: dict[str, Any]) -> dict[str, Any]:
     """A REST invitee with the keys its webhook copies carry in ``webhook_events.dedup_key``."""
     uri = invitee["uri"]
     return {
-        **invitee,
+        **without_null_cancellation(invitee),
         "created_event_key": f"{uri}|invitee.created",
         "canceled_event_key": f"{uri}|invitee.canceled" if invitee.get("status") == "canceled" else None,
     }

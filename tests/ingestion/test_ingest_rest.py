@@ -3,6 +3,7 @@ HubSpot search path, paging, an end-to-end "nothing new loads nothing", and retr
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -198,3 +199,20 @@ def test_a_429_with_retry_after_is_retried_and_the_run_completes(
                       "raw_stripe.checkout_line_items": 3}
     made = calls(sandbox_url)
     assert made["stripe GET /v1/events"] + made["stripe GET /v1/checkout/sessions"] > 2
+
+
+def test_brevo_event_fields_beyond_the_documented_ones_are_kept(config: IngestionConfig, sandbox_url: str) -> None:
+    """Events go through Arrow with a fixed schema; anything else the API sends lands in ``extra``."""
+    httpx.post(f"{sandbox_url}/brevo/v3/smtp/email", headers=BREVO, json={
+        "to": [{"email": "tagged@example.com"}], "templateId": 7, "params": {},
+        "tags": ["demo_nurture", "key-1"]}).raise_for_status()
+
+    run_ingestion(config, only=["marketing"])
+
+    rows = query(config, "select event, template_id, tag, extra from raw_marketing.email_events order by event")
+    assert [(event, template_id, tag) for event, template_id, tag, _ in rows] == [
+        ("delivered", 7, "demo_nurture"), ("requests", 7, "demo_nurture")]
+    assert all(json.loads(extra)["tags"] == ["demo_nurture", "key-1"] for *_, extra in rows)
+    assert query(config, "select data_type from information_schema.columns where table_schema = "
+                         "'raw_marketing' and table_name = 'email_events' and column_name = 'date'") == [
+        ("TIMESTAMP WITH TIME ZONE",)]
