@@ -7,6 +7,7 @@ pipeline commands execute the same Dagster definitions that ``dagster dev -w wor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -18,6 +19,8 @@ from pathlib import Path
 from orchestration.settings import Settings, sandbox_environment
 
 DEMO_MARKER = ".lifecycle-demo"
+RUN_JOBS = {"ingest": "ingest", "transform": "transform", "all": "lifecycle"}
+"""``lifecycle run --select`` -> the Dagster job it executes."""
 DAGSTER_INSTANCE_YAML = """\
 # Written by `lifecycle`. DuckDB takes one writer at a time: the assets that write the warehouse share
 # the concurrency pool "warehouse", limited to one step at a time.
@@ -41,37 +44,57 @@ def _use_dagster_home(settings: Settings) -> None:
     os.environ["DAGSTER_HOME"] = str(dagster_home)
 
 
-def run_job(select: str) -> bool:
-    """Execute one Dagster job in-process on the persistent instance; True when it succeeded."""
+def run_job(job_name: str, as_of: str | None = None) -> bool:
+    """Execute one Dagster job in-process on the persistent instance; True when it succeeded.
+
+    ``as_of`` (ISO 8601, UTC) becomes the run's ``lifecycle/as_of`` tag: the moment the run computes for.
+    """
     import dagster as dg
 
     settings = Settings.from_env()
     _use_dagster_home(settings)
     from orchestration.definitions import defs
+    from orchestration.defs.transform import AS_OF_TAG
 
-    job = defs.resolve_job_def(select)
+    job = defs.resolve_job_def(job_name)
     started = datetime.now(UTC)
-    with dg.DagsterInstance.get() as instance:
+    # The full event log is in the instance (the Dagster UI); the terminal gets warnings and errors, and
+    # what the steps print (dbt's log lines) goes to a file.
+    log_path = settings.home / "logs" / f"{job_name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with dg.DagsterInstance.get() as instance, open(log_path, "w") as log, contextlib.redirect_stdout(log):
         result = job.execute_in_process(
             instance=instance,
             raise_on_error=False,
-            # The full event log is in the instance (the Dagster UI); the terminal gets warnings and errors.
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            tags={AS_OF_TAG: as_of} if as_of else None,
         )
     seconds = (datetime.now(UTC) - started).total_seconds()
     status = "succeeded" if result.success else "FAILED"
-    print(f"job {select!r} {status} in {seconds:.1f} s (run id {result.run_id})")
+    print(f"job {job_name!r} {status} in {seconds:.1f} s (run id {result.run_id}; step output in {log_path})")
     return result.success
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    ok = run_job(args.select)
-    if ok and args.select == "ingest":
+    ok = run_job(RUN_JOBS[args.select], args.as_of)
+    if ok and args.select in ("ingest", "all"):
         from orchestration.reporting import format_counts, raw_table_counts
 
         print("rows per raw table:")
         print(format_counts(raw_table_counts(Settings.from_env().warehouse_path)))
     return 0 if ok else 1
+
+
+def as_of_timestamp(text: str) -> str:
+    """``--as-of``: an ISO 8601 timestamp (``Z`` or an offset; none means UTC) normalized to UTC ``...Z``."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO 8601 timestamp: {text!r} (e.g. 2026-09-01T00:00:00Z)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -191,7 +214,7 @@ def _prepare_demo_home(home: Path) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from orchestration.reporting import format_counts, raw_table_counts
+    from orchestration.reporting import format_counts, marts_summary, raw_table_counts
     from orchestration.services import background_service, collector_command, free_port, sandbox_command
 
     home = Settings.from_env().home
@@ -209,10 +232,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         summary = generate_world(settings, contacts=args.contacts, seed=args.seed,
                                  sandbox_url=sandbox_url, collector_url=collector_url)
         print(json.dumps(summary, indent=2))
-        print("ingesting every source ...")
-        ok = run_job("ingest")
+        print("ingesting every source, then building the dbt project ...")
+        ok = run_job(RUN_JOBS["all"])
     print("rows per raw table:")
     print(format_counts(raw_table_counts(settings.warehouse_path)))
+    if ok:
+        print(marts_summary(settings.warehouse_path))
     print(
         "\nSee the assets and this run in the Dagster UI:\n"
         f"  LIFECYCLE_HOME={home} DAGSTER_HOME={settings.dagster_home} "
@@ -233,7 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     run = sub.add_parser("run", help="one pipeline pass through the Dagster job, in-process")
-    run.add_argument("--select", choices=["ingest"], default="ingest")
+    run.add_argument("--select", choices=sorted(RUN_JOBS), default="all",
+                     help="ingest, transform (dbt), or all (the `lifecycle` job: ingest then transform)")
+    run.add_argument("--as-of", type=as_of_timestamp, default=None,
+                     help="compute as of this moment (ISO 8601, e.g. 2026-09-01T00:00:00Z; default: now)")
     run.set_defaults(func=cmd_run)
 
     sandbox = sub.add_parser("sandbox", help="run the emulated HubSpot, Brevo, Calendly and Stripe APIs")

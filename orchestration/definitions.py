@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.defs import ingest
+from orchestration.defs import ingest, transform
 from orchestration.resources import RESOURCES
 from orchestration.settings import Settings
 
 _settings = Settings.from_env()
 
+lifecycle_job = dg.define_asset_job(
+    "lifecycle",
+    selection=dg.AssetSelection.groups(ingest.INGESTION_GROUP, transform.TRANSFORM_GROUP),
+    description="One pass of the whole pipeline: ingest every source, then build the dbt project.",
+    executor_def=dg.in_process_executor,
+)
+
 defs = dg.Definitions.merge(
     ingest.build_definitions(_settings),
-    dg.Definitions(resources=RESOURCES),
+    transform.build_definitions(),
+    dg.Definitions(jobs=[lifecycle_job], resources=RESOURCES),
 )

@@ -33,3 +33,29 @@ def format_counts(counts: dict[str, int]) -> str:
         return "  (no raw tables yet)"
     width = max(len(name) for name in counts)
     return "\n".join(f"  {name:<{width}}  {rows:>10,}" for name, rows in counts.items())
+
+
+SUMMARY_QUERIES = {
+    "contacts per segment and audience":
+        "select segment, primary_audience, count(*) from marts.dim_contacts group by all order by all",
+    "demo status": "select demo_status, count(*) from marts.fct_demos group by all order by all",
+    "messages due now per sequence and step":
+        "select sequence, step, count(*) from marts.messages_due group by all order by all",
+    "messages per status": "select status, count(*) from marts.fct_messages group by all order by all",
+    "flagged records": "select reason, count(*) from marts.dq_flagged_records group by all order by all",
+}
+
+
+def marts_summary(warehouse_path: Path) -> str:
+    """A readable summary of the marts the analysts query (what ``lifecycle demo`` prints)."""
+    if not warehouse_path.exists():
+        return "  (no warehouse yet)"
+    lines: list[str] = []
+    with duckdb.connect(str(warehouse_path), read_only=True) as con:
+        for title, sql in SUMMARY_QUERIES.items():
+            lines.append(f"{title}:")
+            rows = con.execute(sql).fetchall()
+            lines.extend(f"  {' / '.join(str(v) for v in row[:-1]):<40} {row[-1]:>8,}" for row in rows)
+            if not rows:
+                lines.append("  (none)")
+    return "\n".join(lines)

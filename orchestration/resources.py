@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
+from pathlib import Path
+
 import dagster as dg
+from dagster_dbt import DbtCliResource
 from dagster_dlt import DagsterDltResource
 
 from ingestion.pipelines import IngestionConfig
@@ -38,7 +43,20 @@ def ingestion_config(settings: Settings, *, with_credentials: bool = True) -> In
     )
 
 
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
+
+def _dbt_executable() -> str:
+    """This interpreter's dbt, named explicitly: a virtualenv's bin/ is often not on PATH (``make test``, cron)."""
+    beside_python = Path(sys.executable).parent / "dbt"
+    return str(beside_python) if beside_python.exists() else shutil.which("dbt") or "dbt"
+
+
+DBT_EXECUTABLE = _dbt_executable()
+
 RESOURCES = {
     "lifecycle": LifecycleSettings(),
     "dlt": DagsterDltResource(),
+    # profiles.yml is committed next to the project and reads LIFECYCLE_HOME (see orchestration/defs/transform.py)
+    "dbt": DbtCliResource(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR),
+                          dbt_executable=DBT_EXECUTABLE),
 }

@@ -1,0 +1,35 @@
+{#- The tables the activations write and dbt reads (SPEC §4.8), created empty when missing so that dbt
+    can run before the first activation. Called by the on-run-start hooks in dbt_project.yml; the
+    activations create them the same way, whichever runs first. -#}
+{% macro activation_table_columns() -%}
+    {{ return({
+        'send_ledger': [
+            ('message_key', dbt.type_string()),
+            ('email', dbt.type_string()),
+            ('sequence', dbt.type_string()),
+            ('step', dbt.type_int()),
+            ('status', dbt.type_string()),
+            ('sent_at', dbt.type_timestamp()),
+            ('provider_message_id', dbt.type_string()),
+        ],
+        'sync_state': [
+            ('destination', dbt.type_string()),
+            ('object', dbt.type_string()),
+            ('key', dbt.type_string()),
+            ('payload_hash', dbt.type_string()),
+            ('synced_at', dbt.type_timestamp()),
+        ],
+    }) }}
+{%- endmacro %}
+
+{% macro create_activations_schema() -%}
+    create schema if not exists {{ adapter.quote('activations') }}
+{%- endmacro %}
+
+{% macro create_activation_table(name) -%}
+    create table if not exists {{ adapter.quote('activations') }}.{{ adapter.quote(name) }} (
+    {%- for column, type in activation_table_columns()[name] %}
+        {{ adapter.quote(column) }} {{ type }}{{ "," if not loop.last }}
+    {%- endfor %}
+    )
+{%- endmacro %}

@@ -1,0 +1,13 @@
+-- Email engagement up to as_of (SPEC §3.7.1): opens and clicks the marketing platform reported, for
+-- valid emails (int_marketing__email_events filters the time). Apple's proxy loads are not opens.
+select
+    event_key,
+    email,
+    occurred_at as engaged_at,
+    case when is_click then 'click' else 'open' end as kind,
+    message_id,
+    template_id,
+    link
+from {{ ref('int_marketing__email_events') }}
+where (is_open or is_click)
+    and {{ is_valid_email('email') }}

@@ -1,0 +1,20 @@
+-- Every touch up to as_of, one row each (SPEC §3.1.2, §5.4): what fct_campaign_attribution and analysts
+-- count from. Source rule and tie-breaking: int_touches_ranked.
+select
+    touch_id,
+    email,
+    occurred_at,
+    touch_type,
+    form_id,
+    source_record_id,
+    source_basis,
+    source,
+    medium,
+    campaign,
+    content,
+    term,
+    referrer,
+    touch_number,
+    touch_number = 1 as is_original_touch,
+    is_latest_touch
+from {{ ref('int_touches_ranked') }}

@@ -1,0 +1,103 @@
+-- Each contact's current demo (SPEC §3.4), one row per email, as of as_of.
+--
+-- Bookings linked by reschedules form a chain (old invitee -> new invitee); the chain's last booking is
+-- the demo as it stands, its first booking tells when the demo was booked. A contact with several chains
+-- (booked again after a cancellation) shows an upcoming booked demo first, else the latest change.
+with recursive
+
+demo_events as (
+    select * from {{ ref('int_demo_events') }}
+),
+
+-- one row per booking (invitee): when it was made, and when it was canceled outright
+bookings as (
+    select
+        invitee_uri,
+        max(email) as email,
+        max(case when event_type in ('booked', 'rescheduled') then occurred_at end) as created_at,
+        max(case when event_type = 'canceled' then occurred_at end) as canceled_at,
+        max(previous_invitee_uri) as previous_invitee_uri,
+        max(event_name) as event_name,
+        max(start_at) as start_at,
+        max(end_at) as end_at
+    from demo_events
+    group by invitee_uri
+),
+
+-- chain_step 0 is the first booking of a chain (its previous invitee is unknown or absent)
+chains (invitee_uri, root_invitee_uri, chain_step) as (
+    select invitee_uri, invitee_uri, 0
+    from bookings
+    where not exists (
+        select 1 from bookings as previous
+        where previous.invitee_uri = bookings.previous_invitee_uri
+    )
+
+    union all
+
+    select bookings.invitee_uri, chains.root_invitee_uri, chains.chain_step + 1
+    from bookings
+    inner join chains on bookings.previous_invitee_uri = chains.invitee_uri
+    -- a malformed loop of links must not recurse forever
+    where chains.chain_step < 100
+),
+
+latest_in_chain as (
+    select
+        chains.root_invitee_uri,
+        bookings.*,
+        row_number() over (
+            partition by chains.root_invitee_uri
+            order by chains.chain_step desc, bookings.created_at desc
+        ) as position_from_end
+    from chains
+    inner join bookings on chains.invitee_uri = bookings.invitee_uri
+),
+
+current_demos as (
+    select
+        latest.email,
+        case
+            when latest.canceled_at is not null then 'canceled'
+            when latest.end_at <= {{ as_of() }} then 'completed'
+            else 'booked'
+        end as demo_status,
+        latest.invitee_uri,
+        latest.event_name,
+        latest.start_at,
+        latest.end_at,
+        root.created_at as booked_at,
+        case
+            when latest.canceled_at is not null then latest.canceled_at
+            when latest.end_at <= {{ as_of() }} then latest.end_at
+            else latest.created_at
+        end as last_changed_at,
+        latest.previous_invitee_uri is not null as is_rescheduled,
+        latest.root_invitee_uri
+    from latest_in_chain as latest
+    inner join bookings as root on latest.root_invitee_uri = root.invitee_uri
+    where latest.position_from_end = 1
+),
+
+ranked as (
+    select
+        *,
+        row_number() over (
+            partition by email
+            order by case when demo_status = 'booked' then 0 else 1 end, last_changed_at desc, root_invitee_uri
+        ) as demo_rank
+    from current_demos
+)
+
+select
+    email,
+    demo_status,
+    invitee_uri,
+    event_name,
+    start_at,
+    end_at,
+    booked_at,
+    last_changed_at,
+    is_rescheduled
+from ranked
+where demo_rank = 1

@@ -1,0 +1,39 @@
+-- Desired list memberships in the marketing platform (SPEC §4.1, §5.4), one row per contact and list:
+-- the activations add the new rows and remove the members who are no longer here.
+--   Webinar <code>  registered for the webinar (SPEC §3.6.4)
+--   <list_name>     an active instance of a sequence whose list_name is set in seeds/sequences.csv
+--                   (Demo nurture, Re-engagement, SPEC §3.7.2)
+--   Churned         customer status churned (SPEC §3.8.2)
+--   B2C customers   a paid, unrefunded purchase and not churned
+with memberships as (
+    select email, {{ dbt.concat(["'Webinar '", 'webinar_code']) }} as list_name
+    from {{ ref('int_webinar_registrations_deduplicated') }}
+
+    union all
+    select enrollments.email, definitions.list_name
+    from {{ ref('fct_sequence_enrollments') }} as enrollments
+    inner join {{ ref('int_sequence_definitions') }} as definitions
+        on enrollments.sequence = definitions.sequence
+    where enrollments.status = 'active'
+        and definitions.list_name is not null
+
+    union all
+    select email, 'Churned'
+    from {{ ref('fct_customer_status') }}
+    where customer_status = 'churned'
+
+    union all
+    select purchases.email, 'B2C customers'
+    from {{ ref('int_purchases') }} as purchases
+    where not purchases.is_refunded
+        and not exists (
+            select 1 from {{ ref('fct_customer_status') }} as statuses
+            where statuses.email = purchases.email and statuses.customer_status = 'churned'
+        )
+)
+
+select distinct
+    email,
+    cast(list_name as {{ dbt.type_string() }}) as list_name
+from memberships
+where {{ is_valid_email('email') }}

@@ -1,0 +1,159 @@
+"""Transformation assets: the dbt project (``dbt_project/``) as Dagster assets through dagster-dbt.
+
+Keys: models and seeds are ``[schema, name]`` (``staging/stg_forms__submissions``, ``marts/dq_flagged_records``),
+the same shape as the raw tables' ``[dataset, table]``. dbt sources keep dagster-dbt's ``[source, table]``,
+which are exactly the dlt asset keys (``raw_forms/submissions``), so dlt -> dbt is one lineage graph. The
+activation-owned sources (schema ``activations``, flagged ``asset_dependency: false`` in their yml) are
+read by dbt but left out of the graph: the activations write them after dbt, so a dependency would be a
+cycle. dbt tests become asset checks (dagster-dbt's default).
+
+Time travel: a run tagged ``lifecycle/as_of`` (``lifecycle run --as-of``, or a tag set in the UI's
+launchpad) passes it to dbt as the ``as_of`` var; without the tag, dbt uses the run's start time.
+"""
+
+# No `from __future__ import annotations`: Dagster checks the `context` annotation at definition time.
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster import AssetExecutionContext
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
+from filelock import FileLock
+
+from orchestration.defs.ingest import WAREHOUSE_POOL
+from orchestration.resources import DBT_EXECUTABLE, DBT_PROJECT_DIR, LifecycleSettings
+
+TRANSFORM_GROUP = "transform"
+AS_OF_TAG = "lifecycle/as_of"
+MANIFEST_INPUTS = ("dbt_project.yml", "profiles.yml", "models", "macros", "seeds", "tests")
+"""What a parse reads; the manifest is rebuilt when any of it is newer."""
+
+
+DBT_PROJECT = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+
+
+def manifest_is_current(project: DbtProject) -> bool:
+    if not project.manifest_path.exists():
+        return False
+    built = project.manifest_path.stat().st_mtime
+    for name in MANIFEST_INPUTS:
+        path = project.project_dir / name
+        paths = path.rglob("*") if path.is_dir() else [path]
+        if any(p.stat().st_mtime > built for p in paths if p.is_file()):
+            return False
+    return True
+
+
+def prepare_manifest(project: DbtProject = DBT_PROJECT) -> Path:
+    """``target/manifest.json``, parsed (``dbt parse``, ~5 s) when missing or older than the project.
+
+    Instead of ``DbtProject.prepare_if_dev``, which only acts under ``dagster dev``: this also serves
+    ``lifecycle run``, the tests and a fresh clone, and names the virtualenv's dbt (often not on PATH). The parse writes into a scratch folder and the files are
+    moved into place, so another process loading the definitions never reads a half-written manifest;
+    the lock keeps two processes from parsing at once.
+    """
+    manifest = project.manifest_path
+    target = manifest.parent
+    if manifest_is_current(project):
+        return manifest
+    target.mkdir(exist_ok=True)
+    with FileLock(target / "manifest.lock"):
+        if manifest_is_current(project):
+            return manifest
+        with tempfile.TemporaryDirectory(dir=target, prefix="parse-") as scratch:
+            partial_parse = target / "partial_parse.msgpack"
+            if partial_parse.exists():
+                (Path(scratch) / partial_parse.name).write_bytes(partial_parse.read_bytes())
+            completed = subprocess.run(
+                [DBT_EXECUTABLE, "parse", "--quiet", "--project-dir", str(project.project_dir),
+                 "--profiles-dir", str(project.profiles_dir), "--target-path", scratch, "--log-path", scratch],
+                check=False, capture_output=True, text=True,
+                env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+            )
+            if completed.returncode != 0:
+                raise RuntimeError(f"dbt parse failed:\n{(completed.stdout + completed.stderr)[-4000:]}")
+            os.replace(Path(scratch) / partial_parse.name, partial_parse)
+            os.replace(Path(scratch) / manifest.name, manifest)
+    return manifest
+
+
+def activation_owned_sources(manifest: Mapping[str, Any]) -> set[str]:
+    """Unique ids of the sources flagged ``meta: {lifecycle: {asset_dependency: false}}``."""
+    return {
+        unique_id
+        for unique_id, source in manifest.get("sources", {}).items()
+        if (source.get("meta") or {}).get("lifecycle", {}).get("asset_dependency") is False
+    }
+
+
+class LifecycleDbtTranslator(DagsterDbtTranslator):
+    """Models and seeds keyed ``[schema, name]`` in group ``transform``; sources keyed as dagster-dbt does
+    (``[source, table]``, or their ``meta.dagster.asset_key``); activation-owned sources dropped from deps."""
+
+    def __init__(self) -> None:
+        # raw_marketing.contacts__list_ids is loaded with raw_marketing.contacts: both map to that asset
+        super().__init__(DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True))
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return super().get_asset_key(dbt_resource_props)
+        return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        return TRANSFORM_GROUP
+
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: Any) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        excluded = {self.get_asset_key(manifest["sources"][source_id])
+                    for source_id in activation_owned_sources(manifest)}
+        if not any(dep.asset_key in excluded for dep in spec.deps):
+            return spec
+        return spec.replace_attributes(deps=[dep for dep in spec.deps if dep.asset_key not in excluded])
+
+
+def dbt_build_args(as_of: str | None) -> list[str]:
+    """Models, seeds and data tests. Unit tests check the SQL, not the data: they run in the test suite
+    (``dbt test --select test_type:unit``), and they need the raw tables, which a fresh warehouse lacks."""
+    args = ["build", "--exclude-resource-type", "unit_test"]
+    if as_of:
+        args += ["--vars", json.dumps({"as_of": as_of})]
+    return args
+
+
+def build_definitions() -> dg.Definitions:
+    @dbt_assets(
+        manifest=prepare_manifest(DBT_PROJECT),
+        project=DBT_PROJECT,
+        dagster_dbt_translator=LifecycleDbtTranslator(),
+        name="transform_dbt",
+        pool=WAREHOUSE_POOL,
+    )
+    def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, lifecycle: LifecycleSettings) -> Iterator:
+        settings = lifecycle.settings()
+        # profiles.yml reads LIFECYCLE_HOME, relative to where dbt runs (dbt_project/): hand it the resolved path.
+        os.environ["LIFECYCLE_HOME"] = str(settings.home)
+        # One artifacts folder per warehouse, reused run after run (dbt's partial parse is kept there too).
+        target_path = settings.home / "dbt" / "target"
+        invocation = dbt.cli(dbt_build_args(context.run.tags.get(AS_OF_TAG)), context=context,
+                             target_path=target_path)
+        yield from invocation.stream()
+
+    transform_job = dg.define_asset_job(
+        "transform",
+        selection=dg.AssetSelection.groups(TRANSFORM_GROUP),
+        description="Build the dbt project (staging -> intermediate -> marts) and run its tests. "
+                    f"Tag a run `{AS_OF_TAG}=<ISO 8601>` to compute it as of that moment.",
+        executor_def=dg.in_process_executor,
+    )
+    return dg.Definitions(assets=[dbt_models], jobs=[transform_job])
