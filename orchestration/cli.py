@@ -100,8 +100,7 @@ def as_of_timestamp(text: str) -> str:
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from orchestration.services import sandbox_command
 
-    command = sandbox_command(args.port)
-    command[command.index("--host") + 1] = args.host
+    command = sandbox_command(args.port, args.host)
     os.execv(command[0], command)  # become the sandbox, so signals reach it directly
 
 

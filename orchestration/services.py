@@ -57,8 +57,8 @@ def background_service(args: list[str], health_url: str, env: dict[str, str]) ->
             process.wait()
 
 
-def sandbox_command(port: int) -> list[str]:
-    return [sys.executable, "-m", "sandbox", "serve", "--host", "127.0.0.1", "--port", str(port)]
+def sandbox_command(port: int, host: str = "127.0.0.1") -> list[str]:
+    return [sys.executable, "-m", "sandbox", "serve", "--host", host, "--port", str(port)]
 
 
 def collector_command(port: int) -> list[str]:
