@@ -1,6 +1,7 @@
 {#- The tables the activations write and dbt reads (SPEC §4.8), created empty when missing so that dbt
     can run before the first activation. Called by the on-run-start hooks in dbt_project.yml; the
-    activations create them the same way, whichever runs first. -#}
+    activations create them the same way, whichever runs first (activations/state.py: same columns, and it
+    adds sync_state.payload, the accepted payload as JSON text, to a table created before that column). -#}
 {% macro activation_table_columns() -%}
     {{ return({
         'send_ledger': [
@@ -18,6 +19,7 @@
             ('key', dbt.type_string()),
             ('payload_hash', dbt.type_string()),
             ('synced_at', dbt.type_timestamp()),
+            ('payload', dbt.type_string()),
         ],
     }) }}
 {%- endmacro %}

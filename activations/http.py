@@ -1,0 +1,386 @@
+"""The transport every destination client shares: auth, pacing, retries, call counts and safe errors.
+
+Why not ingestion's HTTP client: activations must not import ingestion (SPEC §1), and writes need more
+than reads do. A run should stay under the vendor's limit instead of bouncing off it, so a per-bucket
+``Pacer`` reads the limit headers of every answer and waits before the request that would be refused.
+When a 429 still comes (another app shares the bucket), ``Retry-After`` is honoured, then the vendor's
+window header, then exponential backoff; rate limiting has its own, larger budget and never surfaces as
+an error while that budget lasts. 5xx answers and timeouts are retried with backoff, a bounded number
+of times, through tenacity.
+
+A write that is not idempotent (a note, an email) cannot be retried blindly: when its answer is lost
+(read timeout, dropped connection, any 5xx: the sandbox, like a real gateway, may fail *after* the write
+happened) the transport raises ``MaybeApplied`` and the caller reconciles before sending again.
+
+Secrets are passed in, sent only as headers, and masked out of every error message.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal, Self
+from urllib.parse import quote
+
+import httpx
+import tenacity
+
+logger = logging.getLogger(__name__)
+
+Outcome = Literal["accepted", "rejected", "maybe_applied"]
+
+
+@dataclass(frozen=True)
+class RowOutcome:
+    """What a destination did with one row (a contact, a note, a list member), in input order.
+
+    ``maybe_applied``: the answer was lost; the row must not be marked synced, and a non-idempotent
+    write must be reconciled before it is sent again.
+    """
+
+    key: str
+    status: Outcome
+    id: str | None = None
+    created: bool | None = None
+    error: str | None = None
+    code: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == "accepted"
+
+
+class ApiError(RuntimeError):
+    """The destination refused a request (4xx other than 429), or kept failing after every retry."""
+
+    def __init__(self, vendor: str, method: str, template: str, status: int | None, message: str,
+                 body: Any = None) -> None:
+        self.vendor = vendor
+        self.method = method
+        self.template = template
+        self.status = status
+        self.vendor_message = message
+        self.body = body
+        status_text = f"HTTP {status}" if status is not None else "no response"
+        super().__init__(f"{vendor} {method} {template} failed ({status_text}): {message}")
+
+    @property
+    def category(self) -> str | None:
+        """HubSpot's ``category`` or Brevo's ``code``: the machine-readable kind of error."""
+        if isinstance(self.body, dict):
+            return self.body.get("category") or self.body.get("code")
+        return None
+
+
+class MaybeApplied(ApiError):
+    """A non-idempotent write whose answer was lost: it may or may not have happened. Reconcile first."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try. Rate limiting is expected, so it gets a larger budget than errors."""
+
+    max_attempts: int = 5
+    max_rate_limit_waits: int = 30
+    base_delay: float = 0.5
+    max_delay: float = 60.0
+    timeout: float = 30.0
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with jitter: about 0.5 s, 1 s, 2 s, ... capped at ``max_delay``."""
+        return min(self.max_delay, self.base_delay * 2 ** max(0, attempt - 1)) * random.uniform(0.8, 1.0)
+
+
+DEFAULT_POLICY = RetryPolicy()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A bucket's state as one answer reports it. ``window`` is set for rolling windows (HubSpot),
+    ``reset`` (seconds until the bucket refills) for Brevo."""
+
+    remaining: int
+    limit: int | None = None
+    window: float | None = None
+    reset: float | None = None
+
+
+LimitReader = Callable[[httpx.Headers], Limits | None]
+
+
+def _number(headers: httpx.Headers, name: str) -> float | None:
+    try:
+        return float(headers[name])
+    except (KeyError, ValueError):
+        return None
+
+
+def hubspot_limits(headers: httpx.Headers) -> Limits | None:
+    """``X-HubSpot-RateLimit-Remaining``/``-Max``/``-Interval-Milliseconds`` (absent on search)."""
+    remaining = _number(headers, "x-hubspot-ratelimit-remaining")
+    if remaining is None:
+        return None
+    limit = _number(headers, "x-hubspot-ratelimit-max")
+    interval = _number(headers, "x-hubspot-ratelimit-interval-milliseconds")
+    return Limits(int(remaining), int(limit) if limit else None, interval / 1000 if interval else None)
+
+
+def brevo_limits(headers: httpx.Headers) -> Limits | None:
+    """``x-sib-ratelimit-remaining``/``-limit``/``-reset`` (reset in seconds)."""
+    remaining = _number(headers, "x-sib-ratelimit-remaining")
+    if remaining is None:
+        return None
+    limit = _number(headers, "x-sib-ratelimit-limit")
+    return Limits(int(remaining), int(limit) if limit else None, reset=_number(headers, "x-sib-ratelimit-reset"))
+
+
+def retry_after(headers: httpx.Headers, limits: Limits | None) -> float | None:
+    """Seconds to wait after a 429: ``Retry-After`` (seconds or HTTP date), else the limit headers."""
+    value = headers.get("retry-after")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            try:
+                return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+            except (TypeError, ValueError):
+                pass
+    if limits is not None:
+        return limits.window if limits.window is not None else limits.reset
+    return None
+
+
+class Pacer:
+    """Keeps one rate-limit bucket from overflowing, from the headers the vendor sends back.
+
+    When an answer says nothing is left, the next request waits until a slot frees: for a rolling
+    window, when the oldest request we made in it leaves the window (timed at the answer, which is
+    never earlier than the server counted it); otherwise after the reported reset.
+    """
+
+    def __init__(self, clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._remaining: int | None = None
+        self._ready_at = 0.0
+        self._accepted: collections.deque[float] = collections.deque()
+        self.waits = 0
+        self.waited_seconds = 0.0
+
+    def wait(self) -> None:
+        with self._lock:
+            delay = self._ready_at - self._clock() if self._remaining is not None and self._remaining <= 0 else 0
+            self._remaining = None
+            if delay > 0:
+                self.waits += 1
+                self.waited_seconds += delay
+        if delay > 0:
+            self._sleep(delay)
+
+    def observe(self, status: int, limits: Limits | None) -> None:
+        now = self._clock()
+        with self._lock:
+            if status != 429:
+                self._accepted.append(now)
+            if limits is None:
+                return
+            if limits.window is not None:
+                while self._accepted and self._accepted[0] <= now - limits.window:
+                    self._accepted.popleft()
+                while limits.limit and len(self._accepted) > limits.limit:
+                    self._accepted.popleft()
+                oldest = self._accepted[0] if self._accepted else now
+                self._ready_at = oldest + limits.window
+            else:
+                self._accepted.clear()
+                self._ready_at = now + (limits.reset or 0.0)
+            self._remaining = limits.remaining
+
+
+@dataclass
+class TransportStats:
+    """What one client did: requests per "METHOD path-template", 429s met, retries, pacing waits."""
+
+    calls: collections.Counter[str] = field(default_factory=collections.Counter)
+    rate_limited: int = 0
+    retries: int = 0
+    paced_waits: int = 0
+    paced_seconds: float = 0.0
+
+
+class _Transient(Exception):
+    """One failed attempt worth retrying (kind: rate_limited, server, network)."""
+
+    def __init__(self, kind: str, status: int | None, message: str, delay: float | None = None,
+                 body: Any = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+        self.message = message
+        self.delay = delay
+        self.body = body
+
+
+# Failures that happen before the request leaves: safe to retry even for a non-idempotent write.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class Transport:
+    """JSON over HTTP to one destination, with pacing per rate-limit bucket and bounded retries."""
+
+    def __init__(
+        self,
+        vendor: str,
+        base_url: str,
+        auth_headers: Mapping[str, str],
+        *,
+        secret: str,
+        limits: LimitReader,
+        policy: RetryPolicy = DEFAULT_POLICY,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.vendor = vendor
+        self.policy = policy
+        self.stats = TransportStats()
+        self._secret = secret
+        self._read_limits = limits
+        self._sleep = sleep
+        self._clock = clock
+        self._pacers: dict[str, Pacer] = {}
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"accept": "application/json", "content-type": "application/json", **auth_headers},
+            timeout=policy.timeout,
+            transport=transport,
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def pacer(self, bucket: str) -> Pacer:
+        if bucket not in self._pacers:
+            self._pacers[bucket] = Pacer(self._clock, self._sleep)
+        return self._pacers[bucket]
+
+    def request(
+        self,
+        method: str,
+        template: str,
+        *,
+        path: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        bucket: str = "default",
+        idempotent: bool = True,
+    ) -> tuple[int, Any]:
+        """Send one logical request; returns (status, decoded body or None). Raises ``ApiError`` on a
+        4xx or when retries run out, ``MaybeApplied`` when a non-idempotent write's answer is lost."""
+        url = template.format(**{k: quote(str(v), safe="") for k, v in (path or {}).items()})
+        counts = {"rate_limited": 0, "failures": 0}
+        pacer = self.pacer(bucket)
+
+        def attempt() -> tuple[int, Any]:
+            pacer.wait()
+            self.stats.calls[f"{method} {template}"] += 1
+            try:
+                response = self._http.request(method, url, params=params, json=json_body)
+            except httpx.TransportError as exc:
+                reason = type(exc).__name__
+                if not idempotent and not isinstance(exc, _NOT_SENT):
+                    raise self._error(MaybeApplied, method, template, None, f"{reason}: answer lost") from None
+                counts["failures"] += 1
+                raise _Transient("network", None, reason) from None
+            limits = self._read_limits(response.headers)
+            pacer.observe(response.status_code, limits)
+            body = _decode(response)
+            status = response.status_code
+            if status == 429:
+                self.stats.rate_limited += 1
+                if isinstance(body, dict) and body.get("policyName") == "DAILY":
+                    raise self._error(ApiError, method, template, status, _message(response, body), body)
+                counts["rate_limited"] += 1
+                raise _Transient("rate_limited", status, _message(response, body),
+                                 retry_after(response.headers, limits), body)
+            if status >= 500:
+                if not idempotent:
+                    raise self._error(MaybeApplied, method, template, status, _message(response, body), body)
+                counts["failures"] += 1
+                raise _Transient("server", status, _message(response, body), body=body)
+            if status >= 400:
+                raise self._error(ApiError, method, template, status, _message(response, body), body)
+            return status, body
+
+        def give_up(state: tenacity.RetryCallState) -> bool:
+            if counts["rate_limited"] > self.policy.max_rate_limit_waits:
+                return True
+            return counts["failures"] >= self.policy.max_attempts
+
+        def delay(state: tenacity.RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            if isinstance(error, _Transient) and error.kind == "rate_limited":
+                wait = error.delay if error.delay is not None else self.policy.backoff(counts["rate_limited"])
+            else:
+                wait = self.policy.backoff(counts["failures"])
+            wait = min(wait, self.policy.max_delay)
+            logger.info("%s %s %s: %s, retrying in %.2f s", self.vendor, method, template,
+                        error.message if isinstance(error, _Transient) else "error", wait)
+            self.stats.retries += 1
+            return wait
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_Transient),
+            stop=give_up,
+            wait=delay,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            result = retrying(attempt)
+        except _Transient as failure:
+            raise self._error(ApiError, method, template, failure.status,
+                              f"gave up after retries: {failure.message}", failure.body) from None
+        finally:
+            self.stats.paced_waits = sum(p.waits for p in self._pacers.values())
+            self.stats.paced_seconds = sum(p.waited_seconds for p in self._pacers.values())
+        return result
+
+    def _error(self, kind: type[ApiError], method: str, template: str, status: int | None, message: str,
+               body: Any = None) -> ApiError:
+        if self._secret:
+            message = message.replace(self._secret, "***")
+        return kind(self.vendor, method, template, status, message, body)
+
+
+def _decode(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _message(response: httpx.Response, body: Any) -> str:
+    """The human part of a vendor error: HubSpot and Brevo both use ``message`` (+ category/code)."""
+    if isinstance(body, dict) and body.get("message"):
+        kind = body.get("category") or body.get("code")
+        return f"{kind}: {body['message']}" if kind else str(body["message"])
+    if body is not None:
+        return json.dumps(body)[:500]
+    return response.text[:500] or response.reason_phrase

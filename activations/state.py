@@ -1,0 +1,182 @@
+"""The engine's warehouse tables (SPEC §4.2, §4.5): what each destination accepted, and what every run did.
+
+`activations.sync_state` is the diff baseline: per destination, object and key, the payload the destination
+last accepted (JSON text, the fields it holds as far as we know) and the hash of the desired row that produced
+it. dbt's on-run-start hook creates the same table (dbt_project/macros/activation_tables.sql), whichever runs
+first, so the column list here must match the macro's. `sync_runs` and `sync_log` are for analysts and the
+operator: one row per run, one row per key sent (or that a dry run would send).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+SCHEMA = "activations"
+
+TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "sync_state": (
+        ("destination", "varchar"),
+        ("object", "varchar"),
+        ("key", "varchar"),
+        ("payload_hash", "varchar"),
+        ("synced_at", "timestamp"),
+        ("payload", "varchar"),
+    ),
+    "sync_runs": (
+        ("run_id", "varchar"),
+        ("destination", "varchar"),
+        ("object", "varchar"),
+        ("started_at", "timestamp"),
+        ("finished_at", "timestamp"),
+        ("dry_run", "boolean"),
+        ("considered", "bigint"),
+        ("changed", "bigint"),
+        ("sent", "bigint"),
+        ("rejected", "bigint"),
+        ("api_calls", "varchar"),
+        ("status", "varchar"),
+        ("error", "varchar"),
+    ),
+    "sync_log": (
+        ("run_id", "varchar"),
+        ("destination", "varchar"),
+        ("object", "varchar"),
+        ("key", "varchar"),
+        ("action", "varchar"),
+        ("outcome", "varchar"),
+        ("reason", "varchar"),
+        ("fields", "varchar"),
+        ("at", "timestamp"),
+    ),
+}
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the schema and tables if missing, and add columns a table created by an older version lacks."""
+    con.execute(f'create schema if not exists "{SCHEMA}"')
+    for table, columns in TABLES.items():
+        column_list = ", ".join(f'"{name}" {kind}' for name, kind in columns)
+        con.execute(f'create table if not exists "{SCHEMA}"."{table}" ({column_list})')
+        for name, kind in columns:
+            con.execute(f'alter table "{SCHEMA}"."{table}" add column if not exists "{name}" {kind}')
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A key whose new state the destination accepted (or that needs no write): desired hash and payload."""
+
+    key: str
+    payload_hash: str
+    payload: Mapping[str, Any]
+    is_new: bool
+
+
+@dataclass(frozen=True)
+class LogRow:
+    key: str
+    action: str
+    outcome: str
+    reason: str | None
+    fields: Mapping[str, Any] | None
+
+
+class StateStore:
+    """Writes one destination object's state and log rows; each `commit` is one transaction."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, destination: str, object_name: str) -> None:
+        self.con = con
+        self.destination = destination
+        self.object = object_name
+
+    def commit(self, at: datetime, run_id: str, accepted: Sequence[Accepted], removed: Sequence[str],
+               log: Sequence[LogRow]) -> None:
+        """Record accepted state, removed keys and their log rows in one transaction (crash-consistent)."""
+        self.con.execute("begin transaction")
+        try:
+            self._insert_state([row for row in accepted if row.is_new], at)
+            self._update_state([row for row in accepted if not row.is_new], at)
+            self._delete_state(removed)
+            self._insert_log(run_id, log, at)
+            self.con.execute("commit")
+        except BaseException:
+            self.con.execute("rollback")
+            raise
+
+    def _insert_state(self, rows: Sequence[Accepted], at: datetime) -> None:
+        if not rows:
+            return
+        self.con.execute(
+            f"""insert into "{SCHEMA}".sync_state (destination, object, key, payload_hash, synced_at, payload)
+            select ?, ?, unnest(?::varchar[]), unnest(?::varchar[]), ?, unnest(?::varchar[])""",
+            [self.destination, self.object, [row.key for row in rows], [row.payload_hash for row in rows], at,
+             [dumps(row.payload) for row in rows]],
+        )
+
+    def _update_state(self, rows: Sequence[Accepted], at: datetime) -> None:
+        if not rows:
+            return
+        self.con.execute(
+            f"""update "{SCHEMA}".sync_state as state
+            set payload_hash = new.payload_hash, payload = new.payload, synced_at = ?
+            from (select unnest(?::varchar[]) as key, unnest(?::varchar[]) as payload_hash,
+                         unnest(?::varchar[]) as payload) as new
+            where state.destination = ? and state.object = ? and state.key = new.key""",
+            [at, [row.key for row in rows], [row.payload_hash for row in rows],
+             [dumps(row.payload) for row in rows], self.destination, self.object],
+        )
+
+    def _delete_state(self, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        self.con.execute(
+            f"""delete from "{SCHEMA}".sync_state
+            where destination = ? and object = ? and key in (select unnest(?::varchar[]))""",
+            [self.destination, self.object, list(keys)],
+        )
+
+    def _insert_log(self, run_id: str, rows: Sequence[LogRow], at: datetime) -> None:
+        if not rows:
+            return
+        self.con.execute(
+            f"""insert into "{SCHEMA}".sync_log
+                (run_id, destination, object, key, action, outcome, reason, fields, "at")
+            select ?, ?, ?, unnest(?::varchar[]), unnest(?::varchar[]), unnest(?::varchar[]),
+                   unnest(?::varchar[]), unnest(?::varchar[]), ?""",
+            [run_id, self.destination, self.object, [row.key for row in rows], [row.action for row in rows],
+             [row.outcome for row in rows], [row.reason for row in rows],
+             [None if row.fields is None else dumps(row.fields) for row in rows], at],
+        )
+
+
+def start_run(con: duckdb.DuckDBPyConnection, run_id: str, destination: str, object_name: str,
+              started_at: datetime, dry_run: bool) -> None:
+    """Insert the run as `running`: a run killed before `finish_run` stays visible as such."""
+    con.execute(
+        f"""insert into "{SCHEMA}".sync_runs (run_id, destination, object, started_at, dry_run, considered,
+            changed, sent, rejected, api_calls, status)
+        values (?, ?, ?, ?, ?, 0, 0, 0, 0, '{{}}', 'running')""",
+        [run_id, destination, object_name, started_at, dry_run],
+    )
+
+
+def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, finished_at: datetime, counts: Mapping[str, int],
+               api_calls: Mapping[str, int], status: str, error: str | None) -> None:
+    con.execute(
+        f"""update "{SCHEMA}".sync_runs
+        set finished_at = ?, considered = ?, changed = ?, sent = ?, rejected = ?, api_calls = ?, status = ?,
+            error = ?
+        where run_id = ?""",
+        [finished_at, counts["considered"], counts["changed"], counts["sent"], counts["rejected"],
+         dumps(api_calls), status, error, run_id],
+    )
+
+
+def dumps(value: Any) -> str:
+    """Canonical JSON text (sorted keys, compact), so equal payloads are equal strings."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
