@@ -125,10 +125,13 @@ def _instant(value: Any) -> datetime | None:
     """A note timestamp as a comparable instant (HubSpot echoes it reformatted)."""
     if not isinstance(value, str):
         return None
+    if value.isdigit():
+        # epoch milliseconds; checked first because fromisoformat reads 13 digits as a compact ISO date
+        return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        return datetime.fromtimestamp(int(value) / 1000, tz=UTC) if value.isdigit() else None
+        return None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 

@@ -15,11 +15,15 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestration.settings import Settings, sandbox_environment
 
+if TYPE_CHECKING:
+    import dagster as dg
+
 DEMO_MARKER = ".lifecycle-demo"
-RUN_JOBS = {"ingest": "ingest", "transform": "transform", "all": "lifecycle"}
+RUN_JOBS = {"ingest": "ingest", "transform": "transform", "activate": "activate", "all": "lifecycle"}
 """``lifecycle run --select`` -> the Dagster job it executes."""
 DAGSTER_INSTANCE_YAML = """\
 # Written by `lifecycle`. DuckDB takes one writer at a time: the assets that write the warehouse share
@@ -44,16 +48,19 @@ def _use_dagster_home(settings: Settings) -> None:
     os.environ["DAGSTER_HOME"] = str(dagster_home)
 
 
-def run_job(job_name: str, as_of: str | None = None) -> bool:
+def run_job(job_name: str, as_of: str | None = None, dry_run: bool = False) -> bool:
     """Execute one Dagster job in-process on the persistent instance; True when it succeeded.
 
     ``as_of`` (ISO 8601, UTC) becomes the run's ``lifecycle/as_of`` tag: the moment the run computes for.
+    ``dry_run`` tags it ``lifecycle/dry_run=true``: the syncs report what they would write, and write nothing;
+    their would-be rows are printed per destination.
     """
     import dagster as dg
 
     settings = Settings.from_env()
     _use_dagster_home(settings)
     from orchestration.definitions import defs
+    from orchestration.defs.activate import DRY_RUN_TAG
     from orchestration.defs.transform import AS_OF_TAG
 
     job = defs.resolve_job_def(job_name)
@@ -62,21 +69,37 @@ def run_job(job_name: str, as_of: str | None = None) -> bool:
     # what the steps print (dbt's log lines) goes to a file.
     log_path = settings.home / "logs" / f"{job_name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    tags = {**({AS_OF_TAG: as_of} if as_of else {}), **({DRY_RUN_TAG: "true"} if dry_run else {})}
     with dg.DagsterInstance.get() as instance, open(log_path, "w") as log, contextlib.redirect_stdout(log):
         result = job.execute_in_process(
             instance=instance,
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            tags={AS_OF_TAG: as_of} if as_of else None,
+            tags=tags or None,
         )
     seconds = (datetime.now(UTC) - started).total_seconds()
     status = "succeeded" if result.success else "FAILED"
     print(f"job {job_name!r} {status} in {seconds:.1f} s (run id {result.run_id}; step output in {log_path})")
+    if dry_run:
+        _print_dry_run(result)
     return result.success
 
 
+def _print_dry_run(result: dg.ExecuteInProcessResult) -> None:
+    """Per destination object, what the sync would have written (from its materialization metadata)."""
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        metadata = {name: value.value for name, value in materialization.metadata.items()}
+        if not metadata.get("dry_run"):
+            continue
+        print(f"dry run {materialization.asset_key.to_user_string()}: would add {metadata['added']}, "
+              f"change {metadata['updated']}, remove {metadata['removed']} of {metadata['considered']} rows")
+        for line in str(metadata.get("preview") or "").splitlines():
+            print(f"  {line}")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    ok = run_job(RUN_JOBS[args.select], args.as_of)
+    ok = run_job(RUN_JOBS[args.select], args.as_of, args.dry_run)
     if ok and args.select in ("ingest", "all"):
         from orchestration.reporting import format_counts, raw_table_counts
 
@@ -258,9 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="one pipeline pass through the Dagster job, in-process")
     run.add_argument("--select", choices=sorted(RUN_JOBS), default="all",
-                     help="ingest, transform (dbt), or all (the `lifecycle` job: ingest then transform)")
+                     help="ingest, transform (dbt), activate (sync HubSpot and Brevo), or all (the `lifecycle` "
+                          "job: ingest, transform, then activate)")
     run.add_argument("--as-of", type=as_of_timestamp, default=None,
                      help="compute as of this moment (ISO 8601, e.g. 2026-09-01T00:00:00Z; default: now)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="compute and print what the syncs would write, writing nothing to the destinations")
     run.set_defaults(func=cmd_run)
 
     sandbox = sub.add_parser("sandbox", help="run the emulated HubSpot, Brevo, Calendly and Stripe APIs")

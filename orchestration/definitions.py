@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.defs import ingest, transform
+from orchestration.defs import activate, ingest, transform
 from orchestration.resources import RESOURCES
 from orchestration.settings import Settings
 
@@ -12,13 +12,15 @@ _settings = Settings.from_env()
 
 lifecycle_job = dg.define_asset_job(
     "lifecycle",
-    selection=dg.AssetSelection.groups(ingest.INGESTION_GROUP, transform.TRANSFORM_GROUP),
-    description="One pass of the whole pipeline: ingest every source, then build the dbt project.",
+    selection=dg.AssetSelection.groups(ingest.INGESTION_GROUP, transform.TRANSFORM_GROUP, activate.ACTIVATE_GROUP),
+    description="One pass of the whole pipeline: ingest every source, build the dbt project, then sync the "
+                "destinations.",
     executor_def=dg.in_process_executor,
 )
 
 defs = dg.Definitions.merge(
     ingest.build_definitions(_settings),
     transform.build_definitions(),
+    activate.build_definitions(),
     dg.Definitions(jobs=[lifecycle_job], resources=RESOURCES),
 )

@@ -225,3 +225,14 @@ def test_a_bad_token_fails_without_showing_it(sandbox_url: str) -> None:
     assert caught.value.status == 401
     assert "INVALID_AUTHENTICATION" in str(caught.value)
     assert secret not in str(caught.value) and secret not in repr(caught.value)
+
+
+def test_note_timestamps_in_epoch_milliseconds_are_read_as_instants() -> None:
+    """HubSpot echoes hs_timestamp reformatted; 13 digits must not parse as a compact ISO date (year 1787)."""
+    from datetime import UTC, datetime
+
+    from activations.hubspot import _instant
+
+    assert _instant("1787020112000") == datetime.fromtimestamp(1787020112, tz=UTC)
+    assert _instant("2026-08-18T10:28:32.000Z") == datetime(2026, 8, 18, 10, 28, 32, tzinfo=UTC)
+    assert _instant("not a time") is None
