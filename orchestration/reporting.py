@@ -43,6 +43,10 @@ SUMMARY_QUERIES = {
         "select sequence, step, count(*) from marts.messages_due group by all order by all",
     "messages per status": "select status, count(*) from marts.fct_messages group by all order by all",
     "flagged records": "select reason, count(*) from marts.dq_flagged_records group by all order by all",
+    "rows synced to the destinations": "select destination, object, sum(sent - rejected) "
+                                       "from activations.sync_runs where not dry_run group by all order by all",
+    "rows the destinations rejected": "select destination, object, sum(rejected) from activations.sync_runs "
+                                      "where not dry_run and rejected > 0 group by all order by all",
 }
 
 
