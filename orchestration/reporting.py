@@ -58,7 +58,11 @@ def marts_summary(warehouse_path: Path) -> str:
     with duckdb.connect(str(warehouse_path), read_only=True) as con:
         for title, sql in SUMMARY_QUERIES.items():
             lines.append(f"{title}:")
-            rows = con.execute(sql).fetchall()
+            try:
+                rows = con.execute(sql).fetchall()
+            except duckdb.CatalogException:
+                lines.append("  (not built yet)")
+                continue
             lines.extend(f"  {' / '.join(str(v) for v in row[:-1]):<40} {row[-1]:>8,}" for row in rows)
             if not rows:
                 lines.append("  (none)")
