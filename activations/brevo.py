@@ -19,17 +19,17 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
 from activations.http import (
     DEFAULT_POLICY,
     ApiError,
+    DestinationClient,
     RetryPolicy,
     RowOutcome,
     Transport,
-    TransportStats,
     brevo_limits,
 )
 
@@ -106,7 +106,7 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
-class BrevoClient:
+class BrevoClient(DestinationClient):
     """A client of the real Brevo API (base URL configurable, e.g. the sandbox's ``/brevo/v3``).
 
     Rate-limit buckets follow Brevo's: all ``/contacts/*`` share one, ``/smtp/email`` has its own, other
@@ -137,19 +137,6 @@ class BrevoClient:
         self.import_poll_seconds = import_poll_seconds
         self._attributes: dict[str, str | None] | None = None
         self._lists: dict[str, int] = {}
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def stats(self) -> TransportStats:
-        return self.http.stats
 
     # ----- attributes --------------------------------------------------------------------------------
 

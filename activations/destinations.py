@@ -69,21 +69,27 @@ def _upserts_only(changes: Sequence[Change], what: str) -> None:
         raise ValueError(f"{what} are never removed by a sync")
 
 
-class HubSpotContacts:
-    """HubSpot contacts by email (batch upsert, 100 per call); the lifecycle properties are ensured first."""
+class _ContactsByEmail:
+    """Contacts upserted by email; the destination's own fields (properties, attributes) are ensured once,
+    on the first real write, so a run with nothing to send calls nothing."""
 
-    name = "hubspot"
+    name: str
     object = "contacts"
-    batch_size = BATCH_LIMIT
+    batch_size: int
+    label: str
+    """How errors name the object, e.g. "HubSpot contacts"."""
 
-    def __init__(self, client: HubSpotClient) -> None:
+    def __init__(self, client: HubSpotClient | BrevoClient) -> None:
         self.client = client
         self._ready = False
 
+    def _ensure_fields(self) -> None:
+        raise NotImplementedError
+
     def write(self, changes: Sequence[Change]) -> Sequence[Outcome]:
-        _upserts_only(changes, "HubSpot contacts")
+        _upserts_only(changes, self.label)
         if not self._ready:
-            self.client.ensure_properties()
+            self._ensure_fields()
             self._ready = True
         rows = [{**change.fields, "email": change.key_values["email"]} for change in changes]
         return [_outcome(change.key, row) for change, row in zip(changes, self.client.upsert_contacts(rows),
@@ -91,6 +97,17 @@ class HubSpotContacts:
 
     def api_calls(self) -> Mapping[str, int]:
         return self.client.stats.calls
+
+
+class HubSpotContacts(_ContactsByEmail):
+    """HubSpot contacts by email (batch upsert, 100 per call); the lifecycle properties are ensured first."""
+
+    name = "hubspot"
+    batch_size = BATCH_LIMIT
+    label = "HubSpot contacts"
+
+    def _ensure_fields(self) -> None:
+        self.client.ensure_properties()
 
 
 class HubSpotNotes:
@@ -155,30 +172,17 @@ class HubSpotNotes:
         return self.client.stats.calls
 
 
-class BrevoContacts:
+class BrevoContacts(_ContactsByEmail):
     """Brevo contacts by email (JSON import); the lifecycle attributes are ensured first."""
 
     name = "brevo"
-    object = "contacts"
+    label = "Brevo contacts"
     batch_size = IMPORT_MAX_ROWS
     """One import per batch, as large as Brevo takes: each import is polled on /processes, whose quota is
     hourly (100 requests), so fewer, larger imports."""
 
-    def __init__(self, client: BrevoClient) -> None:
-        self.client = client
-        self._ready = False
-
-    def write(self, changes: Sequence[Change]) -> Sequence[Outcome]:
-        _upserts_only(changes, "Brevo contacts")
-        if not self._ready:
-            self.client.ensure_attributes()
-            self._ready = True
-        rows = [{**change.fields, "email": change.key_values["email"]} for change in changes]
-        return [_outcome(change.key, row) for change, row in zip(changes, self.client.upsert_contacts(rows),
-                                                                  strict=True)]
-
-    def api_calls(self) -> Mapping[str, int]:
-        return self.client.stats.calls
+    def _ensure_fields(self) -> None:
+        self.client.ensure_attributes()
 
 
 class BrevoListMembers:

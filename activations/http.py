@@ -384,3 +384,22 @@ def _message(response: httpx.Response, body: Any) -> str:
     if body is not None:
         return json.dumps(body)[:500]
     return response.text[:500] or response.reason_phrase
+
+
+class DestinationClient:
+    """What every destination client shares: its ``Transport`` (``self.http``), closing it, and its stats."""
+
+    http: Transport
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def stats(self) -> TransportStats:
+        return self.http.stats

@@ -12,18 +12,18 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
 from activations.http import (
     DEFAULT_POLICY,
     ApiError,
+    DestinationClient,
     MaybeApplied,
     RetryPolicy,
     RowOutcome,
     Transport,
-    TransportStats,
     hubspot_limits,
 )
 
@@ -148,7 +148,7 @@ def _error_code(error: Mapping[str, Any]) -> str | None:
     return error.get("category")
 
 
-class HubSpotClient:
+class HubSpotClient(DestinationClient):
     """A client of the real HubSpot API (base URL configurable, e.g. the sandbox's ``/hubspot``)."""
 
     def __init__(
@@ -170,19 +170,6 @@ class HubSpotClient:
             transport=transport,
             sleep=sleep,
         )
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def stats(self) -> TransportStats:
-        return self.http.stats
 
     # ----- properties --------------------------------------------------------------------------------
 
