@@ -20,7 +20,7 @@ from activations.brevo import IMPORT_MAX_ROWS, LIST_CHANGE_LIMIT, BrevoClient
 from activations.engine import Change, Outcome, SyncObject
 from activations.http import ApiError, RowOutcome
 from activations.hubspot import BATCH_LIMIT, HubSpotClient, Note
-from activations.state import SCHEMA
+from activations.state import SCHEMA, LogRow, insert_log
 
 CRM_CONTACTS = SyncObject("sync.sync_crm__contacts", ("email",))
 CRM_NOTES = SyncObject("sync.sync_crm__notes", ("note_key",), create_only=True)
@@ -31,12 +31,19 @@ MARKETING_LIST_MEMBERS = SyncObject("sync.sync_marketing__list_members", ("email
 MAYBE_APPLIED = "maybe_applied"
 """Prefix of the reason given for a row whose answer was lost: such notes are looked for before a resend."""
 
+ATTEMPTED = "attempted"
+"""sync_log outcome committed for each note just before its create call (a write-ahead record)."""
+
 PreviouslySent = Callable[[Sequence[str]], set[str]]
 """Which of these keys an earlier run sent without learning the outcome (they may exist already)."""
 
+Attempting = Callable[[Sequence[str]], None]
+"""Durably record that these keys are about to be sent, before the call that creates them."""
+
 
 def maybe_applied_keys(con: duckdb.DuckDBPyConnection, destination: str, object_: str) -> PreviouslySent:
-    """`PreviouslySent` from the sync log: keys an earlier run sent and logged as maybe applied."""
+    """`PreviouslySent` from the sync log: keys with an `attempted` row (a process that died between the
+    destination's answer and the state commit leaves only that) or logged as maybe applied."""
 
     def lookup(keys: Sequence[str]) -> set[str]:
         if not keys:
@@ -45,14 +52,38 @@ def maybe_applied_keys(con: duckdb.DuckDBPyConnection, destination: str, object_
         try:
             rows = cursor.execute(
                 f"select distinct key from {SCHEMA}.sync_log where destination = ? and object = ? "
-                "and outcome = 'rejected' and starts_with(reason, ?) and list_contains(?, key)",
-                [destination, object_, MAYBE_APPLIED, list(keys)],
+                "and (outcome = ? or (outcome = 'rejected' and starts_with(reason, ?))) "
+                "and list_contains(?, key)",
+                [destination, object_, ATTEMPTED, MAYBE_APPLIED, list(keys)],
             ).fetchall()
         finally:
             cursor.close()
         return {key for (key,) in rows}
 
     return lookup
+
+
+def attempt_log(con: duckdb.DuckDBPyConnection, destination: str, object_: str) -> Attempting:
+    """`Attempting` into the sync log: one `attempted` row per key, committed before the call returns.
+
+    The rows carry no run id (the engine's run is not known to a destination); the run's own row for the
+    key (accepted or rejected) follows when the state is committed.
+    """
+
+    def record(keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        rows = [LogRow(key, "add", ATTEMPTED, "create sent; the outcome follows in the run's log", None)
+                for key in keys]
+        con.execute("begin transaction")
+        try:
+            insert_log(con, None, destination, object_, rows, datetime.now(UTC).replace(tzinfo=None))
+        except BaseException:
+            con.execute("rollback")
+            raise
+        con.execute("commit")
+
+    return record
 
 
 def _outcome(key: str, row: RowOutcome) -> Outcome:
@@ -113,18 +144,20 @@ class HubSpotContacts(_ContactsByEmail):
 class HubSpotNotes:
     """HubSpot notes on their contacts, created once (batch create, 100 per call).
 
-    Creating a note is not idempotent. A note sent before whose answer was lost (`previously_sent`) is first
-    looked for on its contact (same body and timestamp) and only created when it is not there, so a lost
-    answer never makes a duplicate on the timeline.
+    Creating a note is not idempotent. Each note's attempt is committed (`attempting`) before the create
+    call; a note attempted before, or whose answer was lost (`previously_sent`), is first looked for on its
+    contact (same body and timestamp) and only created when it is not there. So neither a lost answer nor a
+    process killed between HubSpot's answer and the state commit makes a duplicate on the timeline.
     """
 
     name = "hubspot"
     object = "notes"
     batch_size = BATCH_LIMIT
 
-    def __init__(self, client: HubSpotClient, previously_sent: PreviouslySent) -> None:
+    def __init__(self, client: HubSpotClient, previously_sent: PreviouslySent, attempting: Attempting) -> None:
         self.client = client
         self.previously_sent = previously_sent
+        self.attempting = attempting
 
     def write(self, changes: Sequence[Change]) -> Sequence[Outcome]:
         _upserts_only(changes, "HubSpot notes")
@@ -149,6 +182,7 @@ class HubSpotNotes:
             outcomes[key] = Outcome(key, True)
         to_create = [note for note in notes if note.key not in found]
         if to_create:
+            self.attempting([note.key for note in to_create])
             for note, row in zip(to_create, self.client.create_notes(to_create), strict=True):
                 outcomes[note.key] = _outcome(note.key, row)
         return [outcomes[change.key] for change in changes]

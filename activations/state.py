@@ -2,9 +2,11 @@
 
 `activations.sync_state` is the diff baseline: per destination, object and key, the payload the destination
 last accepted (JSON text, the fields it holds as far as we know) and the hash of the desired row that produced
-it. dbt's on-run-start hook creates the same table (dbt_project/macros/activation_tables.sql), whichever runs
-first, so the column list here must match the macro's. `sync_runs` and `sync_log` are for analysts and the
-operator: one row per run, one row per key sent (or that a dry run would send).
+it. `activations.send_ledger` holds every lifecycle email handed to the provider, one row per message key
+(status `sending` while its fate is unknown, then `sent`; activations/sends.py). dbt's on-run-start hooks
+create these two tables (dbt_project/macros/activation_tables.sql), whichever runs first, so the column lists
+here must match the macro's. `sync_runs` and `sync_log` are for analysts and the operator: one row per run,
+one row per key sent (or that a dry run would send).
 """
 
 from __future__ import annotations
@@ -20,6 +22,15 @@ import duckdb
 SCHEMA = "activations"
 
 TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "send_ledger": (
+        ("message_key", "varchar"),
+        ("email", "varchar"),
+        ("sequence", "varchar"),
+        ("step", "integer"),
+        ("status", "varchar"),
+        ("sent_at", "timestamp"),
+        ("provider_message_id", "varchar"),
+    ),
     "sync_state": (
         ("destination", "varchar"),
         ("object", "varchar"),
@@ -141,17 +152,23 @@ class StateStore:
         )
 
     def _insert_log(self, run_id: str, rows: Sequence[LogRow], at: datetime) -> None:
-        if not rows:
-            return
-        self.con.execute(
-            f"""insert into "{SCHEMA}".sync_log
-                (run_id, destination, object, key, action, outcome, reason, fields, "at")
-            select ?, ?, ?, unnest(?::varchar[]), unnest(?::varchar[]), unnest(?::varchar[]),
-                   unnest(?::varchar[]), unnest(?::varchar[]), ?""",
-            [run_id, self.destination, self.object, [row.key for row in rows], [row.action for row in rows],
-             [row.outcome for row in rows], [row.reason for row in rows],
-             [None if row.fields is None else dumps(row.fields) for row in rows], at],
-        )
+        insert_log(self.con, run_id, self.destination, self.object, rows, at)
+
+
+def insert_log(con: duckdb.DuckDBPyConnection, run_id: str | None, destination: str, object_name: str,
+               rows: Sequence[LogRow], at: datetime) -> None:
+    """Append sync_log rows, inside the caller's transaction if it has one."""
+    if not rows:
+        return
+    con.execute(
+        f"""insert into "{SCHEMA}".sync_log
+            (run_id, destination, object, key, action, outcome, reason, fields, "at")
+        select ?, ?, ?, unnest(?::varchar[]), unnest(?::varchar[]), unnest(?::varchar[]),
+               unnest(?::varchar[]), unnest(?::varchar[]), ?""",
+        [run_id, destination, object_name, [row.key for row in rows], [row.action for row in rows],
+         [row.outcome for row in rows], [row.reason for row in rows],
+         [None if row.fields is None else dumps(row.fields) for row in rows], at],
+    )
 
 
 def start_run(con: duckdb.DuckDBPyConnection, run_id: str, destination: str, object_name: str,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.defs import activate, ingest, transform
+from orchestration.defs import activate, automation, ingest, transform
 from orchestration.resources import RESOURCES
 from orchestration.settings import Settings
 
@@ -22,5 +22,6 @@ defs = dg.Definitions.merge(
     ingest.build_definitions(_settings),
     transform.build_definitions(),
     activate.build_definitions(),
+    automation.build_definitions(_settings),
     dg.Definitions(jobs=[lifecycle_job], resources=RESOURCES),
 )

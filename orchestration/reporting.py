@@ -39,9 +39,15 @@ SUMMARY_QUERIES = {
     "contacts per segment and audience":
         "select segment, primary_audience, count(*) from marts.dim_contacts group by all order by all",
     "demo status": "select demo_status, count(*) from marts.fct_demos group by all order by all",
-    "messages due now per sequence and step":
-        "select sequence, step, count(*) from marts.messages_due group by all order by all",
-    "messages per status": "select status, count(*) from marts.fct_messages group by all order by all",
+    "contacts per marketing list": "select list_name, count(*) from sync.sync_marketing__list_members "
+                                   "group by all order by all",
+    "emails sent per sequence and step": "select sequence, step, count(*) from activations.send_ledger "
+                                         "where status = 'sent' group by all order by all",
+    "messages due but not sent yet (retried next run)":
+        "select sequence, step, count(*) from marts.messages_due "
+        "where message_key not in (select message_key from activations.send_ledger) group by all order by all",
+    "messages per status at the last dbt build":
+        "select status, count(*) from marts.fct_messages group by all order by all",
     "flagged records": "select reason, count(*) from marts.dq_flagged_records group by all order by all",
     "rows synced to the destinations": "select destination, object, sum(sent - rejected) "
                                        "from activations.sync_runs where not dry_run group by all order by all",

@@ -1,7 +1,9 @@
 {#- The tables the activations write and dbt reads (SPEC §4.8), created empty when missing so that dbt
     can run before the first activation. Called by the on-run-start hooks in dbt_project.yml; the
     activations create them the same way, whichever runs first (activations/state.py: same columns, and it
-    adds sync_state.payload, the accepted payload as JSON text, to a table created before that column). -#}
+    adds sync_state.payload, the accepted payload as JSON text, to a table created before that column).
+    send_ledger.status is `sending` from just before the provider is called until its answer (or a
+    look-up in its event log) confirms the email, then `sent` (activations/sends.py). -#}
 {% macro activation_table_columns() -%}
     {{ return({
         'send_ledger': [

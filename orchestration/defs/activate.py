@@ -1,19 +1,26 @@
-"""Activation assets: one per sync (SPEC §4), pushing a dbt sync model's differences to HubSpot or Brevo.
+"""Activation assets: one per sync (SPEC §4), pushing a dbt sync model's differences to HubSpot or Brevo,
+and ``brevo/emails``, which sends the lifecycle emails due (activations/sends.py).
 
 Keys are ``[destination, object]`` (``hubspot/contacts``), each depending on its dbt model
 (``sync/sync_crm__contacts``); notes and list members also depend on their destination's contacts, which
-must exist first. The engine writes ``activations.sync_state``, which dbt reads back as a source that is
-not an asset dependency (the loop stays out of the graph, see transform.py).
+must exist first, and the emails follow both contact syncs (a template may read the contact's attributes).
+The engine writes ``activations.sync_state`` and the emails ``activations.send_ledger``, which dbt reads back
+as sources that are not asset dependencies (the loop stays out of the graph, see transform.py). The emails'
+ledger is on the run's clock: the ``lifecycle/as_of`` tag when there is one.
+
+Partial runs show in the UI: every activation asset carries the check ``no_rejections`` (severity WARN),
+which fails when the run left a row rejected or an email unconfirmed; its metadata has the counts.
 
 Dry run: a run tagged ``lifecycle/dry_run=true`` (``lifecycle run --dry-run``) computes every diff and
-reports it (counts, and a preview of the rows it would add, change or remove) without calling a
-destination or writing sync state.
+every email due and reports them (counts, and a preview of the rows it would add, change or remove and of
+the emails it would send) without calling a destination or writing sync state or the ledger.
 """
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at definition time.
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import dagster as dg
@@ -30,11 +37,14 @@ from activations.destinations import (
     BrevoListMembers,
     HubSpotContacts,
     HubSpotNotes,
+    attempt_log,
     maybe_applied_keys,
 )
 from activations.engine import SyncObject, SyncResult, sync
 from activations.hubspot import HubSpotClient
+from activations.sends import SendResult, send_due
 from orchestration.defs.ingest import WAREHOUSE_POOL
+from orchestration.defs.transform import AS_OF_TAG
 from orchestration.resources import LifecycleSettings
 from orchestration.settings import Settings
 
@@ -45,6 +55,10 @@ DRY_RUN_TAG = "lifecycle/dry_run"
 PREVIEW_ROWS = 20
 """Rows of a dry run's preview shown in the metadata and printed; sync_log holds all of them."""
 REJECTION_ROWS = 20
+CHECK_NAME = "no_rejections"
+EMAILS_KEY = ("brevo", "emails")
+EMAILS_AFTER = (("marts", "messages_due"), ("marts", "fct_messages"), ("marts", "dim_contacts"),
+                ("hubspot", "contacts"), ("brevo", "contacts"))
 
 
 @dataclass(frozen=True)
@@ -70,7 +84,8 @@ ACTIVATIONS = (
                lambda settings, con: HubSpotContacts(_hubspot(settings))),
     Activation(("hubspot", "notes"), CRM_NOTES, (("hubspot", "contacts"),),
                lambda settings, con: HubSpotNotes(_hubspot(settings),
-                                                  maybe_applied_keys(con, "hubspot", "notes"))),
+                                                  maybe_applied_keys(con, "hubspot", "notes"),
+                                                  attempt_log(con, "hubspot", "notes"))),
     Activation(("brevo", "contacts"), MARKETING_CONTACTS, (),
                lambda settings, con: BrevoContacts(_brevo(settings))),
     Activation(("brevo", "list_members"), MARKETING_LIST_MEMBERS, (("brevo", "contacts"),),
@@ -90,6 +105,39 @@ def preview_lines(result: SyncResult, limit: int = PREVIEW_ROWS) -> list[str]:
         more = result.changed - len(lines)
         lines.append(f"... and {more} more (activations.sync_log, run {result.run_id})")
     return lines
+
+
+def send_preview_lines(result: SendResult, limit: int = PREVIEW_ROWS) -> list[str]:
+    """One line per email sent (or that a dry run would send): sequence/step, recipient, template, params."""
+    lines = [f"{m.step_label} to {m.email} template {m.template_id} key {m.key} "
+             f"{json.dumps(dict(m.params), sort_keys=True, default=str)}" for m in result.preview[:limit]]
+    if result.sent > len(lines):
+        lines.append(f"... and {result.sent - len(lines)} more (activations.sync_log, run {result.run_id})")
+    return lines
+
+
+def no_rejections(key: tuple[str, str], counts: dict[str, int]) -> dg.AssetCheckResult:
+    """The check that makes a partial run visible: passed when nothing was rejected or left unconfirmed."""
+    return dg.AssetCheckResult(
+        asset_key=dg.AssetKey(list(key)),
+        check_name=CHECK_NAME,
+        passed=not any(counts.values()),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=counts,
+    )
+
+
+def _check_spec(key: tuple[str, str]) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(CHECK_NAME, asset=dg.AssetKey(list(key)),
+                             description="Warns when the run left rows rejected (or emails unconfirmed); "
+                                         "they are retried next run. Reasons in activations.sync_log.")
+
+
+def parse_as_of(value: str | None) -> datetime | None:
+    """The ``lifecycle/as_of`` tag (ISO 8601, ``Z`` or an offset) as a datetime, None without one."""
+    if not value:
+        return None
+    return datetime.fromisoformat(value.strip())
 
 
 def materialization_metadata(result: SyncResult) -> dict[str, Any]:
@@ -112,6 +160,7 @@ def _activation_asset(activation: Activation) -> dg.AssetsDefinition:
         deps=[model_key, *(dg.AssetKey(list(key)) for key in activation.after)],
         group_name=ACTIVATE_GROUP,
         pool=WAREHOUSE_POOL,
+        check_specs=[_check_spec(activation.key)],
         description=f"Sync {activation.source.model} to {destination} {object_.replace('_', ' ')}: only adds "
                     "and changed fields are sent.",
     )
@@ -131,18 +180,56 @@ def _activation_asset(activation: Activation) -> dg.AssetsDefinition:
         if result.rejected:
             context.log.warning(f"{destination} {object_}: {result.rejected} rows rejected "
                                 f"({dict(result.rejection_reasons)}); they are retried next run")
-        return dg.MaterializeResult(metadata=materialization_metadata(result))
+        check = no_rejections(activation.key, {"rejected": result.rejected})
+        return dg.MaterializeResult(metadata=materialization_metadata(result), check_results=[check])
 
     return activate
 
 
+@dg.asset(
+    key=dg.AssetKey(list(EMAILS_KEY)),
+    deps=[dg.AssetKey(list(key)) for key in EMAILS_AFTER],
+    group_name=ACTIVATE_GROUP,
+    pool=WAREHOUSE_POOL,
+    check_specs=[_check_spec(EMAILS_KEY)],
+    description="Send marts.messages_due through Brevo transactional email, each message key at most once "
+                "ever (write-ahead send ledger; lost answers are looked up in Brevo's event log).",
+)
+def brevo_emails(context: AssetExecutionContext, lifecycle: LifecycleSettings) -> dg.MaterializeResult:
+    settings = lifecycle.settings()
+    dry_run = is_dry_run(context.run.tags)
+    with duckdb.connect(str(settings.warehouse_path)) as con, _brevo(settings) as client:
+        result = send_due(con, client, as_of=parse_as_of(context.run.tags.get(AS_OF_TAG)), dry_run=dry_run,
+                          preview_limit=PREVIEW_ROWS)
+    verb = "would send" if dry_run else "sent"
+    context.log.info(f"brevo emails{' (dry run)' if dry_run else ''}: {verb} {result.sent} of "
+                     f"{result.considered} messages, {result.rejected} rejected, {result.reconciled} "
+                     f"reconciled, {result.unconfirmed} unconfirmed")
+    for line in send_preview_lines(result) if dry_run else []:
+        context.log.info(f"brevo emails dry run: {line}")
+    if result.rejected or result.unconfirmed:
+        context.log.warning(f"brevo emails: {result.rejected} rejected ({dict(result.rejection_reasons)}), "
+                            f"{result.unconfirmed} unconfirmed; they are retried next run")
+    metadata: dict[str, Any] = dict(result.metadata())
+    metadata["per_step"] = dg.MetadataValue.json(dict(sorted(result.per_step.items())))
+    metadata["api_calls"] = dg.MetadataValue.json(result.api_calls)
+    metadata["rejection_reasons"] = dg.MetadataValue.json(dict(result.rejection_reasons))
+    metadata["rejections"] = dg.MetadataValue.json(
+        [{"key": key, "reason": reason} for key, reason in result.rejections[:REJECTION_ROWS]])
+    metadata["unconfirmed_keys"] = dg.MetadataValue.json(result.unconfirmed_keys[:REJECTION_ROWS])
+    metadata["preview"] = dg.MetadataValue.text("\n".join(send_preview_lines(result)))
+    check = no_rejections(EMAILS_KEY, {"rejected": result.rejected, "unconfirmed": result.unconfirmed})
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])
+
+
 def build_definitions() -> dg.Definitions:
-    assets = [_activation_asset(activation) for activation in ACTIVATIONS]
+    assets = [*(_activation_asset(activation) for activation in ACTIVATIONS), brevo_emails]
     activate_job = dg.define_asset_job(
         "activate",
         selection=dg.AssetSelection.groups(ACTIVATE_GROUP),
         description="Sync the dbt sync models to HubSpot and Brevo (contacts first, then notes and list "
-                    f"members). Tag a run `{DRY_RUN_TAG}=true` to report the changes without writing them.",
+                    "members) and send the lifecycle emails due. Tag a run "
+                    f"`{DRY_RUN_TAG}=true` to report the changes without writing them.",
         executor_def=dg.in_process_executor,
     )
     return dg.Definitions(assets=assets, jobs=[activate_job])

@@ -41,18 +41,20 @@ def member_change(email: str, list_name: str, action: str) -> Change:
 
 
 def test_notes_sent_before_are_looked_for_not_created_twice(sandbox_url: str) -> None:
+    attempted: list[str] = []
     with HubSpotClient("pat-sandbox", f"{sandbox_url}/hubspot") as client:
         HubSpotContacts(client).write([Change("ann@example.com", {"email": "ann@example.com"}, "add", {})])
         first = note_change("booking-1", "ann@example.com", 1786863733000, "Demo booked.")
         second = note_change("booking-2", "ann@example.com", 1787020112000, "Demo rescheduled.")
-        assert [o.accepted for o in HubSpotNotes(client, lambda keys: set()).write([first])] == [True]
+        assert [o.accepted for o in HubSpotNotes(client, lambda keys: set(), attempted.extend).write([first])] == [True]
 
         # booking-1's answer was "lost": it is found on the contact; booking-2 was never created, so it is
-        outcomes = HubSpotNotes(client, lambda keys: set(keys)).write(
+        outcomes = HubSpotNotes(client, lambda keys: set(keys), attempted.extend).write(
             [first, second, note_change("orphan", "nobody@example.com", 1786863733000, "Demo booked.")])
 
     assert [(o.key, o.accepted) for o in outcomes] == [
         ("booking-1", True), ("booking-2", True), ("orphan", False)]
+    assert attempted == ["booking-1", "booking-2"], "only the notes actually created are recorded as attempted"
     assert "nobody@example.com" in (outcomes[2].reason or "")
     notes = httpx.get(f"{sandbox_url}/_sandbox/hubspot/contacts/ann@example.com").json()["notes"]
     assert [note["hs_note_body"] for note in notes] == ["Demo booked.", "Demo rescheduled."]
@@ -182,34 +184,67 @@ def test_first_run_syncs_contacts_notes_and_lists(world: World, capsys: pytest.C
     for email, lists in members:
         assert set(lists) <= set(world.brevo(email)["lists"])
 
+    ledger = world.query("select message_key, status, provider_message_id from activations.send_ledger")
+    emails = httpx.get(f"{world.sandbox_url}/_sandbox/brevo/emails").json()
+    assert ledger, "the world has lifecycle emails due"
+    assert {status for _, status, _ in ledger} == {"sent"}
+    assert sorted((email["tags"][0], email["messageId"]) for email in emails) == sorted(
+        (key, message_id) for key, _, message_id in ledger)
+
     statuses = world.query("select destination, object, status, dry_run from activations.sync_runs")
     assert sorted((d, o) for d, o, *_ in statuses) == [
-        ("brevo", "contacts"), ("brevo", "list_members"), ("hubspot", "contacts"), ("hubspot", "notes")]
+        ("brevo", "contacts"), ("brevo", "emails"), ("brevo", "list_members"), ("hubspot", "contacts"),
+        ("hubspot", "notes")]
     assert all(status in ("ok", "partial") and not dry_run for *_, status, dry_run in statuses)
 
 
-def test_second_run_makes_no_write_call(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+def write_calls(world: World, before: dict[str, int]) -> dict[str, int]:
+    """Destination calls made since `before` that write."""
+    grown = {key: count - before.get(key, 0) for key, count in world.calls().items()
+             if count > before.get(key, 0)}
+    return {key: n for key, n in grown.items()
+            if key.startswith(("hubspot", "brevo")) and not any(part in key for part in READ_ONLY)}
+
+
+def latest_runs(world: World) -> list[tuple]:
+    return sorted(world.query(
+        "select destination, object, changed, sent from activations.sync_runs "
+        "where started_at = (select max(started_at) from activations.sync_runs as r "
+        "where r.destination = sync_runs.destination and r.object = sync_runs.object)"))
+
+
+def test_second_run_only_applies_what_the_first_runs_emails_changed(
+        world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    """The first run's emails are in the ledger only after its dbt build: a sequence whose last email went
+    out ends (and leaves its marketing list) at the next build. Nothing else is written, no email resent."""
     before = world.calls()
     code, out = run(capsys, "--select", "all")
     assert code == 0, out
-    after = world.calls()
-    grown = {key: count - before.get(key, 0) for key, count in after.items() if count > before.get(key, 0)}
-    writes = {key: n for key, n in grown.items()
-              if key.startswith(("hubspot", "brevo")) and not any(part in key for part in READ_ONLY)}
-    assert writes == {}
-    latest = world.query("select object, changed, sent from activations.sync_runs "
-                         "where started_at = (select max(started_at) from activations.sync_runs as r "
-                         "where r.destination = sync_runs.destination and r.object = sync_runs.object)")
-    assert sorted(latest) == [("contacts", 0, 0), ("contacts", 0, 0), ("list_members", 0, 0), ("notes", 0, 0)]
+    assert set(write_calls(world, before)) <= {"brevo POST /v3/contacts/lists/{list_id}/contacts/remove"}
+    runs = latest_runs(world)
+    assert [row for row in runs if row[:2] != ("brevo", "list_members")] == [
+        ("brevo", "contacts", 0, 0), ("brevo", "emails", 0, 0), ("hubspot", "contacts", 0, 0),
+        ("hubspot", "notes", 0, 0)]
+
+
+def test_a_run_with_nothing_changed_makes_no_write_call(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    before = world.calls()
+    code, out = run(capsys, "--select", "all")
+    assert code == 0, out
+    assert write_calls(world, before) == {}
+    assert latest_runs(world) == [
+        ("brevo", "contacts", 0, 0), ("brevo", "emails", 0, 0), ("brevo", "list_members", 0, 0),
+        ("hubspot", "contacts", 0, 0), ("hubspot", "notes", 0, 0)]
 
 
 def test_dry_run_after_a_change_reports_it_and_writes_nothing(
         world: World, capsys: pytest.CaptureFixture[str]) -> None:
-    httpx.post(f"{world.collector_url}/forms/newsletter",
+    httpx.post(f"{world.collector_url}/forms/contact",
                json={"email": NEW_LEAD, "first_name": "Fresh", "last_name": "Lead"}).raise_for_status()
     state_before = world.query("select destination, object, key, payload_hash from activations.sync_state "
                                "order by all")
     calls_before = world.calls()
+    emails_before = len(httpx.get(f"{world.sandbox_url}/_sandbox/brevo/emails").json())
 
     code, out = run(capsys, "--select", "all", "--dry-run")
 
@@ -217,12 +252,17 @@ def test_dry_run_after_a_change_reports_it_and_writes_nothing(
     assert "dry run hubspot/contacts: would add 1" in out
     assert "dry run brevo/contacts: would add 1" in out
     assert f"add {NEW_LEAD}" in out
+    assert "dry run brevo/emails: would send 1 messages" in out
+    assert "  demo_nurture/1: 1" in out
+    assert f"demo_nurture/1 to {NEW_LEAD}" in out
     grown = {key for key, count in world.calls().items() if count > calls_before.get(key, 0)}
     assert not {key for key in grown if key.startswith(("hubspot", "brevo"))
                 and not any(part in key for part in READ_ONLY)}
     assert httpx.get(f"{world.sandbox_url}/_sandbox/hubspot/contacts/{NEW_LEAD}").status_code == 404
     assert world.query("select destination, object, key, payload_hash from activations.sync_state "
                        "order by all") == state_before
+    assert len(httpx.get(f"{world.sandbox_url}/_sandbox/brevo/emails").json()) == emails_before
+    assert world.query(f"select count(*) from activations.send_ledger where email = '{NEW_LEAD}'") == [(0,)]
     would_send = world.query("select destination, object from activations.sync_log "
                              f"where key = '{NEW_LEAD}' and outcome = 'would_send' order by all")
     assert would_send == [("brevo", "contacts"), ("hubspot", "contacts")]

@@ -1,0 +1,385 @@
+"""Exactly-once lifecycle emails (activations/sends.py) against the sandbox's Brevo, on a small tmp warehouse
+whose marts (messages_due, fct_messages, dim_contacts) are written here directly; and the notes' write-ahead
+attempt record, which keeps a note from being created twice when a run dies before its state commit."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import httpx
+import pytest
+
+from activations import engine
+from activations.brevo import BrevoClient
+from activations.destinations import CRM_NOTES, HubSpotContacts, HubSpotNotes, attempt_log, maybe_applied_keys
+from activations.engine import Change, sync
+from activations.http import ApiError, RetryPolicy
+from activations.hubspot import HubSpotClient
+from activations.sends import send_due
+from activations.state import ensure_tables
+from orchestration.defs.activate import brevo_emails
+from orchestration.resources import LifecycleSettings
+from orchestration.settings import sandbox_environment
+
+KEY = "xkeysib-sandbox"
+FAST = RetryPolicy(base_delay=0.01, max_delay=0.05, timeout=5.0)
+AS_OF = datetime(2026, 9, 1, 10, 0, 0)
+SEND = "brevo POST /v3/smtp/email"
+
+
+@pytest.fixture()
+def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
+        create_marts(connection)
+        yield connection
+
+
+def create_marts(connection: duckdb.DuckDBPyConnection) -> None:
+    connection.execute("create schema marts")
+    connection.execute("""create table marts.fct_messages (message_key varchar, email varchar, sequence varchar,
+        kind varchar, instance_key varchar, step integer, template_id integer, due_at timestamp, status varchar,
+        sent_at timestamp, params varchar, reason varchar)""")
+    connection.execute("""create table marts.messages_due (message_key varchar, email varchar, sequence varchar,
+        kind varchar, instance_key varchar, step integer, template_id integer, due_at timestamp, params varchar)""")
+    connection.execute("create table marts.dim_contacts (email varchar, first_name varchar, last_name varchar)")
+
+
+def add_message(connection: duckdb.DuckDBPyConnection, key: str, email: str, sequence: str = "demo_nurture",
+                step: int = 1, template_id: int = 11, due: bool = True, **extra: Any) -> dict:
+    """A message in fct_messages, and in messages_due when it is due (as dbt would have it)."""
+    params = {"sequence": sequence, "step": step, **extra}
+    row = [key, email, sequence, "marketing", f"instance-{key}", step, template_id, AS_OF - timedelta(hours=1),
+           json.dumps(params)]
+    connection.execute("insert into marts.fct_messages values (?, ?, ?, ?, ?, ?, ?, ?, ?, null, ?, null)",
+                       [*row[:8], "planned" if due else "sending", row[8]])
+    if due:
+        connection.execute("insert into marts.messages_due values (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+    return params
+
+
+def ledger(connection: duckdb.DuckDBPyConnection) -> list[tuple]:
+    return connection.execute("select message_key, status, sent_at, provider_message_id "
+                              "from activations.send_ledger order by message_key").fetchall()
+
+
+def log(connection: duckdb.DuckDBPyConnection) -> list[tuple]:
+    return connection.execute("select key, action, outcome, reason from activations.sync_log "
+                              "where object = 'emails' order by \"at\", key").fetchall()
+
+
+@pytest.fixture()
+def admin(sandbox_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=sandbox_url + "/_sandbox") as client:
+        yield client
+
+
+@pytest.fixture()
+def brevo(sandbox_url: str) -> Iterator[BrevoClient]:
+    with BrevoClient(KEY, sandbox_url + "/brevo/v3", policy=FAST) as client:
+        yield client
+
+
+def emails(admin: httpx.Client) -> list[dict]:
+    return admin.get("/brevo/emails").json()
+
+
+def sends(admin: httpx.Client) -> int:
+    return admin.get("/calls").json().get(SEND, 0)
+
+
+class ClearFaultsAfterFirstAnswer(httpx.HTTPTransport):
+    """The sandbox's injected faults hit the first request only: the transport clears them once it answers."""
+
+    def __init__(self, admin_url: str) -> None:
+        super().__init__()
+        self.admin_url = admin_url
+        self.cleared = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if not self.cleared:
+            httpx.post(self.admin_url + "/faults", json={}).raise_for_status()
+            self.cleared = True
+        return response
+
+
+def test_each_due_message_is_sent_once_with_its_params_and_tags(con: duckdb.DuckDBPyConnection,
+                                                                 brevo: BrevoClient, admin: httpx.Client) -> None:
+    con.execute("insert into marts.dim_contacts values ('ada@example.com', 'Ada', 'Lovelace')")
+    ada = add_message(con, "k-ada", "ada@example.com", "demo_nurture", 2, template_id=12)
+    bob = add_message(con, "k-bob", "bob@example.com", "webinar_reminder", 1, template_id=31, webinar_code="WB003")
+
+    result = send_due(con, brevo, as_of=AS_OF)
+
+    received = {email["tags"][0]: email for email in emails(admin)}
+    assert sorted(received) == ["k-ada", "k-bob"]
+    assert received["k-ada"]["to"] == [{"email": "ada@example.com", "name": "Ada Lovelace"}]
+    assert (received["k-ada"]["templateId"], received["k-ada"]["params"]) == (12, ada)
+    assert received["k-ada"]["tags"] == ["k-ada", "demo_nurture"]
+    assert received["k-bob"]["to"] == [{"email": "bob@example.com", "name": None}]
+    assert (received["k-bob"]["templateId"], received["k-bob"]["params"]) == (31, bob)
+    assert ledger(con) == [("k-ada", "sent", AS_OF, received["k-ada"]["messageId"]),
+                           ("k-bob", "sent", AS_OF, received["k-bob"]["messageId"])]
+    assert (result.status, result.considered, result.sent, result.rejected) == ("ok", 2, 2, 0)
+    assert dict(result.per_step) == {"demo_nurture/2": 1, "webinar_reminder/1": 1}
+    assert result.api_calls == {"POST /smtp/email": 2}
+    assert [(key, outcome) for key, _, outcome, _ in log(con)] == [("k-ada", "sent"), ("k-bob", "sent")]
+    assert con.execute("select destination, object, considered, sent, rejected, status, api_calls "
+                       "from activations.sync_runs").fetchall() == [
+        ("brevo", "emails", 2, 2, 0, "ok", '{"POST /smtp/email":2}')]
+
+
+def test_a_second_run_sends_nothing_even_before_dbt_runs_again(con: duckdb.DuckDBPyConnection,
+                                                               brevo: BrevoClient, admin: httpx.Client) -> None:
+    add_message(con, "k-1", "ada@example.com")
+    send_due(con, brevo, as_of=AS_OF)
+
+    again = send_due(con, brevo, as_of=AS_OF + timedelta(hours=1))  # messages_due still lists k-1
+
+    assert (again.considered, again.sent, again.api_calls) == (0, 0, {})
+    assert len(emails(admin)) == 1 and sends(admin) == 1
+
+
+def test_the_sent_at_is_the_runs_clock_in_utc(con: duckdb.DuckDBPyConnection, brevo: BrevoClient) -> None:
+    add_message(con, "k-1", "ada@example.com")
+
+    send_due(con, brevo, as_of=datetime(2026, 9, 1, 12, 30, tzinfo=timezone(timedelta(hours=2))))
+
+    assert [sent_at for _, _, sent_at, _ in ledger(con)] == [datetime(2026, 9, 1, 10, 30)]
+
+
+def crashed_mid_send(connection: duckdb.DuckDBPyConnection, key: str, email: str, at: datetime) -> None:
+    """What a process killed during the API call leaves: a `sending` row, which takes the key out of
+    messages_due at the next dbt run (fct_messages shows it `sending`)."""
+    ensure_tables(connection)
+    connection.execute("insert into activations.send_ledger values (?, ?, 'demo_nurture', 1, 'sending', ?, null)",
+                       [key, email, at])
+
+
+def test_a_crashed_send_that_reached_brevo_is_reconciled_without_a_second_email(
+        con: duckdb.DuckDBPyConnection, brevo: BrevoClient, admin: httpx.Client) -> None:
+    params = add_message(con, "k-crash", "ada@example.com", due=False)
+    crashed_mid_send(con, "k-crash", "ada@example.com", AS_OF)
+    message_id = brevo.send_transactional("ada@example.com", 11, params, tags=["k-crash", "demo_nurture"])
+
+    waits: list[float] = []
+    result = send_due(con, brevo, as_of=AS_OF + timedelta(days=1), settle_seconds=30, sleep=waits.append)
+
+    assert len(waits) == 1 and 0 < waits[0] <= 30, "Brevo's event log is given time before the look-up"
+    assert len(emails(admin)) == 1 and sends(admin) == 1
+    assert ledger(con) == [("k-crash", "sent", AS_OF, message_id)]
+    assert (result.reconciled, result.sent, result.status) == (1, 0, "ok")
+    assert [(key, outcome) for key, _, outcome, _ in log(con)] == [("k-crash", "reconciled")]
+
+
+def test_a_crashed_send_that_never_left_is_sent_once_from_fct_messages(
+        con: duckdb.DuckDBPyConnection, brevo: BrevoClient, admin: httpx.Client) -> None:
+    params = add_message(con, "k-crash", "ada@example.com", template_id=14, due=False, note="from fct_messages")
+    crashed_mid_send(con, "k-crash", "ada@example.com", AS_OF)
+    later = AS_OF + timedelta(days=1)
+
+    result = send_due(con, brevo, as_of=later, settle_seconds=0)
+    again = send_due(con, brevo, as_of=later, settle_seconds=0)
+
+    [email] = emails(admin)
+    assert (email["templateId"], email["params"], email["tags"][0]) == (14, params, "k-crash")
+    assert ledger(con) == [("k-crash", "sent", later, email["messageId"])]
+    assert (result.sent, result.reconciled, again.sent, again.considered) == (1, 0, 0, 0)
+
+
+def test_a_lost_answer_to_a_delivered_email_ends_with_exactly_one_email(
+        con: duckdb.DuckDBPyConnection, sandbox_url: str, admin: httpx.Client) -> None:
+    add_message(con, "k-lost", "ada@example.com")
+    admin.post("/faults", json={"service": "brevo", "rate_timeout": 1.0, "timeout_seconds": 0.2})
+    transport = ClearFaultsAfterFirstAnswer(sandbox_url + "/_sandbox")
+
+    with BrevoClient(KEY, sandbox_url + "/brevo/v3", policy=FAST, transport=transport) as client:
+        result = send_due(con, client, as_of=AS_OF, settle_seconds=0)
+
+    [email] = emails(admin)
+    assert transport.cleared and sends(admin) == 1
+    assert ledger(con) == [("k-lost", "sent", AS_OF, email["messageId"])]
+    assert (result.sent, result.reconciled, result.unconfirmed, result.status) == (0, 1, 0, "ok")
+
+
+def test_a_lost_answer_to_an_email_that_never_went_is_sent_again_once(
+        con: duckdb.DuckDBPyConnection, sandbox_url: str, admin: httpx.Client) -> None:
+    add_message(con, "k-500", "ada@example.com")
+    admin.post("/faults", json={"service": "brevo", "rate_500": 1.0})  # answered 500, nothing applied
+
+    with BrevoClient(KEY, sandbox_url + "/brevo/v3", policy=FAST,
+                     transport=ClearFaultsAfterFirstAnswer(sandbox_url + "/_sandbox")) as client:
+        result = send_due(con, client, as_of=AS_OF, settle_seconds=0)
+
+    [email] = emails(admin)
+    assert sends(admin) == 2
+    assert ledger(con) == [("k-500", "sent", AS_OF, email["messageId"])]
+    assert (result.sent, result.reconciled, result.status) == (1, 0, "ok")
+
+
+def test_a_key_brevo_cannot_confirm_stays_sending_then_is_settled_next_run(
+        con: duckdb.DuckDBPyConnection, brevo: BrevoClient, admin: httpx.Client) -> None:
+    add_message(con, "k-down", "ada@example.com")
+    admin.post("/faults", json={"service": "brevo", "rate_500": 1.0})
+
+    down = send_due(con, brevo, as_of=AS_OF, settle_seconds=0)
+    assert (down.unconfirmed, down.status) == (1, "partial")
+    assert [status for _, status, _, _ in ledger(con)] == ["sending"]
+    assert [(key, outcome) for key, _, outcome, reason in log(con)] == [("k-down", "unconfirmed")]
+    assert "look-up failed" in log(con)[0][3]
+
+    admin.post("/faults", json={})
+    con.execute("delete from marts.messages_due")  # dbt now shows the key as `sending`
+    up = send_due(con, brevo, as_of=AS_OF, settle_seconds=0)
+
+    assert len(emails(admin)) == 1
+    assert [status for _, status, _, _ in ledger(con)] == ["sent"]
+    assert (up.considered, up.sent, up.status) == (1, 1, "ok")
+
+
+def test_a_rejected_message_leaves_no_ledger_row_and_logs_the_reason(
+        con: duckdb.DuckDBPyConnection, brevo: BrevoClient, admin: httpx.Client) -> None:
+    add_message(con, "k-bad", "not-an-address")
+    add_message(con, "k-good", "ada@example.com")
+
+    result = send_due(con, brevo, as_of=AS_OF)
+
+    assert [email["tags"][0] for email in emails(admin)] == ["k-good"]
+    assert [(key, status) for key, status, _, _ in ledger(con)] == [("k-good", "sent")]
+    [(_, action, outcome, reason)] = [row for row in log(con) if row[0] == "k-bad"]
+    assert (action, outcome) == ("send", "rejected")
+    assert "HTTP 400" in reason and "valid email address" in reason
+    assert (result.rejected, result.status) == (1, "partial")
+    assert con.execute("select rejected, status from activations.sync_runs").fetchall() == [(1, "partial")]
+
+
+def test_a_refused_account_stops_the_run_and_leaves_the_messages_planned(
+        con: duckdb.DuckDBPyConnection, sandbox_url: str, admin: httpx.Client) -> None:
+    add_message(con, "k-1", "ada@example.com")
+    add_message(con, "k-2", "bob@example.com")
+
+    with BrevoClient("xkeysib-wrong", sandbox_url + "/brevo/v3", policy=FAST) as client, \
+            pytest.raises(ApiError) as caught:
+        send_due(con, client, as_of=AS_OF)
+
+    assert caught.value.status == 401
+    assert emails(admin) == [] and sends(admin) == 1
+    assert ledger(con) == [] and log(con) == []
+    assert con.execute("select status from activations.sync_runs").fetchall() == [("failed",)]
+
+
+def test_a_dry_run_sends_nothing_and_writes_no_ledger(con: duckdb.DuckDBPyConnection, brevo: BrevoClient,
+                                                      admin: httpx.Client) -> None:
+    add_message(con, "k-1", "ada@example.com", "demo_nurture", 1)
+    add_message(con, "k-2", "bob@example.com", "demo_nurture", 1)
+    add_message(con, "k-3", "cy@example.com", "winback", 2)
+
+    result = send_due(con, brevo, as_of=AS_OF, dry_run=True)
+
+    assert emails(admin) == [] and admin.get("/calls").json() == {}
+    assert ledger(con) == []
+    assert (result.dry_run, result.sent, dict(result.per_step)) == (
+        True, 3, {"demo_nurture/1": 2, "winback/2": 1})
+    assert [message.key for message in result.preview] == ["k-1", "k-2", "k-3"]
+    assert {(key, outcome) for key, _, outcome, _ in log(con)} == {
+        ("k-1", "would_send"), ("k-2", "would_send"), ("k-3", "would_send")}
+    assert con.execute("select dry_run, status from activations.sync_runs").fetchall() == [(True, "ok")]
+
+
+def test_the_emails_asset_reports_counts_and_warns_on_rejections(
+        tmp_path: Path, sandbox_url: str, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in sandbox_environment(sandbox_url, tmp_path).items():
+        monkeypatch.setenv(name, value)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
+        create_marts(connection)
+        add_message(connection, "k-good", "ada@example.com")
+        add_message(connection, "k-bad", "not-an-address")
+
+    result = dg.materialize([brevo_emails], resources={"lifecycle": LifecycleSettings()},
+                            tags={"lifecycle/as_of": "2026-09-01T10:00:00Z"})
+
+    [materialization] = result.asset_materializations_for_node("brevo__emails")
+    metadata = {name: value.value for name, value in materialization.metadata.items()}
+    assert (metadata["sent"], metadata["rejected"], metadata["status"]) == (1, 1, "partial")
+    assert metadata["per_step"] == {"demo_nurture/1": 1}
+    [check] = result.get_asset_check_evaluations()
+    assert (check.check_name, check.passed, check.severity) == ("no_rejections", False, dg.AssetCheckSeverity.WARN)
+    assert [email["tags"][0] for email in emails(admin)] == ["k-good"]
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as connection:
+        assert [(key, status, sent_at) for key, status, sent_at, _ in ledger(connection)] == [
+            ("k-good", "sent", AS_OF)]
+
+
+def test_a_note_created_before_a_crash_is_found_not_created_twice(
+        tmp_path: Path, sandbox_url: str, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection, \
+            HubSpotClient("pat-sandbox", f"{sandbox_url}/hubspot", policy=FAST) as client:
+        HubSpotContacts(client).write([Change("ann@example.com", {"email": "ann@example.com"}, "add", {})])
+        connection.execute("create schema sync")
+        connection.execute("""create table sync.sync_crm__notes as select 'booking-1' as note_key,
+            'ann@example.com' as email, '2026-08-13T09:02:13Z' as hs_timestamp, 'Demo booked.' as hs_note_body""")
+
+        def notes() -> HubSpotNotes:
+            return HubSpotNotes(client, maybe_applied_keys(connection, "hubspot", "notes"),
+                                attempt_log(connection, "hubspot", "notes"))
+
+        def killed(*args: Any, **kwargs: Any) -> None:
+            raise KeyboardInterrupt("killed between HubSpot's answer and the state commit")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(engine.StateStore, "commit", killed)
+            with pytest.raises(KeyboardInterrupt):
+                sync(connection, CRM_NOTES, notes())
+        created_once = admin.get("/hubspot/contacts/ann@example.com").json()["notes"]
+        assert connection.execute("select count(*) from activations.sync_state").fetchone() == (0,)
+
+        second = sync(connection, CRM_NOTES, notes())
+
+    assert [note["hs_note_body"] for note in created_once] == ["Demo booked."]
+    assert [note["hs_note_body"] for note in admin.get("/hubspot/contacts/ann@example.com").json()["notes"]] == [
+        "Demo booked."]
+    assert (second.accepted, second.rejected) == (1, 0)
+
+
+class DiesAfter:
+    """A Brevo client whose process "dies" (an exception nothing handles) after `sends` emails went out."""
+
+    def __init__(self, client: BrevoClient, sends: int) -> None:
+        self.client = client
+        self.sends_left = sends
+        self.stats = client.stats
+
+    def send_transactional(self, *args: Any, **kwargs: Any) -> str:
+        if self.sends_left == 0:
+            raise SystemExit("killed")
+        self.sends_left -= 1
+        return self.client.send_transactional(*args, **kwargs)
+
+    def find_sent(self, tag: str) -> list[str]:
+        return self.client.find_sent(tag)
+
+
+def test_a_run_killed_mid_chunk_sends_each_message_once_after_the_next_run(
+        con: duckdb.DuckDBPyConnection, brevo: BrevoClient, admin: httpx.Client) -> None:
+    """The whole chunk is written `sending` before its first call: what went out before the kill is found in
+    Brevo's log, what did not is sent, and nothing twice."""
+    for n in range(5):
+        add_message(con, f"k-{n}", f"p{n}@example.com")
+
+    with pytest.raises(SystemExit):
+        send_due(con, DiesAfter(brevo, 2), as_of=AS_OF, settle_seconds=0)
+    statuses = [status for _, status, _, _ in ledger(con)]
+    assert statuses.count("sent") == 2 and statuses.count("sending") == 3
+    con.execute("update activations.send_ledger set status = 'sending' where status = 'sent'")  # a hard kill
+    result = send_due(con, brevo, as_of=AS_OF, settle_seconds=0)
+
+    received = sorted(email["tags"][0] for email in emails(admin))
+    assert received == [f"k-{n}" for n in range(5)]
+    assert [status for _, status, _, _ in ledger(con)] == ["sent"] * 5
+    assert (result.reconciled, result.sent) == (2, 3)
