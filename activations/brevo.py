@@ -27,6 +27,7 @@ from activations.http import (
     DEFAULT_POLICY,
     ApiError,
     DestinationClient,
+    MaybeApplied,
     RetryPolicy,
     RowOutcome,
     Transport,
@@ -41,6 +42,8 @@ IMPORT_MAX_ROWS = 10_000
 IMPORT_MAX_BYTES = 8_000_000  # Brevo caps jsonBody at 10 MB and recommends 8 MB
 LISTS_PAGE = 50
 EVENTS_PAGE = 2500
+MESSAGE_VERSIONS_MAX = 1000
+"""Brevo's cap on ``messageVersions`` per ``POST /smtp/email`` (api_contracts.md §2.10)."""
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SENT_EVENTS = ("requests", "delivered")
 
@@ -362,9 +365,44 @@ class BrevoClient(DestinationClient):
         _, answer = self.http.request("POST", "/smtp/email", json_body=body, bucket="smtp_email", idempotent=False)
         return str(answer["messageId"])
 
+    def send_batch(
+        self,
+        template_id: int,
+        versions: Sequence[tuple[str | Mapping[str, str], Mapping[str, Any]]],
+        tags: Sequence[str] = (),
+    ) -> list[str]:
+        """Send one templated email per ``(to, params)`` version in a single call (``messageVersions``);
+        returns Brevo's messageIds in version order.
+
+        Brevo accepts or rejects the call as a whole (one bad version: 400 for all), and the tags belong to
+        the call, so every email of it carries the same tags. Never retried once it may have left: a lost
+        answer, or an answer without one messageId per version, raises ``MaybeApplied``, and the caller
+        looks for the emails with ``find_sent_to(tag)`` (give each call a unique tag) before sending again.
+        """
+        if not 1 <= len(versions) <= MESSAGE_VERSIONS_MAX:
+            raise ValueError(f"a batch holds 1 to {MESSAGE_VERSIONS_MAX} versions, not {len(versions)}")
+        body: dict[str, Any] = {"templateId": template_id, "messageVersions": [
+            {"to": [{"email": to} if isinstance(to, str) else dict(to)], "params": dict(params)}
+            for to, params in versions
+        ]}
+        if tags:
+            body["tags"] = list(tags)
+        _, answer = self.http.request("POST", "/smtp/email", json_body=body, bucket="smtp_email", idempotent=False)
+        message_ids = (answer or {}).get("messageIds")
+        if not isinstance(message_ids, list) or len(message_ids) != len(versions):
+            raise MaybeApplied("brevo", "POST", "/smtp/email", 201,
+                               f"expected {len(versions)} messageIds, got {message_ids!r:.200}", answer)
+        return [str(message_id) for message_id in message_ids]
+
     def find_sent(self, tag: str) -> list[str]:
         """messageIds of the emails Brevo accepted (``requests``/``delivered`` events) carrying ``tag``."""
-        found: list[str] = []
+        return list(dict.fromkeys(message_id for message_id, _ in self.find_sent_to(tag)))
+
+    def find_sent_to(self, tag: str) -> list[tuple[str, str]]:
+        """``(messageId, recipient email)`` of each email Brevo accepted carrying ``tag``, once each, oldest
+        first; the email is lowercase, as Brevo reports it. A batch sends one email per version with the
+        same tags, so the recipient tells its emails apart."""
+        found: dict[tuple[str, str], None] = {}
         offset = 0
         while True:
             _, body = self.http.request("GET", "/smtp/statistics/events", bucket="smtp_other", params={
@@ -373,8 +411,8 @@ class BrevoClient(DestinationClient):
             events = (body or {}).get("events") or []
             for event in events:
                 carries = tag in (event.get("tags") or [event.get("tag")])
-                if carries and event.get("event") in SENT_EVENTS and event.get("messageId") not in found:
-                    found.append(event["messageId"])
+                if carries and event.get("event") in SENT_EVENTS and event.get("messageId"):
+                    found[(str(event["messageId"]), str(event.get("email") or "").strip().lower())] = None
             if len(events) < EVENTS_PAGE:
-                return found
+                return list(found)
             offset += len(events)

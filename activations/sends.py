@@ -1,39 +1,53 @@
 """Lifecycle emails through Brevo's transactional API, each message key sent at most once, ever (SPEC §3.9.2,
-§6.2): the rows of `marts.messages_due`, one `POST /smtp/email` per message.
+§6.2): the rows of `marts.messages_due`, up to 1,000 emails per `POST /smtp/email`.
 
-The ledger (`activations.send_ledger`) is written ahead of the call. Before each send a row `sending` is
-committed (sent_at = the run's clock, the simulated `as_of` when there is one: dbt compares it with
-cancellations; a send again re-stamps it); Brevo's 201 turns it `sent` with the messageId. A definitive
-rejection of the message (a 4xx other than 429 and the account-level 401/402/403) deletes the row, so the
-message stays planned and is retried next run like a rejected sync row, and its reason goes to
-`activations.sync_log`. An account-level refusal, or a send that never left, deletes the row too and stops
-the run (status failed). A lost answer (timeout, dropped connection, 5xx: `MaybeApplied`)
-leaves the row `sending`, and so does a process killed during the call. dbt counts any ledger row as
-handled, so a `sending` key is never planned again; this module alone settles it.
+Batches: Brevo's `messageVersions` sends one email per version (its own recipient and params) in a single
+call, at most 1,000 versions; the tags belong to the call. Messages are grouped by template and sequence
+into batches of at most BATCH_SIZE, never the same recipient twice in one batch (a second message to an
+address goes to a later batch of its group), and each batch gets a tag of its own, `lifecycle:<32 hex>`,
+sent as its first tag, then the sequence name: (batch tag, recipient) identifies one email. A first run
+therefore costs about one call per template per 1,000 recipients. Brevo rejects a whole call when one
+version is bad (HTTP 400), so a rejected batch is split in halves, each sent under a new tag, until the bad
+message is alone and rejected by itself: about 2·log2(batch size) extra calls per bad message, and a
+template Brevo refuses outright costs about two calls per message of it.
 
-Reconciliation: every email carries its message key as its first tag (Brevo reports the first tag as an
-event's `tag`) and its sequence name as the second. At the start of a run (keys a crashed run left
-`sending`) and at its end (this run's lost answers), each `sending` key is looked up in Brevo's event log
-(`find_sent`): found -> `sent` with that messageId (outcome `reconciled`); not found -> sent again by the
-same protocol, with its template and params from `marts.fct_messages` (messages_due no longer lists a key
-that has a ledger row). Each key gets at most `rounds` look-ups per run and the last one is never followed
-by a send; a key still unknown stays `sending` (outcome `unconfirmed`, run status `partial`) for the next
-run to look up again.
+The ledger (`activations.send_ledger`) is written ahead of each call: the batch's rows are committed
+`sending` with the batch's tag in `send_tag` (sent_at = the run's clock, the simulated `as_of` when there is
+one: dbt compares it with cancellations; a send again re-stamps it); Brevo's 201 turns them all `sent` with
+their messageIds, in one transaction. A definitive rejection of a message alone (a 4xx other than 429 and the
+account-level 401/402/403) deletes its row, so the message stays planned and is retried next run like a
+rejected sync row, and its reason goes to `activations.sync_log`. An account-level refusal, or a batch that
+never left, deletes the rows of what was not sent and stops the run (status failed). A lost answer (timeout,
+dropped connection, 5xx, an answer without one messageId per version: `MaybeApplied`) leaves the batch's rows
+`sending`, and so does a process killed during the call. dbt counts any ledger row as handled, so a
+`sending` key is never planned again; this module alone settles it. A `sending` row whose send_tag is null
+was written by the earlier one-call-per-message version, whose emails carry their message key as first tag.
+
+Reconciliation: at the start of a run (rows a crashed run left `sending`) and at its end (this run's lost
+answers), each distinct tag of the `sending` rows is looked up once in Brevo's event log (`find_sent_to`):
+a row whose recipient got an email with that tag -> `sent` with that messageId (outcome `reconciled`); the
+others are sent again in new batches (new tag, written ahead), with their template and params from
+`marts.fct_messages` (messages_due no longer lists a key that has a ledger row). Each key gets at most
+`rounds` look-ups per run and the last one is never followed by a send; a key still unknown stays `sending`
+(outcome `unconfirmed`, run status `partial`) for the next run to look up again.
 
 What a user should know about Brevo's event log, which this relies on:
 - It lags. Brevo records an accepted email's `requests` event asynchronously, usually within seconds but
   sometimes later. A look-up that comes too early reads "not found", and the email goes out a second time.
   So each round of look-ups first waits until `settle_seconds` have passed since the last lost answer (for
-  keys left by an earlier process: since this run started). Raise it if your account's log lags more; a
+  rows left by an earlier process: since this run started). Raise it if your account's log lags more; a
   duplicate needs both a lost answer and an event that is still missing after that time.
 - Look-ups count against the quota of "other /smtp/*" endpoints (300 requests per hour on the general
-  plan), so a run makes at most `lookup_budget` of them; keys beyond it stay `sending` until a later run.
+  plan), so a run looks up at most `lookup_budget` tags (one per batch, however many emails it holds; a tag
+  with more than 2,500 events, e.g. opens and clicks of an old batch, takes a request per 2,500); rows
+  beyond it stay `sending` until a later run.
 - Brevo documents no idempotency key for `/smtp/email` (api_contracts.md §2.10 has none), so the ledger and
-  the tag look-up are the whole protection against a second copy.
+  the tag look-up are the whole protection against a second copy. Brevo's `messageVersions` docs give no
+  per-version outcome: a call is accepted or refused as a whole.
 
 Dry run: no API call and no ledger write; the run is recorded in `sync_runs` (dry_run = true), each message
 it would send is logged `would_send` in `sync_log`, and the result carries the counts per sequence and step
-and a preview. Messages are streamed from DuckDB a chunk at a time.
+and a preview. Messages are streamed from DuckDB a batch at a time.
 """
 
 from __future__ import annotations
@@ -44,12 +58,13 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import duckdb
 
+from activations.brevo import MESSAGE_VERSIONS_MAX
 from activations.http import ApiError, MaybeApplied, TransportStats
 from activations.state import SCHEMA, LogRow, ensure_tables, finish_run, insert_log, start_run
 
@@ -59,22 +74,21 @@ MESSAGES_DUE = "marts.messages_due"
 MESSAGES = "marts.fct_messages"
 CONTACTS = "marts.dim_contacts"
 
-READ_ROWS = 1_000
-"""Messages fetched from DuckDB at a time."""
+BATCH_SIZE = MESSAGE_VERSIONS_MAX
+"""Emails per call (Brevo's cap on messageVersions); also the messages fetched from DuckDB at a time."""
+TAG_PREFIX = "lifecycle:"
 ROUNDS = 3
 """Look-ups of one uncertain key per run (with a send between two look-ups when it was not found)."""
 SETTLE_SECONDS = 5.0
 """How long Brevo's event log is given to show an email whose answer was lost before it is looked for."""
 LOOKUP_BUDGET = 250
-"""Event-log look-ups per run: under the hourly quota of Brevo's "other /smtp/*" endpoints (300)."""
+"""Event-log tag look-ups per run: under the hourly quota of Brevo's "other /smtp/*" endpoints (300)."""
 PREVIEW_ROWS = 1000
 REJECTION_SAMPLE = 100
 ACCOUNT_ERRORS = (401, 402, 403)
-SEND_CHUNK = 100
-"""First sends per ledger transaction pair: the `sending` rows of a chunk are committed before its calls."""
 """Bad key, no credits, no permission: nothing can be sent, so the run stops instead of rejecting each message."""
 
-SendOutcome = Literal["sent", "rejected", "uncertain"]
+Recipient = str | Mapping[str, str]
 
 
 class Mailer(Protocol):
@@ -83,16 +97,17 @@ class Mailer(Protocol):
     @property
     def stats(self) -> TransportStats: ...
 
-    def send_transactional(self, to: str | Mapping[str, str], template_id: int,
-                           params: Mapping[str, Any] | None = None, tags: Sequence[str] = ()) -> str: ...
+    def send_batch(self, template_id: int, versions: Sequence[tuple[Recipient, Mapping[str, Any]]],
+                   tags: Sequence[str] = ()) -> list[str]: ...
 
-    def find_sent(self, tag: str) -> list[str]: ...
+    def find_sent_to(self, tag: str) -> list[tuple[str, str]]: ...
 
 
 @dataclass(frozen=True)
 class Message:
     """One email: `template_id` is None for a `sending` key that is no longer in marts.fct_messages (it can
-    be looked up, not sent again)."""
+    be looked up, not sent again). `send_tag`: the tag of the call it was last handed to Brevo in (None
+    before its first send, and for a row of the per-message version, whose tag was its key)."""
 
     key: str
     email: str
@@ -101,15 +116,20 @@ class Message:
     template_id: int | None
     params: Mapping[str, Any]
     name: str | None = None
+    send_tag: str | None = None
 
     @property
     def recipient(self) -> str | dict[str, str]:
         return {"email": self.email, "name": self.name} if self.name else self.email
 
     @property
-    def tags(self) -> list[str]:
-        """The message key first: it is what reconciliation looks for (Brevo's event `tag` is the first)."""
-        return [self.key, self.sequence]
+    def address(self) -> str:
+        """The recipient as Brevo keys it (and reports it in events): trimmed, lowercase."""
+        return self.email.strip().lower()
+
+    @property
+    def lookup_tag(self) -> str:
+        return self.send_tag or self.key
 
     @property
     def step_label(self) -> str:
@@ -179,7 +199,7 @@ def send_due(con: duckdb.DuckDBPyConnection, client: Mailer, *, as_of: datetime 
     rejected or is still unconfirmed, failed when an exception stopped it, re-raised)."""
     if rounds < 1:
         raise ValueError("rounds must be at least 1")
-    ensure_tables(con)
+    ensure_ledger(con)
     result = SendResult(run_id=uuid.uuid4().hex, dry_run=dry_run, started_at=_now())
     start_run(con, result.run_id, DESTINATION, OBJECT, result.started_at, dry_run)
     calls_before = dict(client.stats.calls)
@@ -205,6 +225,41 @@ def send_due(con: duckdb.DuckDBPyConnection, client: Mailer, *, as_of: datetime 
     return result
 
 
+def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
+    """The engine's tables, and the ledger's `send_tag` (the batch tag), which a ledger created before
+    batching (by this module or by dbt) lacks; dbt's macro creates it with the column."""
+    ensure_tables(con)
+    con.execute(f'alter table "{SCHEMA}".send_ledger add column if not exists send_tag varchar')
+
+
+class _Batches:
+    """Open batches per (template, sequence): at most BATCH_SIZE messages, each recipient at most once."""
+
+    def __init__(self) -> None:
+        self.groups: dict[tuple[int | None, str], list[dict[str, Message]]] = {}
+
+    def add(self, message: Message) -> list[Message] | None:
+        """Put the message in the first batch of its group without its recipient; returns that batch when
+        it is full (it leaves the group)."""
+        group = self.groups.setdefault((message.template_id, message.sequence), [])
+        batch = next((batch for batch in group if message.address not in batch), None)
+        if batch is None:
+            batch = {}
+            group.append(batch)
+        batch[message.address] = message
+        if len(batch) < BATCH_SIZE:
+            return None
+        group.remove(batch)
+        return list(batch.values())
+
+    def drain(self) -> Iterator[list[Message]]:
+        """The remaining batches, group by group, oldest first."""
+        groups, self.groups = self.groups, {}
+        for group in groups.values():
+            for batch in group:
+                yield list(batch.values())
+
+
 class _Run:
     def __init__(self, con: duckdb.DuckDBPyConnection, client: Mailer, result: SendResult, sent_at: datetime,
                  preview_limit: int, rounds: int, settle_seconds: float, lookup_budget: int,
@@ -227,15 +282,17 @@ class _Run:
         leftovers = self._leftovers()
         self.result.considered += len(leftovers)
         self._reconcile(leftovers)
+        batches = _Batches()
         lost: list[Message] = []
-        chunk: list[Message] = []
         for message in self._due():
             self.result.considered += 1
-            chunk.append(message)
-            if len(chunk) == SEND_CHUNK:
-                lost += self._send_chunk(chunk)
-                chunk = []
-        lost += self._send_chunk(chunk)
+            if message.template_id is None:
+                raise ValueError(f"due message {message.key} has no template to send")
+            full = batches.add(message)
+            if full is not None:
+                lost += self._send(full, new=True)
+        for batch in batches.drain():
+            lost += self._send(batch, new=True)
         self._reconcile(lost)
 
     # ----- reading -----------------------------------------------------------------------------------
@@ -245,7 +302,7 @@ class _Run:
         run since the last send), oldest first."""
         yield from self._stream(f"""
             select due.message_key, due.email, due.sequence, due.step, due.template_id, due.params,
-                   {_NAME_SQL}
+                   {_NAME_SQL}, cast(null as varchar) as send_tag
             from {MESSAGES_DUE} as due
             left join {CONTACTS} as contacts on contacts.email = due.email
             where not exists (select 1 from {SCHEMA}.send_ledger as ledger
@@ -254,110 +311,104 @@ class _Run:
         """, [])
 
     def _leftovers(self) -> list[Message]:
-        """Keys an earlier run left `sending`, as many as this run may look up."""
+        """Rows an earlier run left `sending`, of as many tags as this run may look up, oldest first."""
         return list(self._stream(f"""
+            with tags as (
+                select coalesce(send_tag, message_key) as tag, min(sent_at) as first_sent_at
+                from {SCHEMA}.send_ledger
+                where status = 'sending'
+                group by 1
+                order by first_sent_at, tag
+                limit ?
+            )
             select ledger.message_key, ledger.email, ledger.sequence, ledger.step, messages.template_id,
-                   messages.params, {_NAME_SQL}
-            from {SCHEMA}.send_ledger as ledger
+                   messages.params, {_NAME_SQL}, ledger.send_tag
+            from tags
+            join {SCHEMA}.send_ledger as ledger
+                on coalesce(ledger.send_tag, ledger.message_key) = tags.tag and ledger.status = 'sending'
             left join {MESSAGES} as messages on messages.message_key = ledger.message_key
             left join {CONTACTS} as contacts on contacts.email = ledger.email
-            where ledger.status = 'sending'
-            order by ledger.sent_at, ledger.message_key
-            limit ?
-        """, [self.lookups_left]))
+            order by tags.first_sent_at, tags.tag, ledger.message_key
+        """, [max(self.lookups_left, 0)]))
 
     def _stream(self, sql: str, parameters: list[Any]) -> Iterator[Message]:
         cursor = self.con.cursor()
         try:
             rows = cursor.execute(sql, parameters)
-            while chunk := rows.fetchmany(READ_ROWS):
-                for key, email, sequence, step, template_id, params, name in chunk:
+            while chunk := rows.fetchmany(BATCH_SIZE):
+                for key, email, sequence, step, template_id, params, name, send_tag in chunk:
                     yield Message(key, email, sequence, int(step),
                                   None if template_id is None else int(template_id),
-                                  json.loads(params) if params else {}, name)
+                                  json.loads(params) if params else {}, name, send_tag)
         finally:
             cursor.close()
 
     # ----- sending -----------------------------------------------------------------------------------
 
-    def _resend(self, message: Message) -> SendOutcome:
-        """Send a `sending` key again (it was looked for and not found), re-stamped with this run's clock;
-        re-raises what leaves the email's fate unknowable here."""
-        if message.template_id is None:
-            raise ValueError(f"message {message.key} has no template to send")
-        with self._transaction():
-            self.con.execute(f"update {SCHEMA}.send_ledger set sent_at = ? "
-                             "where message_key = ? and status = 'sending'", [self.sent_at, message.key])
-        try:
-            message_id = self.client.send_transactional(message.recipient, message.template_id,
-                                                        message.params, tags=message.tags)
-        except MaybeApplied:
-            self.last_uncertain = time.monotonic()
-            return "uncertain"
-        except ApiError as error:
-            if _rejects_message(error):
-                self._settle_chunk([], [(message, str(error))], [])
-                return "rejected"
-            self._settle_chunk([], [], [message])
-            raise
-        self._settle_chunk([(message, message_id)], [], [])
-        return "sent"
+    def _send(self, batch: Sequence[Message], *, new: bool) -> list[Message]:
+        """Send one batch under the ledger protocol, halving it while Brevo rejects it; returns the messages
+        whose answer was lost, with the tag they went out under.
 
-    def _send_chunk(self, chunk: Sequence[Message]) -> list[Message]:
-        """First sends of up to SEND_CHUNK messages under the ledger protocol, with one ledger transaction
-        before the calls and one after them (not two per message); returns those whose answer was lost.
-
-        The `sending` rows are committed before the first call, so a process killed anywhere in the chunk
-        leaves every key of it `sending`: the next run looks each up before sending it (at most SEND_CHUNK
-        look-ups, within the per-run budget)."""
-        if not chunk:
-            return []
-        if any(message.template_id is None for message in chunk):
-            raise ValueError("a due message has no template to send")
-        with self._transaction():
-            self.con.execute(
-                f"""insert into {SCHEMA}.send_ledger (message_key, email, sequence, step, status, sent_at,
-                        provider_message_id)
-                select unnest(?::varchar[]), unnest(?::varchar[]), unnest(?::varchar[]), unnest(?::integer[]),
-                       'sending', ?, null""",
-                [[m.key for m in chunk], [m.email for m in chunk], [m.sequence for m in chunk],
-                 [m.step for m in chunk], self.sent_at])
-        sent: list[tuple[Message, str]] = []
-        rejected: list[tuple[Message, str]] = []
+        new: first sends, whose rows are inserted; else `sending` keys sent again, whose rows are re-tagged
+        and re-stamped. Every call is written ahead under a tag of its own, halves included, so a process
+        killed anywhere leaves each row with the tag of the last call that may have carried it."""
+        parts = [list(batch)]
+        insert = new
         lost: list[Message] = []
-        not_sent: list[Message] = []
-        try:
-            for index, message in enumerate(chunk):
-                try:
-                    sent.append((message, self.client.send_transactional(
-                        message.recipient, message.template_id, message.params, tags=message.tags)))
-                except MaybeApplied:
-                    self.last_uncertain = time.monotonic()
-                    lost.append(message)
-                except ApiError as error:
-                    if not _rejects_message(error):
-                        # Not sent: the account is refused, rate limited past the retries, or the request never
-                        # left; neither it nor the rest of the chunk went out.
-                        not_sent = list(chunk[index:])
-                        raise
-                    rejected.append((message, str(error)))
-        finally:
-            self._settle_chunk(sent, rejected, not_sent)
+        while parts:
+            tag = f"{TAG_PREFIX}{uuid.uuid4().hex}"
+            part = [replace(message, send_tag=tag) for message in parts.pop(0)]
+            template_id = part[0].template_id
+            if template_id is None:
+                raise ValueError(f"message {part[0].key} has no template to send")
+            self._write_ahead(part, tag, insert)
+            insert = False
+            try:
+                message_ids = self.client.send_batch(template_id, [(m.recipient, m.params) for m in part],
+                                                     tags=[tag, part[0].sequence])
+            except MaybeApplied:
+                self.last_uncertain = time.monotonic()
+                lost += part
+                continue
+            except ApiError as error:
+                if not _rejects_message(error):
+                    # Not sent: the account is refused, rate limited past the retries, or the request never
+                    # left; neither this call nor the parts after it went out.
+                    self._settle([], [], part + [message for rest in parts for message in rest])
+                    raise
+                if len(part) == 1:
+                    self._settle([], [(part[0], str(error))], [])
+                else:
+                    half = len(part) // 2
+                    parts[:0] = [part[:half], part[half:]]
+                continue
+            self._settle(list(zip(part, message_ids, strict=True)), [], [])
         return lost
 
-    def _settle_chunk(self, sent: Sequence[tuple[Message, str]], rejected: Sequence[tuple[Message, str]],
-                      not_sent: Sequence[Message]) -> None:
+    def _write_ahead(self, part: Sequence[Message], tag: str, insert: bool) -> None:
+        """Commit the call's rows `sending` under its tag before it is made."""
+        with self._transaction():
+            if insert:
+                self.con.execute(
+                    f"""insert into {SCHEMA}.send_ledger (message_key, email, sequence, step, status, sent_at,
+                            provider_message_id, send_tag)
+                    select unnest(?::varchar[]), unnest(?::varchar[]), unnest(?::varchar[]),
+                           unnest(?::integer[]), 'sending', ?, null, ?""",
+                    [[m.key for m in part], [m.email for m in part], [m.sequence for m in part],
+                     [m.step for m in part], self.sent_at, tag])
+            else:
+                self.con.execute(
+                    f"""update {SCHEMA}.send_ledger set send_tag = ?, sent_at = ?
+                    where status = 'sending' and message_key in (select unnest(?::varchar[]))""",
+                    [tag, self.sent_at, [m.key for m in part]])
+
+    def _settle(self, sent: Sequence[tuple[Message, str]], rejected: Sequence[tuple[Message, str]],
+                not_sent: Sequence[Message]) -> None:
         """One transaction: sent keys -> `sent` with their messageIds, rejected and unsent keys out of the
         ledger (planned again next run), and the log rows."""
         with self._transaction():
             if sent:
-                self.con.execute(
-                    f"""update {SCHEMA}.send_ledger as ledger
-                    set status = 'sent', provider_message_id = answers.message_id
-                    from (select unnest(?::varchar[]) as message_key, unnest(?::varchar[]) as message_id)
-                        as answers
-                    where ledger.message_key = answers.message_key""",
-                    [[m.key for m, _ in sent], [message_id for _, message_id in sent]])
+                self._mark_sent([(m, message_id) for m, message_id in sent])
             gone = [m.key for m, _ in rejected] + [m.key for m in not_sent]
             if gone:
                 self.con.execute(f"delete from {SCHEMA}.send_ledger where status = 'sending' "
@@ -368,6 +419,14 @@ class _Run:
             self._count_sent(message)
         for message, reason in rejected:
             self._count_rejected(message, reason)
+
+    def _mark_sent(self, rows: Sequence[tuple[Message, str]]) -> None:
+        self.con.execute(
+            f"""update {SCHEMA}.send_ledger as ledger
+            set status = 'sent', provider_message_id = answers.message_id
+            from (select unnest(?::varchar[]) as message_key, unnest(?::varchar[]) as message_id) as answers
+            where ledger.message_key = answers.message_key""",
+            [[m.key for m, _ in rows], [message_id for _, message_id in rows]])
 
     def _count_sent(self, message: Message) -> None:
         self.result.sent += 1
@@ -381,8 +440,11 @@ class _Run:
         if len(self.result.rejections) < REJECTION_SAMPLE:
             self.result.rejections.append((message.key, reason))
 
+    # ----- reconciliation ----------------------------------------------------------------------------
+
     def _reconcile(self, messages: Sequence[Message]) -> None:
-        """Look each uncertain key up in Brevo's event log; send again the ones not there (see module doc)."""
+        """Look each uncertain tag up once per round in Brevo's event log; send again, in new batches, the
+        messages not found there (see module doc)."""
         pending = list(messages)
         reasons: dict[str, str] = {}
         for round_number in range(1, self.rounds + 1):
@@ -391,44 +453,85 @@ class _Run:
             wait = self.settle_seconds - (time.monotonic() - self.last_uncertain)
             if wait > 0:
                 self.sleep(wait)
+            last_round = round_number == self.rounds
+            by_tag: dict[str, list[Message]] = {}
+            for message in pending:
+                by_tag.setdefault(message.lookup_tag, []).append(message)
             still: list[Message] = []
-            for index, message in enumerate(pending):
-                problem, stop = self._look_up(message, last_round=round_number == self.rounds)
-                if problem is None:
-                    continue
-                reasons[message.key] = problem
-                still.append(message)
-                if stop:
-                    reasons.update((m.key, problem) for m in pending[index + 1:])
-                    still.extend(pending[index + 1:])
-                    self._unconfirmed(still, reasons)
+            again: list[Message] = []
+            groups = list(by_tag.items())
+            for index, (tag, group) in enumerate(groups):
+                found, problem = self._find(tag)
+                if found is None:
+                    rest = [message for _, later in groups[index:] for message in later]
+                    reasons.update((m.key, problem) for m in rest)
+                    stopped = "not in Brevo's event log, and not sent again: this run stopped looking up"
+                    reasons.update((m.key, stopped) for m in again)
+                    self._unconfirmed(still + again + rest, reasons)
                     return
-            pending = still
+                for message in self._confirm_found(group, found):
+                    if message.template_id is None:
+                        reasons[message.key] = (f"not in Brevo's event log, and no longer in {MESSAGES} "
+                                                "to be sent again")
+                        still.append(message)
+                    elif last_round:
+                        reasons[message.key] = f"not in Brevo's event log after {self.rounds} look-ups"
+                        still.append(message)
+                    else:
+                        again.append(message)
+            lost = self._send_again(again)
+            reasons.update((m.key, "the answer to a new send was lost too") for m in lost)
+            pending = still + lost
         if pending:
             self._unconfirmed(pending, reasons)
 
-    def _look_up(self, message: Message, *, last_round: bool) -> tuple[str | None, bool]:
-        """Settle one key: (None, False) when it is no longer uncertain (sent, or rejected when sent again),
-        else (why it still is, whether this run must stop looking keys up)."""
+    def _find(self, tag: str) -> tuple[list[tuple[str, str]] | None, str]:
+        """(messageId, email) of the emails carrying the tag, or None and why this run must stop looking."""
         if self.lookups_left <= 0:
-            return "not looked up: this run's budget of event-log look-ups is spent", True
+            return None, "not looked up: this run's budget of event-log look-ups is spent"
         self.lookups_left -= 1
         try:
-            found = self.client.find_sent(message.key)
+            return self.client.find_sent_to(tag), ""
         except ApiError as error:
-            return f"not looked up: the event-log look-up failed: {error}", True
-        if found:
-            copies = f"{len(found)} emails carry this key" if len(found) > 1 else None
-            self._confirm(message, found[0], "reconciled", copies)
-            self.result.reconciled += 1
-            return None, False
-        if message.template_id is None:
-            return f"not in Brevo's event log, and no longer in {MESSAGES} to be sent again", False
-        if last_round:
-            return f"not in Brevo's event log after {self.rounds} look-ups", False
-        if self._resend(message) == "uncertain":
-            return "the answer to a new send was lost too", False
-        return None, False
+            return None, f"not looked up: the event-log look-up failed: {error}"
+
+    def _confirm_found(self, group: Sequence[Message], found: Sequence[tuple[str, str]]) -> list[Message]:
+        """Mark `sent` (outcome `reconciled`) the messages of one tag whose email Brevo has, in one
+        transaction; returns the others. A batch tag is matched by recipient; a message-key tag (the
+        per-message version) by any email."""
+        by_address: dict[str, list[str]] = {}
+        for message_id, address in found:
+            by_address.setdefault(address, []).append(message_id)
+        any_email = list(dict.fromkeys(message_id for message_id, _ in found))
+        confirmed: list[tuple[Message, str]] = []
+        log: list[LogRow] = []
+        missing: list[Message] = []
+        for message in group:
+            ids = any_email if message.send_tag is None else by_address.get(message.address, [])
+            if not ids:
+                missing.append(message)
+                continue
+            confirmed.append((message, ids[0]))
+            copies = f"{len(ids)} emails carry its tag" if len(ids) > 1 else None
+            log.append(LogRow(message.key, "send", "reconciled", copies, message.fields()))
+        if confirmed:
+            with self._transaction():
+                self._mark_sent(confirmed)
+                self._log(log)
+            self.result.reconciled += len(confirmed)
+        return missing
+
+    def _send_again(self, messages: Sequence[Message]) -> list[Message]:
+        """Send keys that were looked for and not found, in new batches; returns those lost again."""
+        batches = _Batches()
+        lost: list[Message] = []
+        for message in messages:
+            full = batches.add(message)
+            if full is not None:
+                lost += self._send(full, new=False)
+        for batch in batches.drain():
+            lost += self._send(batch, new=False)
+        return lost
 
     # ----- ledger and log ----------------------------------------------------------------------------
 
@@ -444,12 +547,6 @@ class _Run:
 
     def _log(self, rows: Sequence[LogRow]) -> None:
         insert_log(self.con, self.result.run_id, DESTINATION, OBJECT, rows, _now())
-
-    def _confirm(self, message: Message, message_id: str, outcome: str, reason: str | None) -> None:
-        with self._transaction():
-            self.con.execute(f"update {SCHEMA}.send_ledger set status = 'sent', provider_message_id = ? "
-                             "where message_key = ?", [message_id, message.key])
-            self._log([LogRow(message.key, "send", outcome, reason, message.fields())])
 
     def _unconfirmed(self, messages: Sequence[Message], reasons: Mapping[str, str]) -> None:
         with self._transaction():
@@ -471,7 +568,7 @@ class _Run:
             if len(self.result.preview) < self.preview_limit:
                 self.result.preview.append(message)
             batch.append(LogRow(message.key, "send", "would_send", None, message.fields()))
-            if len(batch) >= READ_ROWS:
+            if len(batch) >= BATCH_SIZE:
                 self._commit_log(batch)
                 batch = []
         self._commit_log(batch)
@@ -483,7 +580,7 @@ class _Run:
 
 
 def _rejects_message(error: ApiError) -> bool:
-    """A 4xx about this message (bad address, template, params), not about the account or the rate."""
+    """A 4xx about the call's content (bad address, template, params), not about the account or the rate."""
     return error.status is not None and 400 <= error.status < 500 and error.status not in (429, *ACCOUNT_ERRORS)
 
 

@@ -5,6 +5,7 @@ attempt record, which keeps a note from being created twice when a run dies befo
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,7 +20,7 @@ from activations import engine
 from activations.brevo import BrevoClient
 from activations.destinations import CRM_NOTES, HubSpotContacts, HubSpotNotes, attempt_log, maybe_applied_keys
 from activations.engine import Change, sync
-from activations.http import ApiError, RetryPolicy
+from activations.http import ApiError, MaybeApplied, RetryPolicy
 from activations.hubspot import HubSpotClient
 from activations.sends import send_due
 from activations.state import ensure_tables
@@ -31,6 +32,7 @@ KEY = "xkeysib-sandbox"
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05, timeout=5.0)
 AS_OF = datetime(2026, 9, 1, 10, 0, 0)
 SEND = "brevo POST /v3/smtp/email"
+LOOKUP = "brevo GET /v3/smtp/statistics/events"
 
 
 @pytest.fixture()
@@ -68,6 +70,11 @@ def ledger(connection: duckdb.DuckDBPyConnection) -> list[tuple]:
                               "from activations.send_ledger order by message_key").fetchall()
 
 
+def tags(connection: duckdb.DuckDBPyConnection) -> dict[str, str | None]:
+    """The ledger's send_tag per message key."""
+    return dict(connection.execute("select message_key, send_tag from activations.send_ledger").fetchall())
+
+
 def log(connection: duckdb.DuckDBPyConnection) -> list[tuple]:
     return connection.execute("select key, action, outcome, reason from activations.sync_log "
                               "where object = 'emails' order by \"at\", key").fetchall()
@@ -91,6 +98,14 @@ def emails(admin: httpx.Client) -> list[dict]:
 
 def sends(admin: httpx.Client) -> int:
     return admin.get("/calls").json().get(SEND, 0)
+
+
+def lookups(admin: httpx.Client) -> int:
+    return admin.get("/calls").json().get(LOOKUP, 0)
+
+
+def recipients(admin: httpx.Client) -> list[str]:
+    return sorted(email["to"][0]["email"] for email in emails(admin))
 
 
 class ClearFaultsAfterFirstAnswer(httpx.HTTPTransport):
@@ -117,15 +132,18 @@ def test_each_due_message_is_sent_once_with_its_params_and_tags(con: duckdb.Duck
 
     result = send_due(con, brevo, as_of=AS_OF)
 
-    received = {email["tags"][0]: email for email in emails(admin)}
-    assert sorted(received) == ["k-ada", "k-bob"]
-    assert received["k-ada"]["to"] == [{"email": "ada@example.com", "name": "Ada Lovelace"}]
-    assert (received["k-ada"]["templateId"], received["k-ada"]["params"]) == (12, ada)
-    assert received["k-ada"]["tags"] == ["k-ada", "demo_nurture"]
-    assert received["k-bob"]["to"] == [{"email": "bob@example.com", "name": None}]
-    assert (received["k-bob"]["templateId"], received["k-bob"]["params"]) == (31, bob)
-    assert ledger(con) == [("k-ada", "sent", AS_OF, received["k-ada"]["messageId"]),
-                           ("k-bob", "sent", AS_OF, received["k-bob"]["messageId"])]
+    received = {email["to"][0]["email"]: email for email in emails(admin)}
+    assert sorted(received) == ["ada@example.com", "bob@example.com"]
+    ada_email, bob_email = received["ada@example.com"], received["bob@example.com"]
+    assert ada_email["to"] == [{"email": "ada@example.com", "name": "Ada Lovelace"}]
+    assert (ada_email["templateId"], ada_email["params"]) == (12, ada)
+    assert bob_email["to"] == [{"email": "bob@example.com", "name": None}]
+    assert (bob_email["templateId"], bob_email["params"]) == (31, bob)
+    assert ledger(con) == [("k-ada", "sent", AS_OF, ada_email["messageId"]),
+                           ("k-bob", "sent", AS_OF, bob_email["messageId"])]
+    assert ada_email["tags"] == [tags(con)["k-ada"], "demo_nurture"]
+    assert bob_email["tags"] == [tags(con)["k-bob"], "webinar_reminder"]
+    assert tags(con)["k-ada"].startswith("lifecycle:") and tags(con)["k-ada"] != tags(con)["k-bob"]
     assert (result.status, result.considered, result.sent, result.rejected) == ("ok", 2, 2, 0)
     assert dict(result.per_step) == {"demo_nurture/2": 1, "webinar_reminder/1": 1}
     assert result.api_calls == {"POST /smtp/email": 2}
@@ -155,10 +173,12 @@ def test_the_sent_at_is_the_runs_clock_in_utc(con: duckdb.DuckDBPyConnection, br
 
 
 def crashed_mid_send(connection: duckdb.DuckDBPyConnection, key: str, email: str, at: datetime) -> None:
-    """What a process killed during the API call leaves: a `sending` row, which takes the key out of
-    messages_due at the next dbt run (fct_messages shows it `sending`)."""
+    """What a process of the per-message version killed during the API call leaves, in a ledger created
+    before batching (no send_tag column): a `sending` row, which takes the key out of messages_due at the
+    next dbt run (fct_messages shows it `sending`); its email, if sent, carries the key as first tag."""
     ensure_tables(connection)
-    connection.execute("insert into activations.send_ledger values (?, ?, 'demo_nurture', 1, 'sending', ?, null)",
+    connection.execute("insert into activations.send_ledger (message_key, email, sequence, step, status, "
+                       "sent_at, provider_message_id) values (?, ?, 'demo_nurture', 1, 'sending', ?, null)",
                        [key, email, at])
 
 
@@ -172,8 +192,9 @@ def test_a_crashed_send_that_reached_brevo_is_reconciled_without_a_second_email(
     result = send_due(con, brevo, as_of=AS_OF + timedelta(days=1), settle_seconds=30, sleep=waits.append)
 
     assert len(waits) == 1 and 0 < waits[0] <= 30, "Brevo's event log is given time before the look-up"
-    assert len(emails(admin)) == 1 and sends(admin) == 1
+    assert len(emails(admin)) == 1 and sends(admin) == 1 and lookups(admin) == 1
     assert ledger(con) == [("k-crash", "sent", AS_OF, message_id)]
+    assert tags(con) == {"k-crash": None}
     assert (result.reconciled, result.sent, result.status) == (1, 0, "ok")
     assert [(key, outcome) for key, _, outcome, _ in log(con)] == [("k-crash", "reconciled")]
 
@@ -188,7 +209,8 @@ def test_a_crashed_send_that_never_left_is_sent_once_from_fct_messages(
     again = send_due(con, brevo, as_of=later, settle_seconds=0)
 
     [email] = emails(admin)
-    assert (email["templateId"], email["params"], email["tags"][0]) == (14, params, "k-crash")
+    assert (email["templateId"], email["params"], email["to"][0]["email"]) == (14, params, "ada@example.com")
+    assert email["tags"][0] == tags(con)["k-crash"] and email["tags"][0].startswith("lifecycle:")
     assert ledger(con) == [("k-crash", "sent", later, email["messageId"])]
     assert (result.sent, result.reconciled, again.sent, again.considered) == (1, 0, 0, 0)
 
@@ -250,7 +272,8 @@ def test_a_rejected_message_leaves_no_ledger_row_and_logs_the_reason(
 
     result = send_due(con, brevo, as_of=AS_OF)
 
-    assert [email["tags"][0] for email in emails(admin)] == ["k-good"]
+    assert recipients(admin) == ["ada@example.com"]
+    assert sends(admin) == 3, "the batch of two is rejected, then each half is sent alone"
     assert [(key, status) for key, status, _, _ in ledger(con)] == [("k-good", "sent")]
     [(_, action, outcome, reason)] = [row for row in log(con) if row[0] == "k-bad"]
     assert (action, outcome) == ("send", "rejected")
@@ -310,7 +333,7 @@ def test_the_emails_asset_reports_counts_and_warns_on_rejections(
     assert metadata["per_step"] == {"demo_nurture/1": 1}
     [check] = result.get_asset_check_evaluations()
     assert (check.check_name, check.passed, check.severity) == ("no_rejections", False, dg.AssetCheckSeverity.WARN)
-    assert [email["tags"][0] for email in emails(admin)] == ["k-good"]
+    assert recipients(admin) == ["ada@example.com"]
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as connection:
         assert [(key, status, sent_at) for key, status, sent_at, _ in ledger(connection)] == [
             ("k-good", "sent", AS_OF)]
@@ -348,38 +371,195 @@ def test_a_note_created_before_a_crash_is_found_not_created_twice(
 
 
 class DiesAfter:
-    """A Brevo client whose process "dies" (an exception nothing handles) after `sends` emails went out."""
+    """A Brevo client whose process "dies" (an exception nothing handles) after `calls` batches went out; with
+    `answered=False`, the last of them reaches Brevo and the process dies before reading its answer."""
 
-    def __init__(self, client: BrevoClient, sends: int) -> None:
+    def __init__(self, client: BrevoClient, calls: int, *, answered: bool = True) -> None:
         self.client = client
-        self.sends_left = sends
+        self.calls_left = calls
+        self.answered = answered
         self.stats = client.stats
 
-    def send_transactional(self, *args: Any, **kwargs: Any) -> str:
-        if self.sends_left == 0:
+    def send_batch(self, *args: Any, **kwargs: Any) -> list[str]:
+        if self.calls_left == 0:
             raise SystemExit("killed")
-        self.sends_left -= 1
-        return self.client.send_transactional(*args, **kwargs)
+        self.calls_left -= 1
+        message_ids = self.client.send_batch(*args, **kwargs)
+        if self.calls_left == 0 and not self.answered:
+            raise SystemExit("killed before the answer was recorded")
+        return message_ids
 
-    def find_sent(self, tag: str) -> list[str]:
-        return self.client.find_sent(tag)
+    def find_sent_to(self, tag: str) -> list[tuple[str, str]]:
+        return self.client.find_sent_to(tag)
 
 
-def test_a_run_killed_mid_chunk_sends_each_message_once_after_the_next_run(
+def test_a_run_killed_between_batches_sends_each_message_once_after_the_next_run(
         con: duckdb.DuckDBPyConnection, brevo: BrevoClient, admin: httpx.Client) -> None:
-    """The whole chunk is written `sending` before its first call: what went out before the kill is found in
+    """The second batch is written `sending` before its call: what went out before the kill is found in
     Brevo's log, what did not is sent, and nothing twice."""
     for n in range(5):
-        add_message(con, f"k-{n}", f"p{n}@example.com")
+        add_message(con, f"k-{n}", f"p{n}@example.com", template_id=11 if n < 3 else 12)
 
     with pytest.raises(SystemExit):
-        send_due(con, DiesAfter(brevo, 2), as_of=AS_OF, settle_seconds=0)
+        send_due(con, DiesAfter(brevo, 1), as_of=AS_OF, settle_seconds=0)
     statuses = [status for _, status, _, _ in ledger(con)]
-    assert statuses.count("sent") == 2 and statuses.count("sending") == 3
+    assert statuses == ["sent"] * 3 + ["sending"] * 2
     con.execute("update activations.send_ledger set status = 'sending' where status = 'sent'")  # a hard kill
     result = send_due(con, brevo, as_of=AS_OF, settle_seconds=0)
 
-    received = sorted(email["tags"][0] for email in emails(admin))
-    assert received == [f"k-{n}" for n in range(5)]
+    assert recipients(admin) == [f"p{n}@example.com" for n in range(5)]
     assert [status for _, status, _, _ in ledger(con)] == ["sent"] * 5
-    assert (result.reconciled, result.sent) == (2, 3)
+    assert (result.reconciled, result.sent) == (3, 2)
+    assert lookups(admin) == 2 and sends(admin) == 2
+
+
+def add_many(connection: duckdb.DuckDBPyConnection, count: int, template_id: int, sequence: str,
+             first: int = 0) -> None:
+    """`count` due messages k-<n> to p<n>@example.com with params {"n": n}, in bulk."""
+    rows = f"""select 'k-' || n, 'p' || n || '@example.com', '{sequence}', 'marketing', 'instance-' || n, 1,
+                      {template_id}, ?::timestamp, json_object('n', n)::varchar
+               from range({first}, {first + count}) as numbers(n)"""
+    due_at = [AS_OF - timedelta(hours=1)]
+    connection.execute(f"insert into marts.messages_due {rows}", due_at)
+    connection.execute(f"""insert into marts.fct_messages
+        select key, email, sequence, kind, instance, step, template_id, due_at, 'planned', null, params, null
+        from ({rows}) as due(key, email, sequence, kind, instance, step, template_id, due_at, params)""", due_at)
+
+
+def test_due_messages_go_out_in_batches_of_a_thousand_per_template(
+        con: duckdb.DuckDBPyConnection, brevo: BrevoClient, admin: httpx.Client) -> None:
+    add_many(con, 2100, 11, "demo_nurture")
+    add_many(con, 400, 31, "webinar_reminder", first=2100)
+
+    result = send_due(con, brevo, as_of=AS_OF)
+
+    received = emails(admin)
+    assert sends(admin) == 4, "ceil(2100 / 1000) + ceil(400 / 1000) calls"
+    assert result.api_calls == {"POST /smtp/email": 4}
+    assert len(received) == 2500
+    for email in received:
+        n = email["params"]["n"]
+        assert email["to"][0]["email"] == f"p{n}@example.com"
+        assert (email["templateId"], email["tags"][1]) == ((11, "demo_nurture") if n < 2100 else
+                                                           (31, "webinar_reminder"))
+    by_tag = Counter(email["tags"][0] for email in received)
+    assert sorted(by_tag.values()) == [100, 400, 1000, 1000]
+    assert {email["messageId"] for email in received} == {
+        message_id for *_, message_id in ledger(con)}
+    assert con.execute("select count(*), count(distinct send_tag) from activations.send_ledger "
+                       "where status = 'sent'").fetchone() == (2500, 4)
+    assert (result.sent, result.considered, dict(result.per_step)) == (
+        2500, 2500, {"demo_nurture/1": 2100, "webinar_reminder/1": 400})
+
+
+def test_two_messages_to_one_address_go_in_two_batches_each_delivered_once(
+        con: duckdb.DuckDBPyConnection, brevo: BrevoClient, admin: httpx.Client) -> None:
+    first = add_message(con, "k-1", "ada@example.com", step=1)
+    second = add_message(con, "k-2", "ada@example.com", step=2)
+    add_message(con, "k-3", "bob@example.com", step=1)
+
+    result = send_due(con, brevo, as_of=AS_OF)
+
+    to_ada = [email for email in emails(admin) if email["to"][0]["email"] == "ada@example.com"]
+    assert [email["params"] for email in to_ada] == [first, second]
+    assert sends(admin) == 2 and recipients(admin) == ["ada@example.com", "ada@example.com", "bob@example.com"]
+    assert tags(con)["k-1"] == tags(con)["k-3"] != tags(con)["k-2"]
+    assert [message_id for *_, message_id in ledger(con)[:2]] == [email["messageId"] for email in to_ada]
+    assert (result.sent, result.status) == (3, "ok")
+
+
+def test_one_bad_version_is_isolated_by_halving_and_the_rest_are_sent(
+        con: duckdb.DuckDBPyConnection, brevo: BrevoClient, admin: httpx.Client) -> None:
+    for n in range(8):
+        add_message(con, f"k-{n}", "not-an-address" if n == 5 else f"p{n}@example.com")
+
+    result = send_due(con, brevo, as_of=AS_OF)
+
+    assert recipients(admin) == [f"p{n}@example.com" for n in range(8) if n != 5]
+    assert sends(admin) == 7, "8 rejected, 4 + 4, 2 + 2, 1 + 1"
+    assert [(key, status) for key, status, _, _ in ledger(con)] == [
+        (f"k-{n}", "sent") for n in range(8) if n != 5]
+    [(_, action, outcome, reason)] = [row for row in log(con) if row[2] != "sent"]
+    assert (action, outcome) == ("send", "rejected")
+    assert "HTTP 400" in reason and "valid email address" in reason
+    assert sorted(key for key, _, outcome, _ in log(con) if outcome == "sent") == [
+        f"k-{n}" for n in range(8) if n != 5]
+    assert (result.sent, result.rejected, result.status) == (7, 1, "partial")
+    assert result.rejections == [("k-5", reason)]
+
+
+def test_a_lost_answer_to_a_batch_is_settled_by_one_look_up_of_its_tag(
+        con: duckdb.DuckDBPyConnection, sandbox_url: str, admin: httpx.Client) -> None:
+    for n in range(5):
+        add_message(con, f"k-{n}", f"p{n}@example.com")
+    admin.post("/faults", json={"service": "brevo", "rate_timeout": 1.0, "timeout_seconds": 0.2})
+    transport = ClearFaultsAfterFirstAnswer(sandbox_url + "/_sandbox")
+
+    with BrevoClient(KEY, sandbox_url + "/brevo/v3", policy=FAST, transport=transport) as client:
+        result = send_due(con, client, as_of=AS_OF, settle_seconds=0)
+
+    received = {email["to"][0]["email"]: email["messageId"] for email in emails(admin)}
+    assert transport.cleared and sends(admin) == 1 and lookups(admin) == 1
+    assert ledger(con) == [(f"k-{n}", "sent", AS_OF, received[f"p{n}@example.com"]) for n in range(5)]
+    assert (result.sent, result.reconciled, result.unconfirmed, result.status) == (0, 5, 0, "ok")
+    assert [outcome for _, _, outcome, _ in log(con)] == ["reconciled"] * 5
+
+
+def test_a_crash_after_the_write_ahead_and_before_the_call_sends_each_once_next_run(
+        con: duckdb.DuckDBPyConnection, brevo: BrevoClient, admin: httpx.Client) -> None:
+    for n in range(3):
+        add_message(con, f"k-{n}", f"p{n}@example.com")
+
+    with pytest.raises(SystemExit):
+        send_due(con, DiesAfter(brevo, 0), as_of=AS_OF, settle_seconds=0)
+    assert [status for _, status, _, _ in ledger(con)] == ["sending"] * 3 and len(set(tags(con).values())) == 1
+    con.execute("delete from marts.messages_due")  # dbt now shows the keys as `sending`
+    result = send_due(con, brevo, as_of=AS_OF, settle_seconds=0)
+
+    assert recipients(admin) == [f"p{n}@example.com" for n in range(3)]
+    assert sends(admin) == 1 and lookups(admin) == 1
+    assert [status for _, status, _, _ in ledger(con)] == ["sent"] * 3
+    assert (result.considered, result.sent, result.reconciled) == (3, 3, 0)
+
+
+def test_a_crash_after_the_call_is_reconciled_next_run_from_one_look_up(
+        con: duckdb.DuckDBPyConnection, brevo: BrevoClient, admin: httpx.Client) -> None:
+    for n in range(3):
+        add_message(con, f"k-{n}", f"p{n}@example.com")
+
+    with pytest.raises(SystemExit):
+        send_due(con, DiesAfter(brevo, 1, answered=False), as_of=AS_OF, settle_seconds=0)
+    assert [status for _, status, _, _ in ledger(con)] == ["sending"] * 3
+    result = send_due(con, brevo, as_of=AS_OF, settle_seconds=0)
+
+    received = {email["to"][0]["email"]: email["messageId"] for email in emails(admin)}
+    assert sends(admin) == 1 and lookups(admin) == 1
+    assert ledger(con) == [(f"k-{n}", "sent", AS_OF, received[f"p{n}@example.com"]) for n in range(3)]
+    assert (result.considered, result.sent, result.reconciled) == (3, 0, 3)
+
+
+def test_the_look_up_budget_counts_tags_not_messages(
+        con: duckdb.DuckDBPyConnection, brevo: BrevoClient, admin: httpx.Client) -> None:
+    for n in range(6):
+        add_message(con, f"k-{n}", f"p{n}@example.com", template_id=11 if n < 3 else 12)
+    with pytest.raises(SystemExit):
+        send_due(con, DiesAfter(brevo, 2, answered=False), as_of=AS_OF, settle_seconds=0)
+    con.execute("update activations.send_ledger set status = 'sending'")  # both batches' answers unrecorded
+
+    first = send_due(con, brevo, as_of=AS_OF, settle_seconds=0, lookup_budget=1)
+    second = send_due(con, brevo, as_of=AS_OF, settle_seconds=0, lookup_budget=1)
+
+    assert (first.considered, first.reconciled, second.considered, second.reconciled) == (3, 3, 3, 3)
+    assert sends(admin) == 2 and lookups(admin) == 2
+    assert [status for _, status, _, _ in ledger(con)] == ["sent"] * 6
+
+
+def test_an_answer_without_one_message_id_per_version_counts_as_lost() -> None:
+    """Brevo accepted the call but the answer cannot be matched to the versions: the emails are looked up,
+    not assumed sent or unsent."""
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(201, json={"messageIds": ["<only-one@smtp-relay.sandbox>"]})
+
+    with BrevoClient(KEY, "https://brevo.invalid/v3", policy=FAST, transport=httpx.MockTransport(answer)) as client, \
+            pytest.raises(MaybeApplied):
+        client.send_batch(11, [("ada@example.com", {}), ("bob@example.com", {})], tags=["lifecycle:t"])

@@ -184,12 +184,12 @@ def test_first_run_syncs_contacts_notes_and_lists(world: World, capsys: pytest.C
     for email, lists in members:
         assert set(lists) <= set(world.brevo(email)["lists"])
 
-    ledger = world.query("select message_key, status, provider_message_id from activations.send_ledger")
+    ledger = world.query("select send_tag, lower(email), status, provider_message_id from activations.send_ledger")
     emails = httpx.get(f"{world.sandbox_url}/_sandbox/brevo/emails").json()
     assert ledger, "the world has lifecycle emails due"
-    assert {status for _, status, _ in ledger} == {"sent"}
-    assert sorted((email["tags"][0], email["messageId"]) for email in emails) == sorted(
-        (key, message_id) for key, _, message_id in ledger)
+    assert {status for _, _, status, _ in ledger} == {"sent"}
+    assert sorted((email["tags"][0], email["to"][0]["email"], email["messageId"]) for email in emails) == sorted(
+        (tag, address, message_id) for tag, address, _, message_id in ledger)
 
     statuses = world.query("select destination, object, status, dry_run from activations.sync_runs")
     assert sorted((d, o) for d, o, *_ in statuses) == [

@@ -98,7 +98,8 @@ def send_everything_due(home: Path, sent_at: datetime) -> set[str]:
     with duckdb.connect(str(home / "warehouse.duckdb")) as con:
         due = {row[0] for row in con.execute("select message_key from marts.messages_due").fetchall()}
         con.execute("""
-            insert into activations.send_ledger
+            insert into activations.send_ledger (message_key, email, sequence, step, status, sent_at,
+                                                 provider_message_id)
             select message_key, email, sequence, step, 'sent', ?, 'msg-' || message_key
             from marts.messages_due
         """, [sent_at])
