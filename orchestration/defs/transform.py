@@ -14,6 +14,7 @@ launchpad) passes it to dbt as the ``as_of`` var; without the tag, dbt uses the 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at definition time.
 import json
 import os
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -36,6 +37,7 @@ from orchestration.resources import DBT_EXECUTABLE, DBT_PROJECT_DIR, LifecycleSe
 
 TRANSFORM_GROUP = "transform"
 AS_OF_TAG = "lifecycle/as_of"
+DBT_STOP_GRACE_SECONDS = 30.0
 MANIFEST_INPUTS = ("dbt_project.yml", "profiles.yml", "models", "macros", "seeds", "tests")
 """What a parse reads; the manifest is rebuilt when any of it is newer."""
 
@@ -122,6 +124,20 @@ class LifecycleDbtTranslator(DagsterDbtTranslator):
         return spec.replace_attributes(deps=[dep for dep in spec.deps if dep.asset_key not in excluded])
 
 
+def stop_dbt(process: subprocess.Popen, grace_seconds: float = DBT_STOP_GRACE_SECONDS) -> None:
+    """dbt must not outlive its step: it holds the warehouse's write lock, and the next run would fail on it.
+    dagster-dbt forwards Dagster's own interrupts; anything else that ends the step early (an exception, a
+    harness's timeout) lands here. dbt gets SIGINT (it rolls back and exits), then SIGKILL after the grace."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def dbt_build_args(as_of: str | None) -> list[str]:
     """Models, seeds and data tests. Unit tests check the SQL, not the data: they run in the test suite
     (``dbt test --select test_type:unit``), and they need the raw tables, which a fresh warehouse lacks."""
@@ -147,7 +163,10 @@ def build_definitions() -> dg.Definitions:
         target_path = settings.home / "dbt" / "target"
         invocation = dbt.cli(dbt_build_args(context.run.tags.get(AS_OF_TAG)), context=context,
                              target_path=target_path)
-        yield from invocation.stream()
+        try:
+            yield from invocation.stream()
+        finally:
+            stop_dbt(invocation.process)
 
     transform_job = dg.define_asset_job(
         "transform",

@@ -7,6 +7,9 @@ import argparse
 import copy
 import json
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -131,3 +134,23 @@ def test_lifecycle_run_all_as_of(dbt_world: BuiltWorld, tmp_path: Path, monkeypa
         assert con.execute("select count(*) from intermediate.int_forms__submissions").fetchone() == staged_until_as_of
         assert con.execute("""select count(*) from marts.dq_flagged_records
                               where occurred_at > timestamp '2026-09-01 00:00:00'""").fetchone() == (0,)
+
+
+def _sleeper(ignore_sigint: bool) -> subprocess.Popen:
+    code = ("import signal, sys, time\n"
+            + ("signal.signal(signal.SIGINT, signal.SIG_IGN)\n" if ignore_sigint else "")
+            + "print('ready', flush=True)\ntime.sleep(120)\n")
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    assert process.stdout is not None and process.stdout.readline() == b"ready\n"
+    return process
+
+
+def test_a_dbt_step_ended_early_stops_dbt_so_it_releases_the_warehouse() -> None:
+    """dbt gets SIGINT first (it rolls back and exits), SIGKILL when it does not stop within the grace."""
+    polite, stubborn = _sleeper(ignore_sigint=False), _sleeper(ignore_sigint=True)
+
+    transform.stop_dbt(polite)
+    transform.stop_dbt(stubborn, grace_seconds=0.5)
+
+    assert polite.returncode == -signal.SIGINT  # Python ends by the signal after an unhandled KeyboardInterrupt
+    assert stubborn.returncode == -signal.SIGKILL
