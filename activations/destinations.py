@@ -20,7 +20,7 @@ from activations.brevo import IMPORT_MAX_ROWS, LIST_CHANGE_LIMIT, BrevoClient
 from activations.engine import Change, Outcome, SyncObject
 from activations.http import ApiError, RowOutcome
 from activations.hubspot import BATCH_LIMIT, HubSpotClient, Note
-from activations.state import SCHEMA, LogRow, insert_log
+from activations.state import SCHEMA, LogRow, insert_log, transaction
 
 CRM_CONTACTS = SyncObject("sync.sync_crm__contacts", ("email",))
 CRM_NOTES = SyncObject("sync.sync_crm__notes", ("note_key",), create_only=True)
@@ -75,13 +75,8 @@ def attempt_log(con: duckdb.DuckDBPyConnection, destination: str, object_: str) 
             return
         rows = [LogRow(key, "add", ATTEMPTED, "create sent; the outcome follows in the run's log", None)
                 for key in keys]
-        con.execute("begin transaction")
-        try:
+        with transaction(con):
             insert_log(con, None, destination, object_, rows, datetime.now(UTC).replace(tzinfo=None))
-        except BaseException:
-            con.execute("rollback")
-            raise
-        con.execute("commit")
 
     return record
 

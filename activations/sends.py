@@ -57,7 +57,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -66,7 +65,7 @@ import duckdb
 
 from activations.brevo import MESSAGE_VERSIONS_MAX
 from activations.http import ApiError, MaybeApplied, TransportStats
-from activations.state import SCHEMA, LogRow, ensure_tables, finish_run, insert_log, start_run
+from activations.state import SCHEMA, LogRow, ensure_tables, finish_run, insert_log, start_run, transaction
 
 DESTINATION = "brevo"
 OBJECT = "emails"
@@ -387,7 +386,7 @@ class _Run:
 
     def _write_ahead(self, part: Sequence[Message], tag: str, insert: bool) -> None:
         """Commit the call's rows `sending` under its tag before it is made."""
-        with self._transaction():
+        with transaction(self.con):
             if insert:
                 self.con.execute(
                     f"""insert into {SCHEMA}.send_ledger (message_key, email, sequence, step, status, sent_at,
@@ -406,7 +405,7 @@ class _Run:
                 not_sent: Sequence[Message]) -> None:
         """One transaction: sent keys -> `sent` with their messageIds, rejected and unsent keys out of the
         ledger (planned again next run), and the log rows."""
-        with self._transaction():
+        with transaction(self.con):
             if sent:
                 self._mark_sent([(m, message_id) for m, message_id in sent])
             gone = [m.key for m, _ in rejected] + [m.key for m in not_sent]
@@ -515,7 +514,7 @@ class _Run:
             copies = f"{len(ids)} emails carry its tag" if len(ids) > 1 else None
             log.append(LogRow(message.key, "send", "reconciled", copies, message.fields()))
         if confirmed:
-            with self._transaction():
+            with transaction(self.con):
                 self._mark_sent(confirmed)
                 self._log(log)
             self.result.reconciled += len(confirmed)
@@ -535,21 +534,11 @@ class _Run:
 
     # ----- ledger and log ----------------------------------------------------------------------------
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self.con.execute("begin transaction")
-        try:
-            yield
-        except BaseException:
-            self.con.execute("rollback")
-            raise
-        self.con.execute("commit")
-
     def _log(self, rows: Sequence[LogRow]) -> None:
         insert_log(self.con, self.result.run_id, DESTINATION, OBJECT, rows, _now())
 
     def _unconfirmed(self, messages: Sequence[Message], reasons: Mapping[str, str]) -> None:
-        with self._transaction():
+        with transaction(self.con):
             self._log([LogRow(m.key, "send", "unconfirmed", reasons.get(m.key, "answer lost"), m.fields())
                        for m in messages])
         self.result.unconfirmed += len(messages)
@@ -575,7 +564,7 @@ class _Run:
 
     def _commit_log(self, rows: Sequence[LogRow]) -> None:
         if rows:
-            with self._transaction():
+            with transaction(self.con):
                 self._log(rows)
 
 

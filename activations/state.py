@@ -12,7 +12,8 @@ one row per key sent (or that a dry run would send).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -78,6 +79,18 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(f'alter table "{SCHEMA}"."{table}" add column if not exists "{name}" {kind}')
 
 
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One DuckDB transaction: committed when the block ends, rolled back when anything escapes it."""
+    con.execute("begin transaction")
+    try:
+        yield
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
+
+
 @dataclass(frozen=True)
 class Accepted:
     """A key whose new state the destination accepted (or that needs no write): desired hash and payload."""
@@ -108,16 +121,11 @@ class StateStore:
     def commit(self, at: datetime, run_id: str, accepted: Sequence[Accepted], removed: Sequence[str],
                log: Sequence[LogRow]) -> None:
         """Record accepted state, removed keys and their log rows in one transaction (crash-consistent)."""
-        self.con.execute("begin transaction")
-        try:
+        with transaction(self.con):
             self._insert_state([row for row in accepted if row.is_new], at)
             self._update_state([row for row in accepted if not row.is_new], at)
             self._delete_state(removed)
             self._insert_log(run_id, log, at)
-            self.con.execute("commit")
-        except BaseException:
-            self.con.execute("rollback")
-            raise
 
     def _insert_state(self, rows: Sequence[Accepted], at: datetime) -> None:
         if not rows:

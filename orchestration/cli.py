@@ -13,9 +13,10 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchestration.settings import Settings, sandbox_environment
 
@@ -50,6 +51,11 @@ def _use_dagster_home(settings: Settings) -> None:
     os.environ["DAGSTER_HOME"] = str(dagster_home)
 
 
+def job_log_path(settings: Settings, job_name: str) -> Path:
+    """Where a job's steps print (dbt's log lines): the terminal only gets a summary."""
+    return settings.home / "logs" / f"{job_name}.log"
+
+
 def execute_job(job_name: str, as_of: str | None = None, dry_run: bool = False, dbt_tests: bool = True,
                 groups: tuple[str, ...] | None = None) -> dg.ExecuteInProcessResult:
     """Execute one Dagster job in-process on the persistent instance (the runs ``dagster dev`` shows).
@@ -80,7 +86,7 @@ def execute_job(job_name: str, as_of: str | None = None, dry_run: bool = False, 
         job = job.get_subset(asset_selection=keys, asset_check_selection=checks)
     # The full event log is in the instance (the Dagster UI); the terminal gets warnings and errors, and
     # what the steps print (dbt's log lines) goes to a file.
-    log_path = settings.home / "logs" / f"{job_name}.log"
+    log_path = job_log_path(settings, job_name)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tags = {**({AS_OF_TAG: as_of} if as_of else {}), **({DRY_RUN_TAG: "true"} if dry_run else {})}
     with dg.DagsterInstance.get() as instance, open(log_path, "w") as log, contextlib.redirect_stdout(log):
@@ -98,22 +104,27 @@ def run_job(job_name: str, as_of: str | None = None, dry_run: bool = False, dbt_
     result = execute_job(job_name, as_of, dry_run, dbt_tests)
     seconds = (datetime.now(UTC) - started).total_seconds()
     status = "succeeded" if result.success else "FAILED"
-    log_path = Settings.from_env().home / "logs" / f"{job_name}.log"
+    log_path = job_log_path(Settings.from_env(), job_name)
     print(f"job {job_name!r} {status} in {seconds:.1f} s (run id {result.run_id}; step output in {log_path})")
     if dry_run:
         _print_dry_run(result)
     return result.success
 
 
+def _materializations(result: dg.ExecuteInProcessResult) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each asset a run materialized (``hubspot/contacts`` ...) with its metadata as plain values."""
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        yield (materialization.asset_key.to_user_string(),
+               {name: value.value for name, value in materialization.metadata.items()})
+
+
 def _print_dry_run(result: dg.ExecuteInProcessResult) -> None:
     """Per destination object, what the sync would have written, and the emails that would go out (from
     the materialization metadata)."""
-    for event in result.get_asset_materialization_events():
-        materialization = event.step_materialization_data.materialization
-        metadata = {name: value.value for name, value in materialization.metadata.items()}
+    for asset, metadata in _materializations(result):
         if not metadata.get("dry_run"):
             continue
-        asset = materialization.asset_key.to_user_string()
         if "per_step" in metadata:
             print(f"dry run {asset}: would send {metadata['sent']} messages")
             for step, count in (metadata["per_step"] or {}).items():
@@ -264,14 +275,8 @@ def _prepare_demo_home(home: Path) -> None:
 
 def _activation_numbers(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, int]]:
     """Per activation asset (``hubspot/contacts`` ...), the rows it sent and the destination rejected."""
-    numbers: dict[str, dict[str, int]] = {}
-    for event in result.get_asset_materialization_events():
-        materialization = event.step_materialization_data.materialization
-        metadata = {name: value.value for name, value in materialization.metadata.items()}
-        if "sent" in metadata and "rejected" in metadata:
-            numbers[materialization.asset_key.to_user_string()] = {
-                "sent": int(metadata["sent"]), "rejected": int(metadata["rejected"])}
-    return numbers
+    return {asset: {"sent": int(metadata["sent"]), "rejected": int(metadata["rejected"])}
+            for asset, metadata in _materializations(result) if "sent" in metadata and "rejected" in metadata}
 
 
 def _day_line(as_of: str, result: dg.ExecuteInProcessResult, seconds: float) -> str:
