@@ -1,5 +1,5 @@
-"""Lifecycle emails through Brevo's transactional API, each message key sent at most once, ever (SPEC §3.9.2,
-§6.2): the rows of `marts.messages_due`, up to 1,000 emails per `POST /smtp/email`.
+"""Lifecycle emails through Brevo's transactional API, each message key sent at most once, ever: the rows of
+`marts.messages_due`, up to 1,000 emails per `POST /smtp/email`.
 
 Batches: Brevo's `messageVersions` sends one email per version (its own recipient and params) in a single
 call, at most 1,000 versions; the tags belong to the call. Messages are grouped by template and sequence
@@ -12,38 +12,48 @@ message is alone and rejected by itself: about 2·log2(batch size) extra calls p
 template Brevo refuses outright costs about two calls per message of it.
 
 The ledger (`activations.send_ledger`) is written ahead of each call: the batch's rows are committed
-`sending` with the batch's tag in `send_tag` (sent_at = the run's clock, the simulated `as_of` when there is
-one: dbt compares it with cancellations; a send again re-stamps it); Brevo's 201 turns them all `sent` with
-their messageIds, in one transaction. A definitive rejection of a message alone (a 4xx other than 429 and the
-account-level 401/402/403) deletes its row, so the message stays planned and is retried next run like a
-rejected sync row, and its reason goes to `activations.sync_log`. An account-level refusal, or a batch that
-never left, deletes the rows of what was not sent and stops the run (status failed). A lost answer (timeout,
-dropped connection, 5xx, an answer without one messageId per version: `MaybeApplied`) leaves the batch's rows
-`sending`, and so does a process killed during the call. dbt counts any ledger row as handled, so a
-`sending` key is never planned again; this module alone settles it. A `sending` row whose send_tag is null
-was written by the earlier one-call-per-message version, whose emails carry their message key as first tag.
+`sending` with the batch's tag in `send_tag`, and the tag is appended to `activations.send_attempts` with
+the wall-clock time (every tag a message was ever handed to Brevo under is kept there); sent_at is the
+run's clock, the simulated `as_of` when there is one (dbt compares it with cancellations; a send again
+re-stamps it). Brevo's 201 turns them all `sent` with their messageIds, in one transaction. A definitive
+rejection of a message alone (a 4xx other than 429 and the account-level 401/402/403) deletes its row, so
+the message stays planned and is retried next run like a rejected sync row, and its reason goes to
+`activations.sync_log`. An account-level refusal, or a batch that never left, deletes the rows of what was
+not sent and stops the run (status failed). A lost answer (timeout, dropped connection, 5xx, an answer
+without one messageId per version: `MaybeApplied`) leaves the batch's rows `sending`, and so does a process
+killed during the call. dbt counts a `sending` row as handled, so the key is never planned again; this
+module alone settles it. A `sending` row whose send_tag is null was written by the earlier
+one-call-per-message version, whose emails carry their message key as first tag.
 
-Reconciliation: at the start of a run (rows a crashed run left `sending`) and at its end (this run's lost
-answers), each distinct tag of the `sending` rows is looked up once in Brevo's event log (`find_sent_to`):
-a row whose recipient got an email with that tag -> `sent` with that messageId (outcome `reconciled`); the
-others are sent again in new batches (new tag, written ahead), with their template and params from
-`marts.fct_messages` (messages_due no longer lists a key that has a ledger row). Each key gets at most
-`rounds` look-ups per run and the last one is never followed by a send; a key still unknown stays `sending`
-(outcome `unconfirmed`, run status `partial`) for the next run to look up again.
+Settling an uncertain email, at the start of a run (rows a crashed run left `sending`) and at its end (this
+run's lost answers), in rounds:
+1. Wait until `settle_seconds` have passed since the message's last attempt (Brevo's event log lags).
+2. Look up every tag the message was ever handed over under (`find_sent_to`, once per tag and round). An
+   email found under any of them -> `sent` with that messageId (outcome `reconciled`).
+3. Not found: the message goes again only if the rules still allow it now: `marts.fct_messages.may_send`,
+   which dbt computes as of the run for `sending` keys with the same rules as a fresh send (an exit, a
+   pause, an unsubscribe, an expired reminder or a later step that went out forbid it). One that is not
+   allowed, or no longer a message at all, is withdrawn: ledger status `withdrawn` with the reason, never
+   sent; dbt then shows it with the status the rules give it. One that is allowed is sent again in a new
+   batch under a new tag (outcome `sent`, reason "sent again ..."; counted in `resent`).
+Each key gets at most `rounds` look-ups per run and the last one is never followed by a send; a key still
+unknown stays `sending` (outcome `unconfirmed`, run status `partial`) for the next run to look up again.
 
 What a user should know about Brevo's event log, which this relies on:
-- It lags. Brevo records an accepted email's `requests` event asynchronously, usually within seconds but
-  sometimes later. A look-up that comes too early reads "not found", and the email goes out a second time.
-  So each round of look-ups first waits until `settle_seconds` have passed since the last lost answer (for
-  rows left by an earlier process: since this run started). Raise it if your account's log lags more; a
-  duplicate needs both a lost answer and an event that is still missing after that time.
+- It lags. Brevo records an accepted email's `requests` event asynchronously and documents no bound for it:
+  its transactional reports show the log as real time, aggregated per second and per minute. A look-up
+  that comes too early reads "not found", and the email would go out a second time. So nothing is looked up
+  before `settle_seconds` (default SETTLE_SECONDS, one minute, the coarsest granularity Brevo reports the
+  log in; the operator's setting LIFECYCLE_BREVO_SETTLE_SECONDS) have passed since the message's last
+  attempt. A duplicate needs both a lost answer and an event that is still missing after that time, and
+  even then the earlier tags are looked up again before any later re-send.
 - Look-ups count against the quota of "other /smtp/*" endpoints (300 requests per hour on the general
   plan), so a run looks up at most `lookup_budget` tags (one per batch, however many emails it holds; a tag
   with more than 2,500 events, e.g. opens and clicks of an old batch, takes a request per 2,500); rows
   beyond it stay `sending` until a later run.
-- Brevo documents no idempotency key for `/smtp/email` (api_contracts.md §2.10 has none), so the ledger and
-  the tag look-up are the whole protection against a second copy. Brevo's `messageVersions` docs give no
-  per-version outcome: a call is accepted or refused as a whole.
+- Brevo documents no idempotency key for `/smtp/email`, so the ledger and the tag look-up are the whole
+  protection against a second copy. Brevo's `messageVersions` docs give no per-version outcome: a call is
+  accepted or refused as a whole.
 
 Dry run: no API call and no ledger write; the run is recorded in `sync_runs` (dry_run = true), each message
 it would send is logged `would_send` in `sync_log`, and the result carries the counts per sequence and step
@@ -78,7 +88,7 @@ BATCH_SIZE = MESSAGE_VERSIONS_MAX
 TAG_PREFIX = "lifecycle:"
 ROUNDS = 3
 """Look-ups of one uncertain key per run (with a send between two look-ups when it was not found)."""
-SETTLE_SECONDS = 5.0
+SETTLE_SECONDS = 60.0
 """How long Brevo's event log is given to show an email whose answer was lost before it is looked for."""
 LOOKUP_BUDGET = 250
 """Event-log tag look-ups per run: under the hourly quota of Brevo's "other /smtp/*" endpoints (300)."""
@@ -86,6 +96,7 @@ PREVIEW_ROWS = 1000
 REJECTION_SAMPLE = 100
 ACCOUNT_ERRORS = (401, 402, 403)
 """Bad key, no credits, no permission: nothing can be sent, so the run stops instead of rejecting each message."""
+NOT_A_MESSAGE = f"no longer a message of any sequence in {MESSAGES}"
 
 Recipient = str | Mapping[str, str]
 
@@ -104,9 +115,11 @@ class Mailer(Protocol):
 
 @dataclass(frozen=True)
 class Message:
-    """One email: `template_id` is None for a `sending` key that is no longer in marts.fct_messages (it can
-    be looked up, not sent again). `send_tag`: the tag of the call it was last handed to Brevo in (None
-    before its first send, and for a row of the per-message version, whose tag was its key)."""
+    """One email. `template_id` is None for a `sending` key that is no longer in marts.fct_messages.
+    `send_tag`: the tag of the call it was last handed to Brevo in (None before its first send, and for a
+    row of the per-message version, whose tag was its key). `tags`: every tag it was handed over under, and
+    `attempted_at` the wall-clock time of the last attempt (None when unknown). `may_send`: whether the rules
+    allow it now; `hold`: why not."""
 
     key: str
     email: str
@@ -116,6 +129,10 @@ class Message:
     params: Mapping[str, Any]
     name: str | None = None
     send_tag: str | None = None
+    tags: tuple[str, ...] = ()
+    attempted_at: datetime | None = None
+    may_send: bool = True
+    hold: str | None = None
 
     @property
     def recipient(self) -> str | dict[str, str]:
@@ -127,8 +144,9 @@ class Message:
         return self.email.strip().lower()
 
     @property
-    def lookup_tag(self) -> str:
-        return self.send_tag or self.key
+    def lookup_tags(self) -> tuple[str, ...]:
+        """Every tag to look for: those of the attempts, the last one, or the key (per-message version)."""
+        return tuple(dict.fromkeys((*self.tags, self.send_tag or self.key)))
 
     @property
     def step_label(self) -> str:
@@ -145,7 +163,10 @@ class SendResult:
 
     considered: messages due that had no ledger row, plus `sending` keys taken up from earlier runs.
     sent: emails Brevo accepted in this run (a dry run: would send). reconciled: lost answers found in
-    Brevo's event log. unconfirmed: keys still `sending` at the end (a dry run: those it would look up).
+    Brevo's event log. resent: emails sent again after a lost answer whose email was not found (each one a
+    possible duplicate if Brevo's log lagged past the settle time). withdrawn: uncertain emails not found
+    that the rules no longer allow, closed unsent. unconfirmed: keys still `sending` at the end (a dry run:
+    those it would look up).
     """
 
     run_id: str
@@ -157,11 +178,14 @@ class SendResult:
     sent: int = 0
     rejected: int = 0
     reconciled: int = 0
+    resent: int = 0
+    withdrawn: int = 0
     unconfirmed: int = 0
     per_step: Counter[str] = field(default_factory=Counter)
     """Emails sent (a dry run: that would be sent) per "sequence/step"."""
     rejection_reasons: Counter[str] = field(default_factory=Counter)
     rejections: list[tuple[str, str]] = field(default_factory=list)
+    withdrawal_reasons: Counter[str] = field(default_factory=Counter)
     unconfirmed_keys: list[str] = field(default_factory=list)
     api_calls: dict[str, int] = field(default_factory=dict)
     preview: list[Message] = field(default_factory=list)
@@ -182,9 +206,12 @@ class SendResult:
             "sent": self.sent,
             "rejected": self.rejected,
             "reconciled": self.reconciled,
+            "resent": self.resent,
+            "withdrawn": self.withdrawn,
             "unconfirmed": self.unconfirmed,
             "per_step": dict(sorted(self.per_step.items())),
             "rejection_reasons": dict(self.rejection_reasons),
+            "withdrawal_reasons": dict(self.withdrawal_reasons),
             "api_calls": dict(self.api_calls),
             "duration_seconds": round(self.duration_seconds, 3),
         }
@@ -198,7 +225,7 @@ def send_due(con: duckdb.DuckDBPyConnection, client: Mailer, *, as_of: datetime 
     rejected or is still unconfirmed, failed when an exception stopped it, re-raised)."""
     if rounds < 1:
         raise ValueError("rounds must be at least 1")
-    ensure_ledger(con)
+    ensure_tables(con)
     result = SendResult(run_id=uuid.uuid4().hex, dry_run=dry_run, started_at=_now())
     start_run(con, result.run_id, DESTINATION, OBJECT, result.started_at, dry_run)
     calls_before = dict(client.stats.calls)
@@ -222,13 +249,6 @@ def send_due(con: duckdb.DuckDBPyConnection, client: Mailer, *, as_of: datetime 
                     "rejected": result.rejected},
                    result.api_calls, result.status, error)
     return result
-
-
-def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
-    """The engine's tables, and the ledger's `send_tag` (the batch tag), which a ledger created before
-    batching (by this module or by dbt) lacks; dbt's macro creates it with the column."""
-    ensure_tables(con)
-    con.execute(f'alter table "{SCHEMA}".send_ledger add column if not exists send_tag varchar')
 
 
 class _Batches:
@@ -272,7 +292,6 @@ class _Run:
         self.settle_seconds = settle_seconds
         self.lookups_left = lookup_budget
         self.sleep = sleep
-        self.last_uncertain = time.monotonic()
 
     def execute(self) -> None:
         if self.result.dry_run:
@@ -297,21 +316,22 @@ class _Run:
     # ----- reading -----------------------------------------------------------------------------------
 
     def _due(self) -> Iterator[Message]:
-        """messages_due without the keys the ledger already has (messages_due is stale when dbt did not
-        run since the last send), oldest first."""
+        """messages_due without the keys the ledger holds as sending or sent (messages_due is stale when dbt
+        did not run since the last send), oldest first."""
         yield from self._stream(f"""
             select due.message_key, due.email, due.sequence, due.step, due.template_id, due.params,
-                   {_NAME_SQL}, cast(null as varchar) as send_tag
+                   {_NAME_SQL}, cast(null as varchar) as send_tag, true as may_send, cast(null as varchar)
             from {MESSAGES_DUE} as due
             left join {CONTACTS} as contacts on contacts.email = due.email
             where not exists (select 1 from {SCHEMA}.send_ledger as ledger
-                              where ledger.message_key = due.message_key)
+                              where ledger.message_key = due.message_key and ledger.status <> 'withdrawn')
             order by due.due_at, due.message_key
         """, [])
 
     def _leftovers(self) -> list[Message]:
-        """Rows an earlier run left `sending`, of as many tags as this run may look up, oldest first."""
-        return list(self._stream(f"""
+        """Rows an earlier run left `sending`, of as many tags as this run may look up, oldest first, with
+        what dbt says of them now (template, params, may_send and why not) and every tag they went under."""
+        messages = list(self._stream(f"""
             with tags as (
                 select coalesce(send_tag, message_key) as tag, min(sent_at) as first_sent_at
                 from {SCHEMA}.send_ledger
@@ -321,24 +341,35 @@ class _Run:
                 limit ?
             )
             select ledger.message_key, ledger.email, ledger.sequence, ledger.step, messages.template_id,
-                   messages.params, {_NAME_SQL}, ledger.send_tag
+                   messages.params, {_NAME_SQL}, ledger.send_tag, coalesce(messages.may_send, false),
+                   case when messages.message_key is null then ? else messages.reason end
             from tags
             join {SCHEMA}.send_ledger as ledger
                 on coalesce(ledger.send_tag, ledger.message_key) = tags.tag and ledger.status = 'sending'
             left join {MESSAGES} as messages on messages.message_key = ledger.message_key
             left join {CONTACTS} as contacts on contacts.email = ledger.email
             order by tags.first_sent_at, tags.tag, ledger.message_key
-        """, [max(self.lookups_left, 0)]))
+        """, [max(self.lookups_left, 0), NOT_A_MESSAGE]))
+        attempts: dict[str, list[tuple[str, datetime]]] = {}
+        for key, tag, attempted_at in self.con.execute(
+                f"""select message_key, send_tag, attempted_at from {SCHEMA}.send_attempts
+                where message_key in (select unnest(?::varchar[])) order by attempted_at""",
+                [[message.key for message in messages]]).fetchall():
+            attempts.setdefault(key, []).append((tag, attempted_at))
+        return [replace(message, tags=tuple(tag for tag, _ in attempts.get(message.key, [])),
+                        attempted_at=max((at for _, at in attempts.get(message.key, [])), default=None))
+                for message in messages]
 
     def _stream(self, sql: str, parameters: list[Any]) -> Iterator[Message]:
         cursor = self.con.cursor()
         try:
             rows = cursor.execute(sql, parameters)
             while chunk := rows.fetchmany(BATCH_SIZE):
-                for key, email, sequence, step, template_id, params, name, send_tag in chunk:
+                for key, email, sequence, step, template_id, params, name, send_tag, may_send, hold in chunk:
                     yield Message(key, email, sequence, int(step),
                                   None if template_id is None else int(template_id),
-                                  json.loads(params) if params else {}, name, send_tag)
+                                  json.loads(params) if params else {}, name, send_tag,
+                                  may_send=bool(may_send), hold=hold)
         finally:
             cursor.close()
 
@@ -350,61 +381,70 @@ class _Run:
 
         new: first sends, whose rows are inserted; else `sending` keys sent again, whose rows are re-tagged
         and re-stamped. Every call is written ahead under a tag of its own, halves included, so a process
-        killed anywhere leaves each row with the tag of the last call that may have carried it."""
+        killed anywhere leaves each row with the tag of the last call that may have carried it, and the
+        attempts table with all of them."""
         parts = [list(batch)]
         insert = new
         lost: list[Message] = []
         while parts:
             tag = f"{TAG_PREFIX}{uuid.uuid4().hex}"
-            part = [replace(message, send_tag=tag) for message in parts.pop(0)]
+            attempted_at = _now()
+            part = [replace(message, send_tag=tag, tags=(*message.tags, tag), attempted_at=attempted_at)
+                    for message in parts.pop(0)]
             template_id = part[0].template_id
             if template_id is None:
                 raise ValueError(f"message {part[0].key} has no template to send")
-            self._write_ahead(part, tag, insert)
+            self._write_ahead(part, tag, attempted_at, insert)
             insert = False
             try:
                 message_ids = self.client.send_batch(template_id, [(m.recipient, m.params) for m in part],
                                                      tags=[tag, part[0].sequence])
             except MaybeApplied:
-                self.last_uncertain = time.monotonic()
                 lost += part
                 continue
             except ApiError as error:
                 if not _rejects_message(error):
                     # Not sent: the account is refused, rate limited past the retries, or the request never
                     # left; neither this call nor the parts after it went out.
-                    self._settle([], [], part + [message for rest in parts for message in rest])
+                    self._settle([], [], part + [message for rest in parts for message in rest], again=not new)
                     raise
                 if len(part) == 1:
-                    self._settle([], [(part[0], str(error))], [])
+                    self._settle([], [(part[0], str(error))], [], again=not new)
                 else:
                     half = len(part) // 2
                     parts[:0] = [part[:half], part[half:]]
                 continue
-            self._settle(list(zip(part, message_ids, strict=True)), [], [])
+            self._settle(list(zip(part, message_ids, strict=True)), [], [], again=not new)
         return lost
 
-    def _write_ahead(self, part: Sequence[Message], tag: str, insert: bool) -> None:
-        """Commit the call's rows `sending` under its tag before it is made."""
+    def _write_ahead(self, part: Sequence[Message], tag: str, attempted_at: datetime, insert: bool) -> None:
+        """Commit the call's rows `sending` under its tag, and the attempt, before the call is made. A key
+        withdrawn earlier and planned again (a resumed sequence) replaces its withdrawn row."""
+        keys = [m.key for m in part]
         with transaction(self.con):
             if insert:
+                self.con.execute(f"delete from {SCHEMA}.send_ledger where status = 'withdrawn' "
+                                 "and message_key in (select unnest(?::varchar[]))", [keys])
                 self.con.execute(
                     f"""insert into {SCHEMA}.send_ledger (message_key, email, sequence, step, status, sent_at,
                             provider_message_id, send_tag)
                     select unnest(?::varchar[]), unnest(?::varchar[]), unnest(?::varchar[]),
                            unnest(?::integer[]), 'sending', ?, null, ?""",
-                    [[m.key for m in part], [m.email for m in part], [m.sequence for m in part],
-                     [m.step for m in part], self.sent_at, tag])
+                    [keys, [m.email for m in part], [m.sequence for m in part], [m.step for m in part],
+                     self.sent_at, tag])
             else:
                 self.con.execute(
                     f"""update {SCHEMA}.send_ledger set send_tag = ?, sent_at = ?
                     where status = 'sending' and message_key in (select unnest(?::varchar[]))""",
-                    [tag, self.sent_at, [m.key for m in part]])
+                    [tag, self.sent_at, keys])
+            self.con.execute(f"insert into {SCHEMA}.send_attempts (message_key, send_tag, attempted_at) "
+                             "select unnest(?::varchar[]), ?, ?", [keys, tag, attempted_at])
 
     def _settle(self, sent: Sequence[tuple[Message, str]], rejected: Sequence[tuple[Message, str]],
-                not_sent: Sequence[Message]) -> None:
+                not_sent: Sequence[Message], *, again: bool) -> None:
         """One transaction: sent keys -> `sent` with their messageIds, rejected and unsent keys out of the
-        ledger (planned again next run), and the log rows."""
+        ledger (planned again next run), and the log rows. again: the messages went after a lost answer."""
+        resent = "sent again: no email under its earlier tags in Brevo's event log" if again else None
         with transaction(self.con):
             if sent:
                 self._mark_sent([(m, message_id) for m, message_id in sent])
@@ -412,7 +452,7 @@ class _Run:
             if gone:
                 self.con.execute(f"delete from {SCHEMA}.send_ledger where status = 'sending' "
                                  "and message_key in (select unnest(?::varchar[]))", [gone])
-            self._log([LogRow(m.key, "send", "sent", None, m.fields()) for m, _ in sent]
+            self._log([LogRow(m.key, "send", "sent", resent, m.fields()) for m, _ in sent]
                       + [LogRow(m.key, "send", "rejected", reason, m.fields()) for m, reason in rejected])
         for message, _ in sent:
             self._count_sent(message)
@@ -424,7 +464,7 @@ class _Run:
             f"""update {SCHEMA}.send_ledger as ledger
             set status = 'sent', provider_message_id = answers.message_id
             from (select unnest(?::varchar[]) as message_key, unnest(?::varchar[]) as message_id) as answers
-            where ledger.message_key = answers.message_key""",
+            where ledger.message_key = answers.message_key and ledger.status = 'sending'""",
             [[m.key for m, _ in rows], [message_id for _, message_id in rows]])
 
     def _count_sent(self, message: Message) -> None:
@@ -442,76 +482,73 @@ class _Run:
     # ----- reconciliation ----------------------------------------------------------------------------
 
     def _reconcile(self, messages: Sequence[Message]) -> None:
-        """Look each uncertain tag up once per round in Brevo's event log; send again, in new batches, the
-        messages not found there (see module doc)."""
+        """Settle uncertain messages in rounds: wait for Brevo's log, look up every tag each one went under,
+        confirm what is found, withdraw what the rules no longer allow, send the rest again (see module doc)."""
         pending = list(messages)
         reasons: dict[str, str] = {}
         for round_number in range(1, self.rounds + 1):
             if not pending:
                 return
-            wait = self.settle_seconds - (time.monotonic() - self.last_uncertain)
-            if wait > 0:
-                self.sleep(wait)
-            last_round = round_number == self.rounds
-            by_tag: dict[str, list[Message]] = {}
-            for message in pending:
-                by_tag.setdefault(message.lookup_tag, []).append(message)
-            still: list[Message] = []
-            again: list[Message] = []
-            groups = list(by_tag.items())
-            for index, (tag, group) in enumerate(groups):
-                found, problem = self._find(tag)
-                if found is None:
-                    rest = [message for _, later in groups[index:] for message in later]
-                    reasons.update((m.key, problem) for m in rest)
-                    stopped = "not in Brevo's event log, and not sent again: this run stopped looking up"
-                    reasons.update((m.key, stopped) for m in again)
-                    self._unconfirmed(still + again + rest, reasons)
-                    return
-                for message in self._confirm_found(group, found):
-                    if message.template_id is None:
-                        reasons[message.key] = (f"not in Brevo's event log, and no longer in {MESSAGES} "
-                                                "to be sent again")
-                        still.append(message)
-                    elif last_round:
-                        reasons[message.key] = f"not in Brevo's event log after {self.rounds} look-ups"
-                        still.append(message)
-                    else:
-                        again.append(message)
+            self._wait_to_settle(pending)
+            found, problem = self._look_up({tag for message in pending for tag in message.lookup_tags})
+            unknown = [m for m in pending if not set(m.lookup_tags) <= found.keys()]
+            reasons.update((m.key, problem) for m in unknown)
+            missing = self._confirm_found([m for m in pending if set(m.lookup_tags) <= found.keys()], found)
+            self._withdraw([m for m in missing if not m.may_send or m.template_id is None])
+            again = [m for m in missing if m.may_send and m.template_id is not None]
+            if unknown or round_number == self.rounds:
+                # No send may follow the last look-up, nor a look-up that failed or was over budget (the
+                # run stops looking there).
+                stopped = ("not in Brevo's event log, and not sent again: this run stopped looking up"
+                           if unknown else f"not in Brevo's event log after {round_number} look-ups")
+                reasons.update((m.key, stopped) for m in again)
+                self._unconfirmed(unknown + again, reasons)
+                return
+            self.result.resent += len(again)
             lost = self._send_again(again)
             reasons.update((m.key, "the answer to a new send was lost too") for m in lost)
-            pending = still + lost
-        if pending:
-            self._unconfirmed(pending, reasons)
+            pending = lost
 
-    def _find(self, tag: str) -> tuple[list[tuple[str, str]] | None, str]:
-        """(messageId, email) of the emails carrying the tag, or None and why this run must stop looking."""
-        if self.lookups_left <= 0:
-            return None, "not looked up: this run's budget of event-log look-ups is spent"
-        self.lookups_left -= 1
-        try:
-            return self.client.find_sent_to(tag), ""
-        except ApiError as error:
-            return None, f"not looked up: the event-log look-up failed: {error}"
+    def _wait_to_settle(self, messages: Sequence[Message]) -> None:
+        """Sleep until `settle_seconds` after the latest attempt among the messages; one with no recorded
+        attempt (left by an older version) counts as attempted when this run started."""
+        latest = max((m.attempted_at or self.result.started_at for m in messages), default=None)
+        if latest is None:
+            return
+        wait = self.settle_seconds - (_now() - latest).total_seconds()
+        if wait > 0:
+            self.sleep(wait)
 
-    def _confirm_found(self, group: Sequence[Message], found: Sequence[tuple[str, str]]) -> list[Message]:
-        """Mark `sent` (outcome `reconciled`) the messages of one tag whose email Brevo has, in one
-        transaction; returns the others. A batch tag is matched by recipient; a message-key tag (the
+    def _look_up(self, tags: set[str]) -> tuple[dict[str, list[tuple[str, str]]], str]:
+        """(messageId, email) of the emails carrying each tag, for the tags this run could look up, and why
+        the others were not looked up."""
+        found: dict[str, list[tuple[str, str]]] = {}
+        for tag in sorted(tags):
+            if self.lookups_left <= 0:
+                return found, "not looked up: this run's budget of event-log look-ups is spent"
+            self.lookups_left -= 1
+            try:
+                found[tag] = self.client.find_sent_to(tag)
+            except ApiError as error:
+                return found, f"not looked up: the event-log look-up failed: {error}"
+        return found, ""
+
+    def _confirm_found(self, messages: Sequence[Message],
+                       found: Mapping[str, Sequence[tuple[str, str]]]) -> list[Message]:
+        """Mark `sent` (outcome `reconciled`) the messages whose email Brevo has under any of their tags, in
+        one transaction; returns the others. A batch tag is matched by recipient; a message-key tag (the
         per-message version) by any email."""
-        by_address: dict[str, list[str]] = {}
-        for message_id, address in found:
-            by_address.setdefault(address, []).append(message_id)
-        any_email = list(dict.fromkeys(message_id for message_id, _ in found))
         confirmed: list[tuple[Message, str]] = []
         log: list[LogRow] = []
         missing: list[Message] = []
-        for message in group:
-            ids = any_email if message.send_tag is None else by_address.get(message.address, [])
+        for message in messages:
+            ids = [message_id for tag in message.lookup_tags for message_id, address in found[tag]
+                   if address == message.address or tag == message.key]
             if not ids:
                 missing.append(message)
                 continue
             confirmed.append((message, ids[0]))
-            copies = f"{len(ids)} emails carry its tag" if len(ids) > 1 else None
+            copies = f"{len(ids)} emails carry its tags" if len(ids) > 1 else None
             log.append(LogRow(message.key, "send", "reconciled", copies, message.fields()))
         if confirmed:
             with transaction(self.con):
@@ -519,6 +556,22 @@ class _Run:
                 self._log(log)
             self.result.reconciled += len(confirmed)
         return missing
+
+    def _withdraw(self, messages: Sequence[Message]) -> None:
+        """Close, unsent, the messages Brevo has no email of and the rules no longer allow."""
+        if not messages:
+            return
+        reasons = [f"not sent again: {m.hold or 'the rules no longer send it'}" for m in messages]
+        with transaction(self.con):
+            self.con.execute(
+                f"""update {SCHEMA}.send_ledger as ledger set status = 'withdrawn', reason = closed.reason
+                from (select unnest(?::varchar[]) as message_key, unnest(?::varchar[]) as reason) as closed
+                where ledger.message_key = closed.message_key and ledger.status = 'sending'""",
+                [[m.key for m in messages], reasons])
+            self._log([LogRow(m.key, "send", "withdrawn", reason, m.fields())
+                       for m, reason in zip(messages, reasons, strict=True)])
+        self.result.withdrawn += len(messages)
+        self.result.withdrawal_reasons.update(m.hold or "the rules no longer send it" for m in messages)
 
     def _send_again(self, messages: Sequence[Message]) -> list[Message]:
         """Send keys that were looked for and not found, in new batches; returns those lost again."""
@@ -538,8 +591,10 @@ class _Run:
         insert_log(self.con, self.result.run_id, DESTINATION, OBJECT, rows, _now())
 
     def _unconfirmed(self, messages: Sequence[Message], reasons: Mapping[str, str]) -> None:
+        if not messages:
+            return
         with transaction(self.con):
-            self._log([LogRow(m.key, "send", "unconfirmed", reasons.get(m.key, "answer lost"), m.fields())
+            self._log([LogRow(m.key, "send", "unconfirmed", reasons.get(m.key) or "answer lost", m.fields())
                        for m in messages])
         self.result.unconfirmed += len(messages)
         self.result.unconfirmed_keys.extend(m.key for m in messages[:REJECTION_SAMPLE])

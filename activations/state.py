@@ -3,9 +3,11 @@
 `activations.sync_state` is the diff baseline: per destination, object and key, the payload the destination
 last accepted (JSON text, the fields it holds as far as we know) and the hash of the desired row that produced
 it. `activations.send_ledger` holds every lifecycle email handed to the provider, one row per message key
-(status `sending` while its fate is unknown, then `sent`; activations/sends.py). dbt's on-run-start hooks
-create these two tables (dbt_project/macros/activation_tables.sql), whichever runs first, so the column lists
-here must match the macro's. `sync_runs` and `sync_log` are for analysts and the operator: one row per run,
+(status `sending` while its fate is unknown, then `sent`, or `withdrawn` with its reason when the provider
+never got it and the rules no longer allow it; activations/sends.py), and `send_attempts` every tag it was
+handed over under, with the wall-clock time of the attempt. dbt's on-run-start hooks create send_ledger and
+sync_state (dbt_project/macros/activation_tables.sql), whichever runs first, so the column lists here must
+match the macro's. `sync_runs` and `sync_log` are for analysts and the operator: one row per run,
 one row per key sent (or that a dry run would send).
 """
 
@@ -31,6 +33,13 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("status", "varchar"),
         ("sent_at", "timestamp"),
         ("provider_message_id", "varchar"),
+        ("send_tag", "varchar"),
+        ("reason", "varchar"),
+    ),
+    "send_attempts": (
+        ("message_key", "varchar"),
+        ("send_tag", "varchar"),
+        ("attempted_at", "timestamp"),
     ),
     "sync_state": (
         ("destination", "varchar"),

@@ -49,6 +49,9 @@ class Settings:
     stripe_base_url: str
     stripe_api_key: Secret = field(repr=False)
     stripe_webhook_secret: Secret = field(repr=False)
+    brevo_settle_seconds: float | None = None
+    """How long Brevo's event log is given before an email whose answer was lost is looked for
+    (LIFECYCLE_BREVO_SETTLE_SECONDS); None: activations.sends.SETTLE_SECONDS."""
 
     @property
     def warehouse_path(self) -> Path:
@@ -87,7 +90,21 @@ class Settings:
             stripe_base_url=get("STRIPE_BASE_URL", REAL_BASE_URLS["stripe"]).rstrip("/"),
             stripe_api_key=Secret(get("STRIPE_API_KEY")),
             stripe_webhook_secret=Secret(get("STRIPE_WEBHOOK_SECRET")),
+            brevo_settle_seconds=_seconds(get("LIFECYCLE_BREVO_SETTLE_SECONDS"), "LIFECYCLE_BREVO_SETTLE_SECONDS"),
         )
+
+
+def _seconds(value: str, name: str) -> float | None:
+    """A duration setting in seconds (a non-negative number), None when unset."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"{name} must be a number of seconds (0 or more), not {value!r}")
+    return seconds
 
 
 def sandbox_environment(sandbox_url: str, home: Path) -> dict[str, str]:

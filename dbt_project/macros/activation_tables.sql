@@ -3,9 +3,10 @@
     activations create them the same way, whichever runs first (activations/state.py: same columns, and it
     adds sync_state.payload, the accepted payload as JSON text, to a table created before that column).
     send_ledger.status is `sending` from just before the provider is called until its answer (or a
-    look-up in its event log) confirms the email, then `sent`; send_ledger.send_tag is the tag of the
-    batch call that carried it (activations/sends.py, which adds the column to a ledger created without
-    it). -#}
+    look-up in its event log) confirms the email, then `sent`; `withdrawn` (with its `reason`) when the
+    provider never got it and the rules no longer allow it; send_ledger.send_tag is the tag of the batch
+    call that last carried it (activations/sends.py; activations/state.py adds the columns a ledger
+    created by an older version lacks). -#}
 {% macro activation_table_columns() -%}
     {{ return({
         'send_ledger': [
@@ -17,6 +18,7 @@
             ('sent_at', dbt.type_timestamp()),
             ('provider_message_id', dbt.type_string()),
             ('send_tag', dbt.type_string()),
+            ('reason', dbt.type_string()),
         ],
         'sync_state': [
             ('destination', dbt.type_string()),

@@ -42,7 +42,7 @@ from activations.destinations import (
 )
 from activations.engine import SyncObject, SyncResult, sync
 from activations.hubspot import HubSpotClient
-from activations.sends import SendResult, send_due
+from activations.sends import SETTLE_SECONDS, SendResult, send_due
 from orchestration.defs.ingest import WAREHOUSE_POOL
 from orchestration.defs.transform import AS_OF_TAG
 from orchestration.resources import LifecycleSettings
@@ -199,12 +199,14 @@ def brevo_emails(context: AssetExecutionContext, lifecycle: LifecycleSettings) -
     settings = lifecycle.settings()
     dry_run = is_dry_run(context.run.tags)
     with duckdb.connect(str(settings.warehouse_path)) as con, _brevo(settings) as client:
+        settle_seconds = SETTLE_SECONDS if settings.brevo_settle_seconds is None else settings.brevo_settle_seconds
         result = send_due(con, client, as_of=parse_as_of(context.run.tags.get(AS_OF_TAG)), dry_run=dry_run,
-                          preview_limit=PREVIEW_ROWS)
+                          preview_limit=PREVIEW_ROWS, settle_seconds=settle_seconds)
     verb = "would send" if dry_run else "sent"
     context.log.info(f"brevo emails{' (dry run)' if dry_run else ''}: {verb} {result.sent} of "
                      f"{result.considered} messages, {result.rejected} rejected, {result.reconciled} "
-                     f"reconciled, {result.unconfirmed} unconfirmed")
+                     f"reconciled, {result.resent} sent again after a lost answer, {result.withdrawn} "
+                     f"withdrawn, {result.unconfirmed} unconfirmed")
     for line in send_preview_lines(result) if dry_run else []:
         context.log.info(f"brevo emails dry run: {line}")
     if result.rejected or result.unconfirmed:
@@ -217,6 +219,7 @@ def brevo_emails(context: AssetExecutionContext, lifecycle: LifecycleSettings) -
     metadata["rejections"] = dg.MetadataValue.json(
         [{"key": key, "reason": reason} for key, reason in result.rejections[:REJECTION_ROWS]])
     metadata["unconfirmed_keys"] = dg.MetadataValue.json(result.unconfirmed_keys[:REJECTION_ROWS])
+    metadata["withdrawal_reasons"] = dg.MetadataValue.json(dict(result.withdrawal_reasons))
     metadata["preview"] = dg.MetadataValue.text("\n".join(send_preview_lines(result)))
     check = no_rejections(EMAILS_KEY, {"rejected": result.rejected, "unconfirmed": result.unconfirmed})
     return dg.MaterializeResult(metadata=metadata, check_results=[check])

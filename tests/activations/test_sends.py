@@ -5,8 +5,9 @@ attempt record, which keeps a note from being created twice when a run dies befo
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ def create_marts(connection: duckdb.DuckDBPyConnection) -> None:
     connection.execute("create schema marts")
     connection.execute("""create table marts.fct_messages (message_key varchar, email varchar, sequence varchar,
         kind varchar, instance_key varchar, step integer, template_id integer, due_at timestamp, status varchar,
-        sent_at timestamp, params varchar, reason varchar)""")
+        may_send boolean, sent_at timestamp, params varchar, reason varchar)""")
     connection.execute("""create table marts.messages_due (message_key varchar, email varchar, sequence varchar,
         kind varchar, instance_key varchar, step integer, template_id integer, due_at timestamp, params varchar)""")
     connection.execute("create table marts.dim_contacts (email varchar, first_name varchar, last_name varchar)")
@@ -58,7 +59,7 @@ def add_message(connection: duckdb.DuckDBPyConnection, key: str, email: str, seq
     params = {"sequence": sequence, "step": step, **extra}
     row = [key, email, sequence, "marketing", f"instance-{key}", step, template_id, AS_OF - timedelta(hours=1),
            json.dumps(params)]
-    connection.execute("insert into marts.fct_messages values (?, ?, ?, ?, ?, ?, ?, ?, ?, null, ?, null)",
+    connection.execute("insert into marts.fct_messages values (?, ?, ?, ?, ?, ?, ?, ?, ?, true, null, ?, null)",
                        [*row[:8], "planned" if due else "sending", row[8]])
     if due:
         connection.execute("insert into marts.messages_due values (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
@@ -422,7 +423,7 @@ def add_many(connection: duckdb.DuckDBPyConnection, count: int, template_id: int
     due_at = [AS_OF - timedelta(hours=1)]
     connection.execute(f"insert into marts.messages_due {rows}", due_at)
     connection.execute(f"""insert into marts.fct_messages
-        select key, email, sequence, kind, instance, step, template_id, due_at, 'planned', null, params, null
+        select key, email, sequence, kind, instance, step, template_id, due_at, 'planned', true, null, params, null
         from ({rows}) as due(key, email, sequence, kind, instance, step, template_id, due_at, params)""", due_at)
 
 
@@ -563,3 +564,171 @@ def test_an_answer_without_one_message_id_per_version_counts_as_lost() -> None:
     with BrevoClient(KEY, "https://brevo.invalid/v3", policy=FAST, transport=httpx.MockTransport(answer)) as client, \
             pytest.raises(MaybeApplied):
         client.send_batch(11, [("ada@example.com", {}), ("bob@example.com", {})], tags=["lifecycle:t"])
+
+
+def crashed_before_the_call(connection: duckdb.DuckDBPyConnection, brevo: BrevoClient, key: str, email: str,
+                            *, reached_brevo: bool) -> None:
+    """A run writes the message `sending` and dies before (or just after) its call; then dbt runs again and
+    shows it `sending` in fct_messages, out of messages_due."""
+    add_message(connection, key, email)
+    with pytest.raises(SystemExit):
+        send_due(connection, DiesAfter(brevo, 1 if reached_brevo else 0, answered=False), as_of=AS_OF,
+                 settle_seconds=0)
+    connection.execute("delete from marts.messages_due")
+    connection.execute("update marts.fct_messages set status = 'sending'")
+
+
+def ledger_reasons(connection: duckdb.DuckDBPyConnection) -> list[tuple]:
+    return connection.execute("select message_key, status, reason from activations.send_ledger "
+                              "order by message_key").fetchall()
+
+
+@pytest.mark.parametrize("hold", ["expired", "pause:demo_booked", "unsubscribed"])
+def test_an_uncertain_email_the_rules_no_longer_allow_is_withdrawn_never_sent(
+        con: duckdb.DuckDBPyConnection, brevo: BrevoClient, admin: httpx.Client, hold: str) -> None:
+    """The 1 h webinar reminder after the webinar started, a nurture step after a booking, a marketing email
+    after an unsubscribe: Brevo never got it, and dbt (may_send = false) says it must not go now."""
+    crashed_before_the_call(con, brevo, "k-1", "ada@example.com", reached_brevo=False)
+    con.execute("update marts.fct_messages set may_send = false, reason = ?", [hold])
+
+    result = send_due(con, brevo, as_of=AS_OF + timedelta(hours=2), settle_seconds=0)
+
+    assert emails(admin) == [] and sends(admin) == 0 and lookups(admin) == 1
+    assert ledger_reasons(con) == [("k-1", "withdrawn", f"not sent again: {hold}")]
+    assert [(key, outcome, reason) for key, _, outcome, reason in log(con)] == [
+        ("k-1", "withdrawn", f"not sent again: {hold}")]
+    assert (result.withdrawn, result.sent, result.resent, result.unconfirmed, result.status) == (
+        1, 0, 0, 0, "ok")
+    assert dict(result.withdrawal_reasons) == {hold: 1}
+
+
+def test_an_uncertain_email_no_longer_in_the_marts_is_withdrawn(
+        con: duckdb.DuckDBPyConnection, brevo: BrevoClient, admin: httpx.Client) -> None:
+    crashed_before_the_call(con, brevo, "k-1", "ada@example.com", reached_brevo=False)
+    con.execute("delete from marts.fct_messages")
+
+    result = send_due(con, brevo, as_of=AS_OF, settle_seconds=0)
+
+    assert emails(admin) == [] and result.withdrawn == 1
+    assert ledger_reasons(con) == [
+        ("k-1", "withdrawn", "not sent again: no longer a message of any sequence in marts.fct_messages")]
+
+
+def test_an_uncertain_email_that_reached_brevo_is_confirmed_even_if_the_rules_now_forbid_it(
+        con: duckdb.DuckDBPyConnection, brevo: BrevoClient, admin: httpx.Client) -> None:
+    crashed_before_the_call(con, brevo, "k-1", "ada@example.com", reached_brevo=True)
+    con.execute("update marts.fct_messages set may_send = false, reason = 'unsubscribed'")
+
+    result = send_due(con, brevo, as_of=AS_OF, settle_seconds=0)
+
+    [email] = emails(admin)
+    assert ledger(con) == [("k-1", "sent", AS_OF, email["messageId"])]
+    assert (result.reconciled, result.withdrawn) == (1, 0)
+
+
+def test_a_withdrawn_message_planned_again_is_sent_once(
+        con: duckdb.DuckDBPyConnection, brevo: BrevoClient, admin: httpx.Client) -> None:
+    """A nurture step withdrawn while a demo was booked is planned again when the booking is canceled."""
+    crashed_before_the_call(con, brevo, "k-1", "ada@example.com", reached_brevo=False)
+    con.execute("update marts.fct_messages set may_send = false, reason = 'pause:demo_booked'")
+    send_due(con, brevo, as_of=AS_OF, settle_seconds=0)
+    con.execute("delete from marts.fct_messages")
+    add_message(con, "k-1", "ada@example.com")
+
+    resumed = AS_OF + timedelta(days=7)
+    result = send_due(con, brevo, as_of=resumed)
+
+    [email] = emails(admin)
+    assert ledger(con) == [("k-1", "sent", resumed, email["messageId"])]
+    assert (result.sent, result.status) == (1, "ok")
+
+
+def scripted_send(script: list[str], request: httpx.Request,
+                  forward: Callable[[httpx.Request], httpx.Response]) -> httpx.Response:
+    """A transactional send fails as the script's next entry says: "lost" reaches Brevo and the answer is
+    lost (a read timeout), "refused" never reaches it (a gateway's 500); other requests and sends past the
+    script go through."""
+    fate = script.pop(0) if request.url.path.endswith("/smtp/email") and script else "pass"
+    if fate == "refused":
+        return httpx.Response(500, json={"code": "internal_error", "message": "bad gateway"})
+    response = forward(request)
+    if fate == "lost":
+        response.read()
+        response.close()
+        raise httpx.ReadTimeout("answer lost", request=request)
+    return response
+
+
+class LosesSends(httpx.HTTPTransport):
+    """A real connection to the sandbox whose transactional sends fail as scripted (`scripted_send`)."""
+
+    def __init__(self, *script: str) -> None:
+        super().__init__()
+        self.script = list(script)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return scripted_send(self.script, request, super().handle_request)
+
+
+def test_every_tag_an_email_went_under_is_looked_up_before_it_goes_again(
+        con: duckdb.DuckDBPyConnection, sandbox_url: str, admin: httpx.Client) -> None:
+    """Brevo's log lags: the first send reached Brevo but its answer was lost, and the too-early look-up
+    missed it; the send again never reached Brevo. Once the log shows the first email, the next run finds it
+    under the first tag and sends nothing more."""
+    add_message(con, "k-1", "ada@example.com")
+    admin.post("/brevo/event_lag", json={"seconds": 3}).raise_for_status()
+
+    with BrevoClient(KEY, sandbox_url + "/brevo/v3", policy=FAST,
+                     transport=LosesSends("lost", "refused")) as client:
+        first = send_due(con, client, as_of=AS_OF, settle_seconds=0, rounds=2)
+    assert (first.resent, first.unconfirmed, first.status) == (1, 1, "partial")
+    assert len(emails(admin)) == 1
+    attempts = con.execute("select count(distinct send_tag) from activations.send_attempts").fetchone()[0]
+    assert attempts == 2, "both tags are kept"
+
+    time.sleep(3.5)  # the lag passes; the next hourly run comes
+    with BrevoClient(KEY, sandbox_url + "/brevo/v3", policy=FAST) as client:
+        second = send_due(con, client, as_of=AS_OF + timedelta(hours=1), settle_seconds=0)
+
+    [email] = emails(admin)
+    assert (second.reconciled, second.sent, second.resent) == (1, 0, 0)
+    assert ledger(con) == [("k-1", "sent", AS_OF, email["messageId"])]
+
+
+def test_a_send_again_after_a_lost_answer_is_counted_and_logged(
+        con: duckdb.DuckDBPyConnection, sandbox_url: str, admin: httpx.Client) -> None:
+    add_message(con, "k-1", "ada@example.com")
+
+    with BrevoClient(KEY, sandbox_url + "/brevo/v3", policy=FAST, transport=LosesSends("refused")) as client:
+        result = send_due(con, client, as_of=AS_OF, settle_seconds=0)
+
+    assert len(emails(admin)) == 1
+    assert (result.sent, result.resent, result.status) == (1, 1, "ok")
+    assert result.metadata()["resent"] == 1
+    [(_, _, outcome, reason)] = log(con)
+    assert (outcome, reason) == ("sent", "sent again: no email under its earlier tags in Brevo's event log")
+
+
+def test_the_operators_settle_time_outlasts_a_lagging_log(
+        tmp_path: Path, sandbox_url: str, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Brevo's log shows an email 6 s late and the operator set LIFECYCLE_BREVO_SETTLE_SECONDS=7: the email
+    whose answer was lost is found, not sent twice."""
+    for name, value in sandbox_environment(sandbox_url, tmp_path).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("LIFECYCLE_BREVO_SETTLE_SECONDS", "7")
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
+        create_marts(connection)
+        add_message(connection, "k-1", "ada@example.com")
+    admin.post("/brevo/event_lag", json={"seconds": 6}).raise_for_status()
+    script, connect = ["lost"], httpx.HTTPTransport.handle_request
+    monkeypatch.setattr(httpx.HTTPTransport, "handle_request",  # the asset builds its own client
+                        lambda transport, request: scripted_send(script, request,
+                                                                 lambda sent: connect(transport, sent)))
+
+    result = dg.materialize([brevo_emails], resources={"lifecycle": LifecycleSettings()},
+                            tags={"lifecycle/as_of": "2026-09-01T10:00:00Z"})
+
+    [materialization] = result.asset_materializations_for_node("brevo__emails")
+    metadata = {name: value.value for name, value in materialization.metadata.items()}
+    assert (metadata["reconciled"], metadata["resent"], metadata["sent"]) == (1, 0, 0)
+    assert len(emails(admin)) == 1

@@ -9,10 +9,15 @@
 -- 3. Due times: the entry (or the anchor) + the step's offset. A resume that follows a pause makes the
 --    first step after the last one handled by then (ledger) due resume_delay_days after the resume; the
 --    later steps keep their spacing.
--- 4. Status: the ledger's when the key is there (never planned again); else exited (the instance exited
---    or is paused), skipped (expired: past the anchor of a step that must not go late), scheduled (not
---    due yet), suppressed (marketing to a suppressed contact), skipped (superseded: a later step of the
---    instance is due or handled, SPEC §3.9.4), planned.
+-- 4. Status: the ledger's when the key is there as sent or sending (never planned again); else exited
+--    (the instance exited or is paused), skipped (expired: past the anchor of a step that must not go
+--    late), scheduled (not due yet), suppressed (marketing to a suppressed contact), skipped (superseded:
+--    a later step of the instance is due or handled), planned. A withdrawn ledger row (an email whose
+--    answer was lost, that the provider never got, and that the rules no longer allowed) does not count:
+--    the message is whatever the rules make it now, so a paused nurture step is planned again on resume.
+--    may_send: whether the rules let the message go out now. For a planned message it is true; for a
+--    `sending` one it tells the activations whether they may send it again when the provider has no
+--    record of it (and `reason` says why not).
 -- 5. Instance status: finished when no step is left to send or schedule; else exited, paused or active.
 -- 6. after_end: a new instance opens on the first entry trigger at least reentry_after_days after the
 --    previous instance ended; the chain is walked with a recursive CTE (candidates only know their own end).
@@ -86,6 +91,7 @@ ledger as (
                 order by case when status = 'sent' then 0 else 1 end, sent_at
             ) as copy_number
         from {{ source('activations', 'send_ledger') }}
+        where status in ('sent', 'sending')
     ) as copies
     where copy_number = 1
 ),
@@ -295,14 +301,13 @@ states as (
         pauses.pause_trigger,
         suppressions.reason as suppression_reason,
         case
-            when ledger.message_key is not null then 'ledger'
             when exits.exited_at is not null then 'exited'
             when pauses.paused_at is not null then 'paused'
             when scheduled.expires_at_anchor and scheduled.anchor_at <= {{ as_of() }} then 'expired'
             when scheduled.due_at > {{ as_of() }} then 'scheduled'
             when scheduled.kind = 'marketing' and suppressions.email is not null then 'suppressed'
             else 'due'
-        end as state
+        end as rule_state
     from scheduled
     left join ledger on scheduled.message_key = ledger.message_key
     left join exits on scheduled.candidate_id = exits.candidate_id
@@ -310,9 +315,17 @@ states as (
     left join suppressions on scheduled.email = suppressions.email
 ),
 
+handled_states as (
+    select
+        *,
+        case when ledger_status is not null then 'ledger' else rule_state end as state,
+        coalesce(ledger_status = 'sent', false) as is_sent
+    from states
+),
+
 latest_due_steps as (
     select candidate_id, max(step) as latest_step
-    from states
+    from handled_states
     where state in ('ledger', 'due')
     group by candidate_id
 ),
@@ -329,14 +342,20 @@ statuses as (
             when 'suppressed' then 'suppressed'
             when 'due' then case when states.step < latest_due_steps.latest_step then 'skipped' else 'planned' end
         end as status,
-        case states.state
-            when 'exited' then {{ dbt.concat(["'exit:'", 'states.exit_trigger']) }}
-            when 'paused' then {{ dbt.concat(["'pause:'", 'states.pause_trigger']) }}
-            when 'expired' then 'expired'
-            when 'suppressed' then states.suppression_reason
-            when 'due' then case when states.step < latest_due_steps.latest_step then 'superseded' end
+        -- the rules' verdict, also for a key in the ledger: a `sending` message is sent again only if true
+        coalesce(not states.is_sent and states.rule_state = 'due'
+                 and states.step >= latest_due_steps.latest_step, false) as may_send,
+        case when not states.is_sent then
+            case states.rule_state
+                when 'exited' then {{ dbt.concat(["'exit:'", 'states.exit_trigger']) }}
+                when 'paused' then {{ dbt.concat(["'pause:'", 'states.pause_trigger']) }}
+                when 'expired' then 'expired'
+                when 'scheduled' then case when states.ledger_status is not null then 'not due yet' end
+                when 'suppressed' then states.suppression_reason
+                when 'due' then case when states.step < latest_due_steps.latest_step then 'superseded' end
+            end
         end as reason
-    from states
+    from handled_states as states
     left join latest_due_steps on states.candidate_id = latest_due_steps.candidate_id
 ),
 
@@ -454,6 +473,7 @@ select
     messages.anchor_at,
     messages.due_at,
     messages.status,
+    messages.may_send,
     messages.sent_at,
     messages.reason,
     messages.instance_status,

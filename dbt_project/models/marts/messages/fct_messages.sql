@@ -1,5 +1,6 @@
--- Every lifecycle message as of as_of (SPEC §5.4): sent, planned (due now), scheduled (later), skipped,
--- suppressed or exited, one row per message key. The logic is in int_sequence_messages.
+-- Every lifecycle message as of as_of: sent, sending (answer pending), planned (due now),
+-- scheduled (later), skipped, suppressed or exited, one row per message key, with may_send: whether the
+-- rules let it go out now. The logic is in int_sequence_messages.
 select
     message_key,
     email,
@@ -10,6 +11,7 @@ select
     template_id,
     due_at,
     status,
+    may_send,
     sent_at,
     params,
     reason
