@@ -45,7 +45,8 @@ SUMMARY_QUERIES = {
                                          "where status = 'sent' group by all order by all",
     "messages due but not sent yet (retried next run)":
         "select sequence, step, count(*) from marts.messages_due "
-        "where message_key not in (select message_key from activations.send_ledger) group by all order by all",
+        "where message_key not in (select message_key from activations.send_ledger where status <> 'withdrawn') "
+        "group by all order by all",
     "messages per status at the last dbt build":
         "select status, count(*) from marts.fct_messages group by all order by all",
     "flagged records": "select reason, count(*) from marts.dq_flagged_records group by all order by all",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pytest
+
 from orchestration.settings import REAL_BASE_URLS, Settings, sandbox_environment
 
 
@@ -43,3 +45,11 @@ def test_secrets_are_masked_in_repr_str_format_and_logs(tmp_path: Path, caplog) 
     for text in rendered:
         assert "very-secret" not in text and "very_secret" not in text
     assert settings.hubspot_token.reveal() == "pat-na1-very-secret"
+
+
+def test_the_brevo_settle_time_is_a_setting_in_seconds() -> None:
+    assert Settings.from_env({}).brevo_settle_seconds is None
+    assert Settings.from_env({"LIFECYCLE_BREVO_SETTLE_SECONDS": "90"}).brevo_settle_seconds == 90.0
+    for bad in ("soon", "-5", "nan", "inf"):
+        with pytest.raises(ValueError, match="LIFECYCLE_BREVO_SETTLE_SECONDS must be a number of seconds"):
+            Settings.from_env({"LIFECYCLE_BREVO_SETTLE_SECONDS": bad})
