@@ -1,4 +1,4 @@
-"""The web-form field model (SPEC §5.2), shared by the collector and the ``import-forms`` backfill.
+"""The web-form field model, shared by the collector and the ``import-forms`` backfill.
 
 One validator for both paths means a submission is landed with the same shape whether it came in live or
 from a previous system's export. Values are stored as submitted (raw data is never edited); trimming and
