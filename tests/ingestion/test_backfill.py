@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ingestion.backfill import ImportFileError, import_forms
+from ingestion.backfill import ImportFileError, ImportReport, import_forms
 from ingestion.landing import LandingZone, landing_files
 
 LIFECYCLE = Path(sys.executable).parent / "lifecycle"
@@ -152,14 +152,6 @@ def test_an_unreadable_csv_row_is_reported_and_the_rest_imported(tmp_path: Path)
     assert [r["fields"]["email"] for r in landed(root)] == ["b@example.com"]
 
 
-def test_unsupported_file_type_is_refused(tmp_path: Path) -> None:
-    source = tmp_path / "export.xlsx"
-    source.write_bytes(b"PK")
-    with pytest.raises(ValueError, match="xlsx"):
-        import_forms(source, LandingZone(tmp_path / "landing", "import-1"))
-    assert landing_files(tmp_path / "landing", "forms") == []
-
-
 HEADER = "form_id,email,submitted_at,first_name,legacy_id\n"
 
 
@@ -167,7 +159,7 @@ def good_row(n: int) -> str:
     return f"contact,lead{n}@example.com,2023-01-{n % 28 + 1:02d}T10:00:00Z,Name {n},L-{n}\n"
 
 
-def import_text(tmp_path: Path, text: str | bytes, name: str = "export.csv"):
+def import_text(tmp_path: Path, text: str | bytes, name: str = "export.csv") -> tuple[ImportReport, list[dict]]:
     source = tmp_path / name
     if isinstance(text, str):
         source.write_text(text, encoding="utf-8", newline="")
@@ -327,15 +319,25 @@ def test_bad_jsonl_lines_are_reported_with_their_numbers(tmp_path: Path) -> None
     assert [r["fields"]["extra"]["n"] for r in records] == [1, 11] and report.landed == 2
 
 
-@pytest.mark.parametrize("make", [
-    lambda tmp: tmp / "missing.csv",
-    lambda tmp: (tmp / "folder.csv").mkdir() or tmp / "folder.csv",
-    lambda tmp: (tmp / "loop.csv").symlink_to(tmp / "loop.csv") or tmp / "loop.csv",
-    lambda tmp: (tmp / "export.xlsx").write_bytes(b"PK\x03\x04") and tmp / "export.xlsx",
-    lambda tmp: (tmp / "forms").write_text(HEADER + good_row(1)) and tmp / "forms",
-], ids=["missing", "directory", "unreadable", "xlsx", "no-extension"])
-def test_a_file_that_cannot_be_read_is_refused_with_one_clear_error(tmp_path: Path, make) -> None:
-    source = make(tmp_path)
+def unusable_file(tmp: Path, kind: str) -> Path:
+    """A path that ``import-forms`` cannot read as a form export (a symlink loop stands for an unreadable
+    file: permissions do not stop the root user the tests may run as)."""
+    if kind == "missing":
+        return tmp / "missing.csv"
+    if kind == "directory":
+        (tmp / "folder.csv").mkdir()
+        return tmp / "folder.csv"
+    if kind == "unreadable":
+        (tmp / "loop.csv").symlink_to(tmp / "loop.csv")
+        return tmp / "loop.csv"
+    source = tmp / ("export.xlsx" if kind == "xlsx" else "forms")
+    source.write_text(HEADER + good_row(1))
+    return source
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "unreadable", "xlsx", "no-extension"])
+def test_a_file_that_cannot_be_read_is_refused_with_one_clear_error(tmp_path: Path, kind: str) -> None:
+    source = unusable_file(tmp_path, kind)
     with pytest.raises(ImportFileError) as refused:
         import_forms(source, LandingZone(tmp_path / "landing", "import-1"))
     assert str(source) in str(refused.value) and "\n" not in str(refused.value)
@@ -411,8 +413,9 @@ def test_command_exit_codes_and_messages(tmp_path: Path) -> None:
     assert len(landed(landing)) == 4
 
     nameless = run_lifecycle(tmp_path, "nameless.csv")
-    assert nameless.returncode == 1 and "line 1 (header): no email, " not in nameless.stdout
-    assert nameless.stdout.startswith("nameless.csv line 1 (header): no email column") and nameless.stderr == ""
+    assert (nameless.returncode, nameless.stdout, nameless.stderr) == (
+        1, ("nameless.csv line 1 (header): no email column (the columns are: form_id, mail, submitted_at); "
+            "nothing imported\n"), "")
 
     for args, message in [(["missing.csv"], "cannot read missing.csv: No such file or directory"),
                           (["folder.csv"], "cannot read folder.csv: Is a directory"),
