@@ -1,4 +1,4 @@
-"""The web-form field model (SPEC §5.2), shared by the collector and the ``import-forms`` backfill.
+"""The web-form field model, shared by the collector and the ``import-forms`` backfill.
 
 One validator for both paths means a submission is landed with the same shape whether it came in live or
 from a previous system's export. Values are stored as submitted (raw data is never edited); trimming and
@@ -25,9 +25,18 @@ TRUE_WORDS = frozenset({"true", "on", "yes", "1"})
 FALSE_WORDS = frozenset({"false", "off", "no", "0"})
 
 EMAIL_MAX_LENGTH = 254
-# Deliberately loose (RFC 5322 allows far more than any form should): exactly one "@", a non-empty local
-# part, a domain of at least two non-empty dot-separated labels, and no whitespace or control characters.
-_EMAIL_RE = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f.]+(?:\.[^@\s\x00-\x1f\x7f.]+)+")
+EMAIL_LOCAL_MAX_LENGTH = 64
+# What the warehouse's trim() removes when it normalizes an email: the Unicode space separators.
+EMAIL_PADDING = " \u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u202f\u205f\u3000"
+# An address a mail server and the destinations accept, checked lower-cased: a dot-atom local part (no
+# quoted local part: no form needs one and few systems take it), one "@", then a domain of at least two
+# labels (letters, digits and inner hyphens, at most 63 characters) ending in an alphabetic top-level
+# domain or an IDN one in its ASCII form ("xn--..."). ASCII only: a Unicode domain must be given in that
+# form, else the same mailbox would be keyed twice. Kept free of look-arounds so that SQL (RE2) can run it.
+_ATOM = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_TLD = r"(?:[a-z]{2,63}|xn--[a-z0-9-]{0,58}[a-z0-9])"
+_EMAIL_RE = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+{_TLD}")
 
 
 class FieldError(ValueError):
@@ -40,10 +49,14 @@ class FieldError(ValueError):
 
 
 def is_valid_email(value: str) -> bool:
-    """Syntax check only. Surrounding whitespace is tolerated (a trailing space typed into a form must not
-    lose the lead); it is stored as typed and trimmed downstream."""
-    candidate = value.strip()
-    return len(candidate) <= EMAIL_MAX_LENGTH and _EMAIL_RE.fullmatch(candidate) is not None
+    """Syntax check of the address as the warehouse keys the contact by it (trimmed, lower-cased).
+
+    Surrounding spaces are tolerated (a trailing space typed into a form must not lose the lead); the value
+    is stored as typed and normalized downstream. Length limits: 64 for the local part, 254 in all."""
+    candidate = value.strip(EMAIL_PADDING).lower()
+    local, _, _ = candidate.partition("@")
+    return (len(candidate) <= EMAIL_MAX_LENGTH and len(local) <= EMAIL_LOCAL_MAX_LENGTH
+            and _EMAIL_RE.fullmatch(candidate) is not None)
 
 
 def parse_consent(value: object) -> bool | None:

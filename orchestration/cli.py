@@ -182,14 +182,18 @@ def cmd_collector(args: argparse.Namespace) -> int:
 
 
 def cmd_import_forms(args: argparse.Namespace) -> int:
-    from ingestion.backfill import import_forms
+    from ingestion.backfill import ImportFileError, import_forms
     from ingestion.landing import LandingZone
 
     settings = Settings.from_env()
     writer = "import-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    report = import_forms(Path(args.file), LandingZone(settings.landing_dir, writer=writer))
+    try:
+        report = import_forms(Path(args.file), LandingZone(settings.landing_dir, writer=writer))
+    except (ImportFileError, OSError) as exc:
+        print(f"lifecycle import-forms: {exc}", file=sys.stderr)
+        return 2
     print(report.summary())
-    return 1 if report.rejected else 0
+    return 0 if report.complete else 1
 
 
 def cmd_webhooks_register(args: argparse.Namespace) -> int:
@@ -386,8 +390,13 @@ def build_parser() -> argparse.ArgumentParser:
     world.add_argument("--days", type=int, default=None)
     world.set_defaults(func=cmd_world)
 
-    imports = sub.add_parser("import-forms", help="backfill historical form submissions (.csv or .jsonl)")
-    imports.add_argument("file")
+    from ingestion.backfill import format_help
+
+    imports = sub.add_parser("import-forms", help="backfill historical form submissions (.csv or .jsonl)",
+                             description="Backfill form submissions from a previous system into the landing\n"
+                                         "zone, each with its original submission time.",
+                             epilog=format_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    imports.add_argument("file", metavar="FILE", help="a .csv or .jsonl file")
     imports.set_defaults(func=cmd_import_forms)
 
     webhooks = sub.add_parser("webhooks", help="webhook subscriptions at Calendly and Stripe")
