@@ -212,13 +212,14 @@ class HubSpotClient(DestinationClient):
         return changes
 
     def _ensure_group(self) -> None:
-        """Real HubSpot needs the property group to exist; 409 means it does. An API without a group
-        registry (the sandbox accepts any group name) has no such endpoint (404 or 405), and needs none."""
+        """HubSpot refuses a property whose group does not exist, so the group comes first; 409 means it
+        exists already. Any other refusal (a missing scope, a wrong base URL) is raised here, where it
+        names the real cause, rather than as a failure of every property after it."""
         try:
             self.http.request("POST", PROPERTIES + "/groups",
                               json_body={"name": GROUP, "label": "Lifecycle", "displayOrder": -1})
         except ApiError as error:
-            if error.status not in (404, 405, 409):
+            if error.status != 409:
                 raise
 
     # ----- contacts ----------------------------------------------------------------------------------

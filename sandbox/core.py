@@ -21,7 +21,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -164,6 +164,26 @@ class Service:
             return Route(path, endpoint, methods=[method])
 
         return decorate
+
+
+def unknown_route(routes: list[Route], *, not_found: Callable[[Request], Response],
+                  wrong_method: Callable[[Request, list[str]], Response]) -> Route:
+    """A last route that answers in the vendor's own error format what no route in ``routes`` serves.
+
+    A path that a route serves with other methods gets ``wrong_method(request, allowed)``; any other path
+    gets ``not_found(request)``. Without it the web framework would answer in plain text.
+    """
+
+    async def endpoint(request: Request) -> Response:
+        allowed = sorted({
+            method
+            for route in routes
+            if route.matches({**request.scope, "method": "OPTIONS"})[0] is not Match.NONE
+            for method in route.methods or ()
+        })
+        return wrong_method(request, allowed) if allowed else not_found(request)
+
+    return Route("/{path:path}", endpoint, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
 
 
 def env(name: str, default: str) -> str:

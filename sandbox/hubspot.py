@@ -1,11 +1,14 @@
-"""Emulated HubSpot CRM v3: contacts, the property registry, search, notes and owners (api_contracts.md §1).
+"""Emulated HubSpot CRM: contacts (v3, with archive), the property registry and its groups, search, notes,
+owners and v4 associations between contacts and notes.
 
 Faithful where a client can get it wrong: every value is a string and ``""`` clears it, unknown and
-read-only properties and invalid enumeration options are rejected, batches are capped at 100 and report
-partial failures with HTTP 207, search pages by numeric offset and stops at 10,000 results, and the
-rolling 10-second bucket (with its headers) is separate from search's own 5-per-second limit, which sends
-no rate-limit headers. Handlers mutate the stores without awaiting in between, so one uvicorn worker's
-event loop serialises them.
+read-only properties and invalid enumeration options are rejected, a property must name an existing property
+group, batches are capped at 100 and report partial failures with HTTP 207, search pages by numeric offset
+and stops at 10,000 results, and the rolling 10-second bucket (with its headers) is separate from search's
+own 5-per-second limit, which sends no rate-limit headers. An archived contact leaves reads, search and
+batch reads (``?archived=true`` lists it) and frees its email. Paths HubSpot does not serve here answer
+HubSpot's JSON 404, and a known path called with another method its JSON 405. Handlers mutate the stores
+without awaiting in between, so one uvicorn worker's event loop serialises them.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox.core import Limited, Service, env, read_json
+from sandbox.core import Limited, Service, env, read_json, unknown_route
 
 TEN_SECONDLY = (100, 10.0)  # Free/Starter tier; /_sandbox/limits {"per_10s": 190} emulates Professional
 SEARCH_PER_SECOND = (5, 1.0)
@@ -41,6 +44,9 @@ SEARCH_MAX_GROUPS, SEARCH_MAX_FILTERS_PER_GROUP, SEARCH_MAX_FILTERS = 5, 6, 18
 SEARCH_QUERY_MAX = 3_000
 NOTE_BODY_MAX = 65_536
 NOTE_TO_CONTACT = 202
+CONTACT_TO_NOTE = 201
+ASSOCIATION_PAGE_MAX = 500
+ASSOCIATION_BATCH_LIMIT = 1_000
 DEFAULT_PROPERTIES = ("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname")
 ALWAYS_RETURNED = ("createdate", "hs_object_id", "lastmodifieddate")
 NOTE_ALWAYS_RETURNED = ("hs_createdate", "hs_lastmodifieddate", "hs_object_id")
@@ -71,6 +77,18 @@ FIELD_TYPES = {
 PROPERTY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SEED_GROUP = "lifecycle"
+BUILTIN_GROUPS = (
+    ("contactinformation", "Contact information"),
+    ("emailinformation", "Email information"),
+    ("conversioninformation", "Conversion information"),
+    ("contact_activity", "Contact activity"),
+    ("analyticsinformation", "Web analytics history"),
+    ("sales_properties", "Sales properties"),
+    ("socialmediainformation", "Social media information"),
+)
+OBJECT_TYPES = {"contacts": "contacts", "contact": "contacts", "0-1": "contacts",
+                "notes": "notes", "note": "notes", "0-46": "notes"}
+DEFAULT_ASSOCIATION = {("notes", "contacts"): NOTE_TO_CONTACT, ("contacts", "notes"): CONTACT_TO_NOTE}
 
 OWNERS = (
     ("101", "morgan.lee@sandbox-crm.example", "Morgan", "Lee", 9101),
@@ -157,11 +175,24 @@ def decode_cursor(cursor: str) -> str | None:
         return None
 
 
-def hubspot_error(status: int, category: str, message: str, **extra: Any) -> JSONResponse:
-    """The OpenAPI ``Error`` body: status, message, correlationId and category, plus optional fields."""
-    body = {"status": "error", "message": message, "correlationId": str(uuid.uuid4()), "category": category}
+def hubspot_error(status: int, category: str | None, message: str, **extra: Any) -> JSONResponse:
+    """HubSpot's error body: status, message, correlationId and (nearly always) category, plus extras."""
+    body = {"status": "error", "message": message, "correlationId": str(uuid.uuid4())}
+    if category:
+        body["category"] = category
     body.update(extra)
     return JSONResponse(body, status_code=status)
+
+
+def unknown_path(request: Request) -> Response:
+    """What HubSpot's own services answer for a path they do not serve: a JSON 404 without a category."""
+    return hubspot_error(404, None, "resource not found")
+
+
+def wrong_method(request: Request, allowed: list[str]) -> Response:
+    response = hubspot_error(405, None, "HTTP 405 Method Not Allowed")
+    response.headers["Allow"] = ", ".join(allowed)
+    return response
 
 
 def validation_error(message: str, **extra: Any) -> JSONResponse:
@@ -201,6 +232,11 @@ def standard_error(category: str, message: str, ids: list[str], errors: list[dic
     }
 
 
+def wants_archived(request: Request) -> bool:
+    """``?archived=true``: the read returns only archived objects."""
+    return request.query_params.get("archived", "false").lower() == "true"
+
+
 def requested_properties(request: Request) -> list[str] | None:
     """``properties=a,b`` and/or repeated ``properties=a&properties=b``; None when not given."""
     values = request.query_params.getlist("properties")
@@ -227,6 +263,7 @@ class Record:
     created_at: str
     updated_at: str
     associations: list[str] = field(default_factory=list)
+    archived_at: str | None = None
 
 
 class HubSpot:
@@ -264,8 +301,14 @@ class HubSpot:
 
     def reset(self) -> None:
         self.properties: dict[str, dict] = self._builtin_properties()
+        self.groups: dict[str, dict] = {
+            name: {"name": name, "label": label, "displayOrder": order, "archived": False}
+            for order, (name, label) in enumerate(BUILTIN_GROUPS)
+        }
         self.contacts: dict[str, Record] = {}
         self.contact_ids: list[int] = []  # ascending: list paging bisects it instead of scanning
+        self.archived: dict[str, Record] = {}  # archived contacts, out of every read but ?archived=true
+        self.archived_ids: list[int] = []
         self.by_email: dict[str, str] = {}
         self.notes: dict[str, Record] = {}
         self.next_contact_id = 1001
@@ -552,11 +595,31 @@ class HubSpot:
             if new_email:
                 self.by_email[new_email] = record.id
 
-    def _find(self, identifier: str, id_property: str | None) -> Record | None:
+    def _find(self, identifier: str, id_property: str | None, *, archived: bool = False) -> Record | None:
+        """A live contact by id or email; with ``archived``, only an archived one (the latest by email)."""
+        if archived:
+            if id_property == "email":
+                email = identifier.strip().lower()
+                return next((r for r in reversed(self.archived.values()) if r.properties.get("email") == email),
+                            None)
+            return self.archived.get(identifier)
         if id_property == "email":
             contact_id = self.by_email.get(identifier.strip().lower())
             return self.contacts.get(contact_id) if contact_id else None
         return self.contacts.get(identifier)
+
+    def _archive(self, record: Record) -> None:
+        """Into the recycle bin: out of every read, search and association, and its email free again."""
+        moment = iso(utc_now())
+        del self.contacts[record.id]
+        self.contact_ids.pop(bisect.bisect_left(self.contact_ids, int(record.id)))
+        email = record.properties.get("email")
+        if email and self.by_email.get(email) == record.id:
+            del self.by_email[email]
+        record.archived_at = record.updated_at = moment
+        self.archived[record.id] = record
+        bisect.insort(self.archived_ids, int(record.id))
+        self.version += 1
 
     def _public(
         self,
@@ -573,13 +636,16 @@ class HubSpot:
         for name in always:
             if name not in wanted:
                 wanted.append(name)
-        return {
+        body = {
             "id": record.id,
             "properties": {n: record.properties.get(n) for n in wanted},
             "createdAt": record.created_at,
             "updatedAt": record.updated_at,
-            "archived": False,
+            "archived": record.archived_at is not None,
         }
+        if record.archived_at is not None:
+            body["archivedAt"] = record.archived_at
+        return body
 
     def _not_found(self, identifier: str) -> JSONResponse:
         return hubspot_error(
@@ -593,26 +659,43 @@ class HubSpot:
 
     def routes(self) -> list[Route]:
         s = self.service
-        return [
+        routes = [
             s.route("GET", "/crm/v3/properties/contacts")(self.list_properties),
             s.route("POST", "/crm/v3/properties/contacts")(self.create_property),
             s.route("POST", "/crm/v3/properties/contacts/batch/create")(self.batch_create_properties),
+            s.route("GET", "/crm/v3/properties/contacts/groups")(self.list_groups),
+            s.route("POST", "/crm/v3/properties/contacts/groups")(self.create_group),
+            s.route("GET", "/crm/v3/properties/contacts/groups/{group_name}")(self.get_group),
+            s.route("PATCH", "/crm/v3/properties/contacts/groups/{group_name}")(self.update_group),
+            s.route("DELETE", "/crm/v3/properties/contacts/groups/{group_name}")(self.archive_group),
             s.route("GET", "/crm/v3/properties/contacts/{name}")(self.get_property),
             s.route("PATCH", "/crm/v3/properties/contacts/{name}")(self.update_property),
             s.route("GET", "/crm/v3/objects/contacts")(self.list_contacts),
             s.route("POST", "/crm/v3/objects/contacts")(self.create_contact),
             s.route("POST", "/crm/v3/objects/contacts/batch/upsert")(self.batch_upsert),
             s.route("POST", "/crm/v3/objects/contacts/batch/read")(self.batch_read),
+            s.route("POST", "/crm/v3/objects/contacts/batch/archive")(self.batch_archive),
             s.route("POST", "/crm/v3/objects/contacts/search", group="search", headers_on_success=False)(
                 self.search
             ),
             s.route("GET", "/crm/v3/objects/contacts/{contact_id}")(self.get_contact),
             s.route("PATCH", "/crm/v3/objects/contacts/{contact_id}")(self.update_contact),
+            s.route("DELETE", "/crm/v3/objects/contacts/{contact_id}")(self.archive_contact),
             s.route("POST", "/crm/v3/objects/notes")(self.create_note),
             s.route("POST", "/crm/v3/objects/notes/batch/create")(self.batch_create_notes),
             s.route("GET", "/crm/v3/objects/notes/{note_id}")(self.get_note),
             s.route("GET", "/crm/v3/owners")(self.list_owners),
+            s.route("GET", "/crm/v3/owners/")(self.list_owners),
+            s.route("PUT", "/crm/v4/objects/{from_type}/{from_id}/associations/default/{to_type}/{to_id}")(
+                self.associate_default
+            ),
+            s.route("GET", "/crm/v4/objects/{from_type}/{from_id}/associations/{to_type}")(self.list_associations),
+            s.route("POST", "/crm/v4/associations/{from_type}/{to_type}/batch/associate/default")(
+                self.batch_associate_default
+            ),
+            s.route("POST", "/crm/v4/associations/{from_type}/{to_type}/batch/read")(self.batch_read_associations),
         ]
+        return [*routes, unknown_route(routes, not_found=unknown_path, wrong_method=wrong_method)]
 
     def admin_routes(self) -> list[Route]:
         return [
@@ -644,9 +727,16 @@ class HubSpot:
                 f"Invalid property name {body['name']!r}: use lowercase letters, digits and underscores, "
                 "starting with a letter"
             )
-        return self._type_problem(body["type"], body["fieldType"]) or self._options_problem(
-            body.get("options")
+        return (
+            self._group_missing(body["groupName"])
+            or self._type_problem(body["type"], body["fieldType"])
+            or self._options_problem(body.get("options"))
         )
+
+    def _group_missing(self, name: Any) -> str | None:
+        if name in self.groups:
+            return None
+        return f'Property group "{name}" does not exist'
 
     @staticmethod
     def _type_problem(type_: Any, field_type: Any) -> str | None:
@@ -774,7 +864,11 @@ class HubSpot:
         if "options" in body and (meta.get("readOnlyOptions") or prop["type"] not in ("enumeration", "bool")):
             return validation_error(f"The options of {name} cannot be changed")
         type_, field_type = body.get("type", prop["type"]), body.get("fieldType", prop["fieldType"])
-        problem = self._type_problem(type_, field_type) or self._options_problem(body.get("options"))
+        problem = (
+            ("groupName" in body and self._group_missing(body["groupName"]))
+            or self._type_problem(type_, field_type)
+            or self._options_problem(body.get("options"))
+        )
         if problem:
             return validation_error(problem)
         for key in ("label", "description", "groupName", "displayOrder", "hidden", "formField"):
@@ -786,11 +880,77 @@ class HubSpot:
         prop["updatedAt"] = iso(utc_now())
         return JSONResponse(prop)
 
+    # ----- property groups ---------------------------------------------------------------------------
+
+    def _group_not_found(self, name: str) -> JSONResponse:
+        return hubspot_error(404, "OBJECT_NOT_FOUND", f"Unable to find property group {name}")
+
+    async def list_groups(self, request: Request) -> Response:
+        return JSONResponse({"results": list(self.groups.values())})
+
+    async def get_group(self, request: Request) -> Response:
+        name = request.path_params["group_name"]
+        group = self.groups.get(name)
+        return JSONResponse(group) if group else self._group_not_found(name)
+
+    @staticmethod
+    def _group_problem(body: dict, *, creating: bool) -> str | None:
+        """Why a group create or update body is invalid, or None."""
+        if creating and (not isinstance(body.get("name"), str) or not PROPERTY_NAME.match(body["name"])):
+            return (f"Invalid property group name {body.get('name')!r}: use lowercase letters, digits and "
+                    "underscores, starting with a letter")
+        if (creating or "label" in body) and (not isinstance(body.get("label"), str) or not body["label"]):
+            return "label is required and must be a non-empty string"
+        order = body.get("displayOrder", -1)
+        if not isinstance(order, int) or isinstance(order, bool):
+            return "displayOrder must be an integer"
+        return None
+
+    async def create_group(self, request: Request) -> Response:
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            return validation_error("The property group must be a JSON object")
+        problem = self._group_problem(body, creating=True)
+        if problem:
+            return validation_error(problem)
+        if body["name"] in self.groups:
+            return hubspot_error(409, "CONFLICT", f"A property group named '{body['name']}' already exists.")
+        group = {"name": body["name"], "label": body["label"], "displayOrder": body.get("displayOrder", -1),
+                 "archived": False}
+        self.groups[group["name"]] = group
+        return JSONResponse(group, status_code=201)
+
+    async def update_group(self, request: Request) -> Response:
+        name = request.path_params["group_name"]
+        group = self.groups.get(name)
+        if group is None:
+            return self._group_not_found(name)
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            return validation_error("The property group update must be a JSON object")
+        problem = self._group_problem(body, creating=False)
+        if problem:
+            return validation_error(problem)
+        group.update({k: body[k] for k in ("label", "displayOrder") if k in body})
+        return JSONResponse(group)
+
+    async def archive_group(self, request: Request) -> Response:
+        """A group still holding properties is refused, so no property is left in a group that is gone."""
+        name = request.path_params["group_name"]
+        if name not in self.groups:
+            return self._group_not_found(name)
+        members = sorted(p["name"] for p in self.properties.values() if p["groupName"] == name)
+        if members:
+            return validation_error(
+                f"Property group {name} still holds properties {members}; move or archive them first")
+        del self.groups[name]
+        return Response(status_code=204)
+
     # ----- contact endpoints -------------------------------------------------------------------------
 
     async def get_contact(self, request: Request) -> Response:
         identifier = request.path_params["contact_id"]
-        record = self._find(identifier, request.query_params.get("idProperty"))
+        record = self._find(identifier, request.query_params.get("idProperty"), archived=wants_archived(request))
         if record is None:
             return self._not_found(identifier)
         body = self._public(record, requested_properties(request))
@@ -833,6 +993,26 @@ class HubSpot:
         self._update(record, values, iso(utc_now()))
         return JSONResponse(self._public(record, list(values)))
 
+    async def archive_contact(self, request: Request) -> Response:
+        """204 whether or not the contact exists, as HubSpot answers: archiving is idempotent."""
+        identifier = request.path_params["contact_id"]
+        if not identifier.isdigit():
+            return self._not_found(identifier)
+        record = self.contacts.get(identifier)
+        if record is not None:
+            self._archive(record)
+        return Response(status_code=204)
+
+    async def batch_archive(self, request: Request) -> Response:
+        inputs = self._batch_inputs(await read_json(request))
+        if isinstance(inputs, JSONResponse):
+            return inputs
+        for item in inputs:
+            record = self.contacts.get(str(item["id"]))
+            if record is not None:
+                self._archive(record)
+        return Response(status_code=204)
+
     async def list_contacts(self, request: Request) -> Response:
         """Cursor paging in id order; the cursor is the base64 of the last id returned."""
         try:
@@ -841,16 +1021,18 @@ class HubSpot:
             return validation_error("limit must be an integer")
         if not 1 <= limit <= LIST_PAGE_MAX:
             return validation_error(f"limit must be between 1 and {LIST_PAGE_MAX}")
+        ids, store = (self.archived_ids, self.archived) if wants_archived(request) else (self.contact_ids,
+                                                                                         self.contacts)
         start = 0
         if "after" in request.query_params:
             decoded = decode_cursor(request.query_params["after"])
             if decoded is None or not decoded.isdigit():
                 return validation_error(f"Invalid after cursor: {request.query_params['after']}")
-            start = bisect.bisect_right(self.contact_ids, int(decoded))
-        page_ids = self.contact_ids[start : start + limit]
+            start = bisect.bisect_right(ids, int(decoded))
+        page_ids = ids[start : start + limit]
         names = requested_properties(request)
-        body: dict[str, Any] = {"results": [self._public(self.contacts[str(i)], names) for i in page_ids]}
-        if start + limit < len(self.contact_ids):
+        body: dict[str, Any] = {"results": [self._public(store[str(i)], names) for i in page_ids]}
+        if start + limit < len(ids):
             cursor = encode_cursor(str(page_ids[-1]))
             body["paging"] = {"next": {"after": cursor, "link": f"?after={cursor}"}}
         return JSONResponse(body)
@@ -966,9 +1148,10 @@ class HubSpot:
             return validation_error("properties must be a list of property names")
         started = iso(utc_now())
         results, missing, seen = [], [], set()
+        archived = wants_archived(request)
         for item in inputs:
             identifier = str(item["id"])
-            record = self._find(identifier, id_property)
+            record = self._find(identifier, id_property, archived=archived)
             if record is None:
                 missing.append(identifier)
             elif record.id not in seen:
@@ -1115,6 +1298,9 @@ class HubSpot:
                 if problem:
                     return validation_error(problem)
         sorts = body.get("sorts") or []
+        if isinstance(sorts, list):
+            # The OpenAPI spec (and so the SDKs) types sorts as strings: a property name sorts ascending.
+            sorts = [{"propertyName": s, "direction": "ASCENDING"} if isinstance(s, str) else s for s in sorts]
         if not isinstance(sorts, list) or not all(
             isinstance(s, dict)
             and s.get("propertyName") in self.properties
@@ -1302,11 +1488,175 @@ class HubSpot:
             return self._not_found(note_id)
         body = self._public_note(record, requested_properties(request))
         associations = [a for value in request.query_params.getlist("associations") for a in value.split(",")]
-        if any(a.strip() in ("contacts", "contact", "0-1") for a in associations) and record.associations:
+        contact_ids = [c for c in record.associations if c in self.contacts]
+        if any(a.strip() in ("contacts", "contact", "0-1") for a in associations) and contact_ids:
             body["associations"] = {
-                "contacts": {"results": [{"id": c, "type": "note_to_contact"} for c in record.associations]}
+                "contacts": {"results": [{"id": c, "type": "note_to_contact"} for c in contact_ids]}
             }
         return JSONResponse(body)
+
+    # ----- associations (v4) --------------------------------------------------------------------------
+
+    def _store(self, kind: str) -> dict[str, Record]:
+        return self.contacts if kind == "contacts" else self.notes
+
+    @staticmethod
+    def _kinds(from_type: str, to_type: str) -> tuple[str, str] | JSONResponse:
+        """The two object kinds of a v4 path (names, singulars or type ids), or HubSpot's 400."""
+        kinds = []
+        for given in (from_type, to_type):
+            kind = OBJECT_TYPES.get(given.lower())
+            if kind is None:
+                return hubspot_error(400, None, f"Unable to infer object type from: {given}")
+            kinds.append(kind)
+        return kinds[0], kinds[1]
+
+    def _associated(self, kinds: tuple[str, str], record: Record) -> list[str]:
+        """Live objects of the second kind associated with ``record`` (archived contacts are hidden)."""
+        if kinds not in DEFAULT_ASSOCIATION:
+            return []
+        targets = self._store(kinds[1])
+        return [i for i in record.associations if i in targets]
+
+    def _link_problem(self, kinds: tuple[str, str], from_id: str, to_id: str) -> JSONResponse | None:
+        if kinds not in DEFAULT_ASSOCIATION:
+            return validation_error(f"There is no default association from {kinds[0]} to {kinds[1]}")
+        for kind, identifier in zip(kinds, (from_id, to_id)):
+            if identifier not in self._store(kind):
+                return validation_error(
+                    f"One or more associations are invalid: {kind} {identifier} does not exist",
+                    context={"ids": [identifier]},
+                )
+        return None
+
+    def _link(self, kinds: tuple[str, str], from_id: str, to_id: str) -> list[dict]:
+        """Associate two objects with the default type, both ways; returns both directions, as HubSpot does."""
+        from_record, to_record = self._store(kinds[0])[from_id], self._store(kinds[1])[to_id]
+        for record, other in ((from_record, to_id), (to_record, from_id)):
+            if other not in record.associations:
+                record.associations.append(other)
+        return [
+            {
+                "from": {"id": a},
+                "to": {"id": b},
+                "associationSpec": {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id},
+            }
+            for a, b, type_id in ((from_id, to_id, DEFAULT_ASSOCIATION[kinds]),
+                                  (to_id, from_id, DEFAULT_ASSOCIATION[(kinds[1], kinds[0])]))
+        ]
+
+    @staticmethod
+    def _association_page(kinds: tuple[str, str], targets: list[str], after: Any,
+                          limit: int) -> tuple[list[dict], dict | None] | JSONResponse:
+        """One page of ``MultiAssociatedObjectWithLabel`` items and its ``paging`` (None on the last page)."""
+        start = 0
+        if after is not None:
+            decoded = decode_cursor(str(after))
+            if decoded is None or not decoded.isdigit():
+                return validation_error(f"Invalid after cursor: {after}")
+            start = int(decoded)
+        label = {"category": "HUBSPOT_DEFINED", "typeId": DEFAULT_ASSOCIATION.get(kinds), "label": None}
+        items = [{"toObjectId": int(t), "associationTypes": [label]} for t in targets[start : start + limit]]
+        if start + limit >= len(targets):
+            return items, None
+        cursor = encode_cursor(str(start + limit))
+        return items, {"next": {"after": cursor, "link": f"?after={cursor}"}}
+
+    async def associate_default(self, request: Request) -> Response:
+        path = request.path_params
+        kinds = self._kinds(path["from_type"], path["to_type"])
+        if isinstance(kinds, JSONResponse):
+            return kinds
+        problem = self._link_problem(kinds, path["from_id"], path["to_id"])
+        if problem:
+            return problem
+        started = iso(utc_now())
+        return self._batch_response(self._link(kinds, path["from_id"], path["to_id"]), [], started)
+
+    async def list_associations(self, request: Request) -> Response:
+        path = request.path_params
+        kinds = self._kinds(path["from_type"], path["to_type"])
+        if isinstance(kinds, JSONResponse):
+            return kinds
+        record = self._store(kinds[0]).get(path["from_id"])
+        if record is None:
+            return self._not_found(path["from_id"])
+        try:
+            limit = int(request.query_params.get("limit", str(ASSOCIATION_PAGE_MAX)))
+        except ValueError:
+            return validation_error("limit must be an integer")
+        if not 1 <= limit <= ASSOCIATION_PAGE_MAX:
+            return validation_error(f"limit must be between 1 and {ASSOCIATION_PAGE_MAX}")
+        page = self._association_page(kinds, self._associated(kinds, record), request.query_params.get("after"),
+                                      limit)
+        if isinstance(page, JSONResponse):
+            return page
+        items, paging = page
+        return JSONResponse({"results": items, **({"paging": paging} if paging else {})})
+
+    @staticmethod
+    def _association_inputs(body: Any, valid: Any) -> list[dict] | JSONResponse:
+        if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
+            return validation_error("Invalid input JSON: expected an object with an inputs list")
+        inputs = body["inputs"]
+        if len(inputs) > ASSOCIATION_BATCH_LIMIT:
+            return validation_error(f"inputs: size must be between 0 and {ASSOCIATION_BATCH_LIMIT}")
+        if not all(isinstance(item, dict) and valid(item) for item in inputs):
+            return validation_error("Invalid input JSON: every input needs its object ids")
+        return inputs
+
+    async def batch_associate_default(self, request: Request) -> Response:
+        """All or nothing: one invalid pair rejects the batch, so no association is half-made."""
+        path = request.path_params
+        kinds = self._kinds(path["from_type"], path["to_type"])
+        if isinstance(kinds, JSONResponse):
+            return kinds
+
+        def ids(item: dict) -> bool:
+            return all(isinstance(item.get(end), dict) and isinstance(item[end].get("id"), (str, int))
+                       for end in ("from", "to"))
+
+        inputs = self._association_inputs(await read_json(request), ids)
+        if isinstance(inputs, JSONResponse):
+            return inputs
+        pairs = [(str(item["from"]["id"]), str(item["to"]["id"])) for item in inputs]
+        for from_id, to_id in pairs:
+            problem = self._link_problem(kinds, from_id, to_id)
+            if problem:
+                return problem
+        started = iso(utc_now())
+        return self._batch_response([r for f, t in pairs for r in self._link(kinds, f, t)], [], started)
+
+    async def batch_read_associations(self, request: Request) -> Response:
+        """Each input's first page; an object with no associations (or none at all) is an error of 207."""
+        path = request.path_params
+        kinds = self._kinds(path["from_type"], path["to_type"])
+        if isinstance(kinds, JSONResponse):
+            return kinds
+        inputs = self._association_inputs(await read_json(request),
+                                          lambda item: isinstance(item.get("id"), (str, int)))
+        if isinstance(inputs, JSONResponse):
+            return inputs
+        started = iso(utc_now())
+        results, errors = [], []
+        for item in inputs:
+            from_id = str(item["id"])
+            record = self._store(kinds[0]).get(from_id)
+            targets = self._associated(kinds, record) if record else []
+            if not targets:
+                errors.append({
+                    **standard_error("OBJECT_NOT_FOUND",
+                                     f"No {kinds[1][:-1]} is associated with {kinds[0][:-1]} {from_id}.", []),
+                    "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
+                    "context": {"fromObjectId": [from_id]},
+                })
+                continue
+            page = self._association_page(kinds, targets, item.get("after"), ASSOCIATION_PAGE_MAX)
+            if isinstance(page, JSONResponse):
+                return page
+            to, paging = page
+            results.append({"from": {"id": from_id}, "to": to, **({"paging": paging} if paging else {})})
+        return self._batch_response(results, errors, started)
 
     # ----- owners ------------------------------------------------------------------------------------
 
@@ -1338,7 +1688,7 @@ class HubSpot:
         """Pre-existing CRM contacts for the world generator: owners, original sources, history.
 
         Read-only fields (drill-downs, ``createdate``) may be set; names the registry does not know yet are
-        registered as custom text properties (group ``lifecycle``), since a real CRM that already holds
+        registered as custom text properties (group ``lifecycle``, created if missing), since a real CRM that holds
         such values already has the properties. All items are checked before any is stored.
         """
         body = await read_json(request)
@@ -1393,6 +1743,9 @@ class HubSpot:
                 emails.add(email)
             prepared.append((values, iso(created)))
         self.properties = registry
+        if any(p["groupName"] == SEED_GROUP for p in registry.values()):
+            self.groups.setdefault(SEED_GROUP, {"name": SEED_GROUP, "label": "Lifecycle", "displayOrder": -1,
+                                                "archived": False})
         ids = [self._create(values, created, via_api=False).id for values, created in prepared]
         return JSONResponse({"ids": ids}, status_code=201)
 

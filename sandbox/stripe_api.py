@@ -364,8 +364,15 @@ def admin_int(item: dict, name: str, default: int | None = None, minimum: int = 
 
 
 async def unrecognized_url(request: Request) -> Response:
-    """Stripe's JSON 404 for a path or method it does not serve, rather than the framework's plain text."""
-    message = (f"Unrecognized request URL ({request.method}: /{request.path_params['path']}). "
+    """Stripe's JSON 404 for a path or method it does not serve, rather than the framework's plain text.
+
+    A trailing slash or an empty path segment (an id left blank) gets Stripe's hint about both."""
+    path = "/" + request.path_params["path"]
+    hint = ""
+    if path.endswith("/") or "//" in path:
+        hint = ("If you are trying to list objects, remove the trailing slash. If you are trying to retrieve an "
+                "object, make sure you passed a valid (non-empty) identifier in your code. ")
+    message = (f"Unrecognized request URL ({request.method}: {path}). {hint}"
                "Please see https://stripe.com/docs or we can help at https://support.stripe.com/.")
     return StripeError(404, message).response()
 

@@ -49,6 +49,9 @@ def test_properties_and_the_demo_scheduled_option_are_created_once(hubspot: HubS
         f"{sandbox_url}/hubspot/crm/v3/properties/contacts",
         headers={"Authorization": f"Bearer {TOKEN}"}).json()["results"]}
     assert registry["engagement_tier"]["groupName"] == "lifecycle"
+    group = httpx.get(f"{sandbox_url}/hubspot/crm/v3/properties/contacts/groups/lifecycle",
+                      headers={"Authorization": f"Bearer {TOKEN}"})
+    assert group.status_code == 200 and group.json()["label"] == "Lifecycle"
     assert registry["original_touch_at"]["type"] == "datetime"
     lead_statuses = [o["value"] for o in registry["hs_lead_status"]["options"]]
     assert lead_statuses[:8] == ["NEW", "OPEN", "IN_PROGRESS", "OPEN_DEAL", "UNQUALIFIED",
@@ -60,6 +63,26 @@ def test_properties_and_the_demo_scheduled_option_are_created_once(hubspot: HubS
 
     assert again.created == [] and again.options_added == {}
     assert write_calls(admin) == before
+
+
+def test_a_property_group_that_cannot_be_created_stops_before_any_property() -> None:
+    """Only 409 (the group exists) is fine: a 404 means a wrong base URL or path, and must not be taken
+    for "this API has no groups" and hidden behind a failure of every property after it."""
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(f"{request.method} {request.url.path}")
+        if request.url.path.endswith("/groups"):
+            return httpx.Response(404, json={"status": "error", "message": "resource not found",
+                                             "correlationId": "c"})
+        return httpx.Response(200, json={"results": []})
+
+    with HubSpotClient(TOKEN, "https://hubspot.test", transport=httpx.MockTransport(handler)) as client, \
+            pytest.raises(ApiError) as caught:
+        client.ensure_properties()
+
+    assert caught.value.status == 404 and caught.value.template.endswith("/groups")
+    assert not any(s.endswith("/batch/create") for s in sent)
 
 
 def test_250_rows_take_three_upsert_calls_and_report_ids(hubspot: HubSpotClient, admin: httpx.Client) -> None:

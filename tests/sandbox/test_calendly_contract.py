@@ -142,6 +142,16 @@ def test_scheduled_events_needs_exactly_one_of_user_organization_group(api: http
         assert api.get("/scheduled_events", params=params).status_code == 200
 
 
+def test_unknown_paths_and_methods_answer_calendlys_json_404(api: httpx.Client) -> None:
+    for method, path in (("GET", "/no_such_thing"), ("GET", "/"), ("POST", "/scheduled_events"),
+                         ("DELETE", "/users/me"), ("PATCH", "/webhook_subscriptions")):
+        unknown = api.request(method, path)
+        assert unknown.status_code == 404, (method, path)
+        assert unknown.headers["content-type"] == "application/json"
+        assert unknown.json() == {"title": "Resource Not Found",
+                                  "message": "The server could not find the requested resource."}
+
+
 def test_count_above_100_is_rejected(api: httpx.Client) -> None:
     org = me(api)["current_organization"]
     response = api.get("/scheduled_events", params={"organization": org, "count": 101})

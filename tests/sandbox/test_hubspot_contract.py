@@ -60,6 +60,11 @@ def emails(response: httpx.Response) -> list[str]:
     return [r["properties"]["email"] for r in response.json()["results"]]
 
 
+def lifecycle_group(hs: httpx.Client) -> None:
+    """The property group our own properties go in; HubSpot refuses a property whose group is missing."""
+    hs.post("/crm/v3/properties/contacts/groups", json={"name": "lifecycle", "label": "Lifecycle"}).raise_for_status()
+
+
 # ----- authentication, faults, call counts --------------------------------------------------------------
 
 
@@ -357,7 +362,7 @@ def test_date_properties_need_midnight_and_datetimes_are_normalised(hs: httpx.Cl
     ):
         hs.post(
             "/crm/v3/properties/contacts",
-            json={**definition, "label": definition["name"], "groupName": "lifecycle"},
+            json={**definition, "label": definition["name"], "groupName": "contactinformation"},
         ).raise_for_status()
     not_midnight = upsert(hs, {"ada@example.com": {"demo_day": "2024-05-01T10:00:00Z"}})
     assert [e["code"] for e in not_midnight.json()["errors"][0]["errors"]] == ["INVALID_DATE"]
@@ -414,6 +419,7 @@ def test_changing_the_original_source_clears_its_drill_downs(hs: httpx.Client, a
 
 
 def test_property_create_201_then_409_and_validation(hs: httpx.Client) -> None:
+    lifecycle_group(hs)
     definition = {
         "name": "lead_summary",
         "label": "Lead summary",
@@ -444,6 +450,7 @@ def test_property_create_201_then_409_and_validation(hs: httpx.Client) -> None:
 
 
 def test_property_batch_create_reports_conflicts(hs: httpx.Client) -> None:
+    lifecycle_group(hs)
     inputs = [
         {
             "name": "customer_segment",
@@ -468,6 +475,50 @@ def test_property_batch_create_reports_conflicts(hs: httpx.Client) -> None:
     assert body["errors"][0]["category"] == "CONFLICT"
     rejected = upsert(hs, {"ada@example.com": {"customer_segment": "B2X"}})
     assert [e["code"] for e in rejected.json()["errors"][0]["errors"]] == ["INVALID_OPTION"]
+
+
+def test_property_groups_create_get_update_and_archive(hs: httpx.Client) -> None:
+    groups = "/crm/v3/properties/contacts/groups"
+    builtin = [g["name"] for g in hs.get(groups).json()["results"]]
+    assert "contactinformation" in builtin and "lifecycle" not in builtin
+    created = hs.post(groups, json={"name": "lifecycle", "label": "Lifecycle", "displayOrder": 4})
+    assert created.status_code == 201
+    assert created.json() == {"name": "lifecycle", "label": "Lifecycle", "displayOrder": 4, "archived": False}
+    assert hs.post(groups, json={"name": "defaults", "label": "Defaults"}).json()["displayOrder"] == -1
+    duplicate = hs.post(groups, json={"name": "lifecycle", "label": "Again"})
+    assert duplicate.status_code == 409 and duplicate.json()["category"] == "CONFLICT"
+    for bad in ({"name": "Life-Cycle", "label": "x"}, {"name": "nolabel"}, {"name": "x", "label": "x",
+                                                                             "displayOrder": "first"}):
+        refused = hs.post(groups, json=bad)
+        assert refused.status_code == 400 and refused.json()["category"] == "VALIDATION_ERROR", bad
+    updated = hs.patch(f"{groups}/lifecycle", json={"label": "Lifecycle marketing"})
+    assert updated.json()["label"] == "Lifecycle marketing" and updated.json()["displayOrder"] == 4
+    assert hs.get(f"{groups}/lifecycle").json()["label"] == "Lifecycle marketing"
+    for method in ("GET", "PATCH", "DELETE"):
+        missing = hs.request(method, f"{groups}/nothing_here", json={"label": "x"})
+        assert missing.status_code == 404 and missing.json()["category"] == "OBJECT_NOT_FOUND", method
+    hs.post("/crm/v3/properties/contacts", json={"name": "form_source", "label": "Form source", "type": "string",
+                                                 "fieldType": "text", "groupName": "lifecycle"}).raise_for_status()
+    in_use = hs.delete(f"{groups}/lifecycle")
+    assert in_use.status_code == 400 and "form_source" in in_use.json()["message"]
+    assert hs.delete(f"{groups}/defaults").status_code == 204
+    assert hs.get(f"{groups}/defaults").status_code == 404
+    assert "defaults" not in [g["name"] for g in hs.get(groups).json()["results"]]
+
+
+def test_a_property_must_name_an_existing_group(hs: httpx.Client) -> None:
+    definition = {"name": "primary_audience", "label": "Audience", "type": "string", "fieldType": "text",
+                  "groupName": "lifecycle"}
+    refused = hs.post("/crm/v3/properties/contacts", json=definition)
+    assert refused.status_code == 400
+    assert refused.json()["category"] == "VALIDATION_ERROR" and "lifecycle" in refused.json()["message"]
+    batch = hs.post("/crm/v3/properties/contacts/batch/create", json={"inputs": [definition]})
+    assert batch.status_code == 207 and batch.json()["errors"][0]["category"] == "VALIDATION_ERROR"
+    assert hs.get("/crm/v3/properties/contacts/primary_audience").status_code == 404
+    moved = hs.patch("/crm/v3/properties/contacts/hs_lead_status", json={"groupName": "lifecycle"})
+    assert moved.status_code == 400
+    lifecycle_group(hs)
+    assert hs.post("/crm/v3/properties/contacts", json=definition).status_code == 201
 
 
 # ----- search -------------------------------------------------------------------------------------------
@@ -788,6 +839,7 @@ def test_seeded_contacts_keep_owner_source_and_history(hs: httpx.Client, admin: 
     assert stored["properties"]["hubspot_owner_id"] == "101"
     assert stored["properties"]["original_touch_source"] == "google"
     assert hs.get("/crm/v3/properties/contacts/original_touch_source").status_code == 200
+    assert hs.get("/crm/v3/properties/contacts/groups/lifecycle").status_code == 200
     assert (
         admin.post("/hubspot/contacts", json={"properties": {"email": "old@example.com"}}).status_code == 409
     )
@@ -816,3 +868,156 @@ def test_after_cursor_is_opaque_and_validated(hs: httpx.Client) -> None:
     assert not cursor.isdigit()
     bogus = base64.urlsafe_b64encode(b"not-an-id").decode()
     assert hs.get("/crm/v3/objects/contacts", params={"after": bogus}).status_code == 400
+
+
+def test_search_takes_sorts_as_property_names_too(people: httpx.Client) -> None:
+    by_name = search(people, sorts=["firstname"], properties=["email", "firstname"], limit=200)
+    by_object = search(people, sorts=[{"propertyName": "firstname", "direction": "ASCENDING"}],
+                       properties=["email", "firstname"], limit=200)
+    assert by_name.status_code == 200 and emails(by_name) == emails(by_object)
+    assert search(people, sorts=["no_such_property"]).status_code == 400
+
+
+# ----- archive ------------------------------------------------------------------------------------------
+
+
+def test_an_archived_contact_leaves_every_read_and_frees_its_email(hs: httpx.Client) -> None:
+    ids = {r["properties"]["email"]: r["id"] for r in upsert(
+        hs, {"kept@example.com": {}, "gone@example.com": {"firstname": "Gone"}}).json()["results"]}
+    gone = ids["gone@example.com"]
+    note_id = hs.post("/crm/v3/objects/notes", json=note(gone, "before the archive")).json()["id"]
+
+    assert hs.delete(f"/crm/v3/objects/contacts/{gone}").status_code == 204
+
+    missing = hs.get(f"/crm/v3/objects/contacts/{gone}")
+    assert missing.status_code == 404 and missing.json()["category"] == "OBJECT_NOT_FOUND"
+    assert hs.get("/crm/v3/objects/contacts/gone@example.com", params={"idProperty": "email"}).status_code == 404
+    assert emails(hs.get("/crm/v3/objects/contacts")) == ["kept@example.com"]
+    assert emails(search(hs, limit=10)) == ["kept@example.com"]
+    read = hs.post("/crm/v3/objects/contacts/batch/read", json={"inputs": [{"id": gone}]})
+    assert read.status_code == 207 and read.json()["errors"][0]["context"]["ids"] == [gone]
+    assert hs.patch(f"/crm/v3/objects/contacts/{gone}", json={"properties": {}}).status_code == 404
+    assert "associations" not in hs.get(f"/crm/v3/objects/notes/{note_id}",
+                                        params={"associations": "contacts"}).json()
+    assert hs.post("/crm/v3/objects/notes", json=note(gone, "after")).status_code == 400
+
+    archived = hs.get("/crm/v3/objects/contacts", params={"archived": "true", "properties": "firstname"}).json()
+    [shown] = archived["results"]
+    assert (shown["id"], shown["archived"], shown["properties"]["firstname"]) == (gone, True, "Gone")
+    assert datetime.fromisoformat(shown["archivedAt"]) <= datetime.now(UTC)
+    assert hs.get(f"/crm/v3/objects/contacts/{gone}", params={"archived": "true"}).json()["archived"] is True
+    again = upsert(hs, {"gone@example.com": {}}).json()["results"][0]
+    assert again["new"] is True and again["id"] not in ids.values()
+
+
+def test_archiving_is_idempotent_and_batched(hs: httpx.Client) -> None:
+    ids = [r["id"] for r in upsert(hs, {f"b{i}@example.com": {} for i in range(3)}).json()["results"]]
+    assert hs.delete("/crm/v3/objects/contacts/987654321").status_code == 204
+    not_numeric = hs.delete("/crm/v3/objects/contacts/not-an-id")
+    assert not_numeric.status_code == 404 and not_numeric.json()["category"] == "OBJECT_NOT_FOUND"
+
+    batch = hs.post("/crm/v3/objects/contacts/batch/archive", json={"inputs": [{"id": i} for i in ids[:2]]})
+
+    assert batch.status_code == 204 and batch.content == b""
+    assert hs.post("/crm/v3/objects/contacts/batch/archive", json={"inputs": [{"id": ids[0]}]}).status_code == 204
+    assert [c["id"] for c in hs.get("/crm/v3/objects/contacts").json()["results"]] == ids[2:]
+    too_many = hs.post("/crm/v3/objects/contacts/batch/archive", json={"inputs": [{"id": "1"}] * 101})
+    assert too_many.status_code == 400
+
+
+# ----- associations (v4) --------------------------------------------------------------------------------
+
+
+def note_without_contact(hs: httpx.Client, body: str) -> str:
+    created = hs.post("/crm/v3/objects/notes", json={"properties": {"hs_timestamp": "1714640400000",
+                                                                     "hs_note_body": body}})
+    assert created.status_code == 201, created.text
+    return created.json()["id"]
+
+
+def test_a_default_association_links_both_ways_and_shows_in_v3(hs: httpx.Client) -> None:
+    contact_id = upsert(hs, {"ada@example.com": {}}).json()["results"][0]["id"]
+    note_id = note_without_contact(hs, "called")
+
+    made = hs.put(f"/crm/v4/objects/notes/{note_id}/associations/default/contacts/{contact_id}")
+
+    assert made.status_code == 200 and made.json()["status"] == "COMPLETE"
+    assert sorted((r["from"]["id"], r["to"]["id"], r["associationSpec"]["associationTypeId"])
+                  for r in made.json()["results"]) == sorted([(note_id, contact_id, 202), (contact_id, note_id, 201)])
+    again = hs.put(f"/crm/v4/objects/0-1/{contact_id}/associations/default/0-46/{note_id}")
+    assert again.status_code == 200
+    v3_contact = hs.get(f"/crm/v3/objects/contacts/{contact_id}", params={"associations": "notes"}).json()
+    assert v3_contact["associations"]["notes"]["results"] == [{"id": note_id, "type": "contact_to_note"}]
+    v3_note = hs.get(f"/crm/v3/objects/notes/{note_id}", params={"associations": "contacts"}).json()
+    assert v3_note["associations"]["contacts"]["results"] == [{"id": contact_id, "type": "note_to_contact"}]
+    listed = hs.get(f"/crm/v4/objects/notes/{note_id}/associations/contacts").json()
+    assert listed == {"results": [{"toObjectId": int(contact_id), "associationTypes": [
+        {"category": "HUBSPOT_DEFINED", "typeId": 202, "label": None}]}]}
+
+
+def test_associations_are_validated(hs: httpx.Client) -> None:
+    contact_id = upsert(hs, {"ada@example.com": {}}).json()["results"][0]["id"]
+    note_id = note_without_contact(hs, "x")
+    unknown_type = hs.put(f"/crm/v4/objects/butterflies/1/associations/default/contacts/{contact_id}")
+    assert unknown_type.status_code == 400
+    assert unknown_type.json()["message"] == "Unable to infer object type from: butterflies"
+    for path in (f"notes/{note_id}/associations/default/contacts/987654",
+                 f"notes/987654/associations/default/contacts/{contact_id}",
+                 f"contacts/{contact_id}/associations/default/contacts/{contact_id}"):
+        refused = hs.put(f"/crm/v4/objects/{path}")
+        assert refused.status_code == 400 and refused.json()["category"] == "VALIDATION_ERROR", path
+    batch = hs.post("/crm/v4/associations/notes/contacts/batch/associate/default", json={"inputs": [
+        {"from": {"id": note_id}, "to": {"id": contact_id}}, {"from": {"id": note_id}, "to": {"id": "987654"}}]})
+    assert batch.status_code == 400
+    assert hs.get(f"/crm/v4/objects/notes/{note_id}/associations/contacts").json()["results"] == []
+    missing = hs.get("/crm/v4/objects/contacts/987654/associations/notes")
+    assert missing.status_code == 404 and missing.json()["category"] == "OBJECT_NOT_FOUND"
+    for limit in (0, 501, "many"):
+        assert hs.get(f"/crm/v4/objects/notes/{note_id}/associations/contacts",
+                      params={"limit": limit}).status_code == 400
+
+
+def test_associations_page_and_batch(hs: httpx.Client) -> None:
+    ada, lonely = (r["id"] for r in sorted(upsert(hs, {"ada@example.com": {}, "lonely@example.com": {}}).json()[
+        "results"], key=lambda r: r["properties"]["email"]))
+    notes = [note_without_contact(hs, f"n{i}") for i in range(3)]
+    linked = hs.post("/crm/v4/associations/notes/contacts/batch/associate/default",
+                     json={"inputs": [{"from": {"id": n}, "to": {"id": ada}} for n in notes]})
+    assert linked.status_code == 200 and len(linked.json()["results"]) == 6
+
+    pages, after = [], None
+    while True:
+        page = hs.get(f"/crm/v4/objects/contacts/{ada}/associations/notes",
+                      params={"limit": 2, **({"after": after} if after else {})}).json()
+        pages.append([str(r["toObjectId"]) for r in page["results"]])
+        if "paging" not in page:
+            break
+        after = page["paging"]["next"]["after"]
+    assert pages == [notes[:2], notes[2:]]
+
+    read = hs.post("/crm/v4/associations/contacts/notes/batch/read",
+                   json={"inputs": [{"id": ada}, {"id": lonely}, {"id": "987654"}]})
+    assert read.status_code == 207
+    [result] = read.json()["results"]
+    assert result["from"] == {"id": ada} and [str(t["toObjectId"]) for t in result["to"]] == notes
+    assert result["to"][0]["associationTypes"][0]["typeId"] == 201
+    assert [e["context"]["fromObjectId"] for e in read.json()["errors"]] == [[lonely], ["987654"]]
+    assert {e["subCategory"] for e in read.json()["errors"]} == {"crm.associations.NO_ASSOCIATIONS_FOUND"}
+
+
+# ----- unknown routes -----------------------------------------------------------------------------------
+
+
+def test_unknown_paths_and_methods_answer_hubspots_json_errors(hs: httpx.Client) -> None:
+    for path in ("/crm/v3/no/such/thing", "/", "/crm/v3/objects/contacts/1001/nope"):
+        unknown = hs.get(path)
+        assert unknown.status_code == 404, path
+        assert unknown.headers["content-type"] == "application/json"
+        assert unknown.json()["status"] == "error" and unknown.json()["message"] == "resource not found"
+        uuid.UUID(unknown.json()["correlationId"])
+    wrong = hs.put("/crm/v3/owners", json={})
+    assert wrong.status_code == 405 and wrong.json()["message"] == "HTTP 405 Method Not Allowed"
+    assert wrong.headers["allow"] == "GET, HEAD"
+    upsert_by_get = hs.get("/crm/v3/objects/contacts/batch/upsert")
+    assert upsert_by_get.status_code == 405 and upsert_by_get.headers["allow"] == "POST"
+    assert hs.get("/crm/v3/owners/").json()["results"][0]["id"] == "101"

@@ -167,6 +167,20 @@ def test_limit_must_be_1_to_100(api: httpx.Client) -> None:
         assert message.startswith(f"Unrecognized request URL ({method}: {path})")
 
 
+def test_unrecognized_urls_are_stripes_json_404_with_the_empty_id_hint(api: httpx.Client) -> None:
+    for method, path, hinted in (("GET", "/v1/no_such_thing", False), ("DELETE", "/v1/events/evt_1", False),
+                                 ("GET", "/v1/events/", True),
+                                 ("GET", "/v1/checkout/sessions//line_items", True)):
+        unrecognized = api.request(method, path)
+        assert unrecognized.status_code == 404, path
+        assert unrecognized.headers["request-id"].startswith("req_")
+        error = unrecognized.json()["error"]
+        assert error["type"] == "invalid_request_error"
+        assert error["message"].startswith(f"Unrecognized request URL ({method}: {path}). ")
+        assert ("remove the trailing slash" in error["message"]) is hinted, path
+        assert error["message"].endswith("we can help at https://support.stripe.com/.")
+
+
 def test_created_range_filter(api: httpx.Client, sandbox_url: str) -> None:
     now = int(time.time())
     old, middle, new = (purchase(sandbox_url, now - s)["event_id"] for s in (300, 200, 100))
