@@ -151,8 +151,11 @@ def _report_rows(text: str) -> list[tuple[str, str]]:
     if "EMAIL" not in columns:
         raise ReportUnavailable(f"no EMAIL column in its header {header[:200]!r}")
     reason = columns.get("REASON") or columns.get("ERROR")
-    return [(str(row[columns["EMAIL"]] or "").strip().lower(), str(row.get(reason) or "").strip() if reason else "")
-            for row in reader]
+    rows = []
+    for row in reader:
+        email = str(row[columns["EMAIL"]] or "").strip().lower()
+        rows.append((email, str(row.get(reason) or "").strip() if reason else ""))
+    return rows
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -350,7 +353,7 @@ class BrevoClient(DestinationClient):
         process = self._wait_for_process(process_id)
         status = process.get("status")
         if status in IMPORT_IN_PROGRESS:
-            return self._unconfirmed(chunk, f"import process {process_id} still {status} when the poll budget ran out")
+            return self._unconfirmed(chunk, f"import process {process_id} still {status} when polling stopped")
         if status != "completed":
             reason = f"import process {process_id} ended with status {status}"
             return [(index, RowOutcome(email, "rejected", error=reason, code="IMPORT_FAILED"))
@@ -358,13 +361,14 @@ class BrevoClient(DestinationClient):
         try:
             skipped = self._skipped_rows(process)
         except ReportUnavailable as error:
-            return self._unconfirmed(chunk, f"the report of import process {process_id} could not be read: {error}")
+            return self._unconfirmed(chunk, f"import process {process_id}: its report could not be read: {error}")
         outcomes = []
         for index, email, _ in chunk:
             if email in skipped:
                 kind, reason = skipped[email]
-                error = f"Brevo skipped the row in import process {process_id}" + (f": {reason}" if reason else "")
-                outcomes.append((index, RowOutcome(email, "rejected", error=error, code=kind)))
+                error = f"Brevo skipped the row in import process {process_id}"
+                outcomes.append((index, RowOutcome(email, "rejected", error=f"{error}: {reason}" if reason else error,
+                                                   code=kind)))
             else:
                 outcomes.append((index, RowOutcome(email, "accepted")))
         return outcomes

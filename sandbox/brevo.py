@@ -1,5 +1,5 @@
 """Emulated Brevo API v3: contacts, attributes, lists, import, processes, transactional email and its
-events (§2).
+events.
 
 Faithful where a client can get it wrong: attribute names must exist and values of the wrong type are
 silently dropped, ``POST /contacts`` answers 201/204/400 by ``updateEnabled``, list additions are capped
@@ -583,7 +583,7 @@ class Brevo:
             return bad(
                 "missing_parameter", "An email or SMS phone number is mandatory to create a new contact."
             )
-        if email is not None and (not valid_email(email)):
+        if email is not None and not valid_email(email):
             return bad("invalid_parameter", "Invalid email address")
         if ext_id is not None and not isinstance(ext_id, str):
             return bad("invalid_parameter", "ext_id must be a string")
@@ -906,8 +906,7 @@ class Brevo:
             else:
                 continue
             for list_id in targets:
-                if list_id in self.lists:
-                    self._link(contact, list_id)
+                self._link(contact, list_id)
             if options.get("emailBlacklist") is True:
                 contact.email_blacklisted = True
             if options.get("smsBlacklist") is True:
