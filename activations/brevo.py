@@ -5,15 +5,21 @@ Contacts go through ``POST /contacts/import`` with a JSON body. Why import rathe
 for existing contacts plus one ``POST /contacts`` per new one: the contacts endpoints share 10 requests per
 second, and one import carries thousands of contacts, creates and updates alike, where the other path
 costs a call per 100 updates and a call per new contact (a first sync of 100,000 contacts would take
-hours). What import gives up is per-row errors (it silently drops bad emails, unknown attributes and
-values of the wrong type), so every row is checked here first against the account's attribute registry
-and rejected with a reason instead; the rest are reported accepted once Brevo says the import process
-completed (imports are asynchronous: ``/processes/{id}`` is polled with growing pauses, since that
-endpoint has a small hourly quota).
+hours). What import gives up is an answer per row: it silently drops unknown attributes and values of
+the wrong type, and skips the rows it finds invalid. So every row is checked here first (against the
+account's attribute registry, and its email against the shape of an address Brevo surely refuses) and
+rejected with a reason instead. Imports are asynchronous: ``/processes/{id}`` is polled with pauses that
+start short and grow (that endpoint has a small hourly quota) until the process is ``completed``. A
+completed import lists the rows Brevo skipped in report files (``info.import``: invalid emails,
+duplicates, ...), read here, so such a row is rejected with Brevo's reason and only the others are
+accepted. An import still running when the poll budget is spent, or whose report cannot be read, leaves
+its rows unconfirmed (``maybe_applied``): they are sent again next run, which an upsert allows.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import time
@@ -44,8 +50,13 @@ LISTS_PAGE = 50
 EVENTS_PAGE = 2500
 MESSAGE_VERSIONS_MAX = 1000
 """Brevo's cap on ``messageVersions`` per ``POST /smtp/email`` (api_contracts.md §2.10)."""
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+EMAIL_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+TOP_LEVEL_DOMAIN = re.compile(r"[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59}")
 SENT_EVENTS = ("requests", "delivered")
+IMPORT_IN_PROGRESS = ("queued", "in_process", "processing")
+IMPORT_FIRST_PAUSE = 0.25
+IMPORT_MAX_PAUSE = 30.0
 
 LIFECYCLE_ATTRIBUTES: dict[str, str] = {
     "FIRSTNAME": "text",
@@ -104,6 +115,49 @@ def attribute_value(type_: str | None, value: Any) -> Any:
     return value
 
 
+def email_problem(email: str) -> str | None:
+    """Why no mail system takes this address, or None.
+
+    The shape of a mailbox on a public host: a dot-atom local part of at most 64 characters (no quoted
+    forms, no leading, trailing or doubled dot), host name labels of letters, digits and inner hyphens
+    (at most 63 each, two at least), an alphabetic or punycode top-level domain, 254 characters in all.
+    Brevo may refuse more than this (its exact rule is not published); its import report says which.
+    """
+    if len(email) > 254:
+        return "longer than 254 characters"
+    local, at, domain = email.rpartition("@")
+    if not (at and local and domain):
+        return "not of the form local-part@domain"
+    if len(local) > 64 or not EMAIL_LOCAL_PART.fullmatch(local):
+        return "the part before @ is not a valid mailbox name"
+    labels = domain.split(".")
+    if len(labels) < 2 or not all(HOST_LABEL.fullmatch(label) for label in labels):
+        return "the domain is not a valid host name"
+    if not TOP_LEVEL_DOMAIN.fullmatch(labels[-1]):
+        return "the top-level domain is not valid"
+    return None
+
+
+class ReportUnavailable(RuntimeError):
+    """An import's report of skipped rows could not be read, so which rows Brevo took is unknown."""
+
+
+def _report_rows(text: str) -> list[tuple[str, str]]:
+    """(lowercase email, reason) per line of an import report: a CSV with a header naming an ``EMAIL``
+    column and maybe a ``REASON`` (or ``ERROR``) one, separated by ``;`` as Brevo's own CSVs are, or ``,``."""
+    header = text.partition("\n")[0]
+    reader = csv.DictReader(io.StringIO(text), delimiter=";" if header.count(";") >= header.count(",") else ",")
+    columns = {name.strip().upper(): name for name in reader.fieldnames or []}
+    if "EMAIL" not in columns:
+        raise ReportUnavailable(f"no EMAIL column in its header {header[:200]!r}")
+    reason = columns.get("REASON") or columns.get("ERROR")
+    rows = []
+    for row in reader:
+        email = str(row[columns["EMAIL"]] or "").strip().lower()
+        rows.append((email, str(row.get(reason) or "").strip() if reason else ""))
+    return rows
+
+
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -138,8 +192,14 @@ class BrevoClient(DestinationClient):
         )
         self._sleep = sleep
         self.import_poll_seconds = import_poll_seconds
+        # Report files are download links of their own (elsewhere than the API): never sent the API key.
+        self._downloads = httpx.Client(timeout=policy.timeout, transport=transport, follow_redirects=True)
         self._attributes: dict[str, str | None] | None = None
         self._lists: dict[str, int] = {}
+
+    def close(self) -> None:
+        self._downloads.close()
+        super().close()
 
     # ----- attributes --------------------------------------------------------------------------------
 
@@ -244,8 +304,9 @@ class BrevoClient(DestinationClient):
     def _check_row(email: str, row: Mapping[str, Any], types: Mapping[str, str | None], seen: set[str]
                    ) -> tuple[str | None, str | None, dict]:
         """(problem, code, import item) for one row; the checks Brevo's import skips silently."""
-        if not EMAIL.match(email):
-            return f"invalid email address {email!r}", "INVALID_EMAIL", {}
+        problem = email_problem(email)
+        if problem:
+            return f"invalid email address {email!r}: {problem}", "INVALID_EMAIL", {}
         if email in seen:
             return "email repeated in the same sync", "DUPLICATE_ROW", {}
         attributes: dict[str, Any] = {}
@@ -287,28 +348,81 @@ class BrevoClient(DestinationClient):
             "disableNotification": True,
         })
         process_id = (body or {}).get("processId")
-        status = self._wait_for_process(process_id) if process_id is not None else "completed"
-        if status == "completed":
-            return [(index, RowOutcome(email, "accepted")) for index, email, _ in chunk]
-        if status in ("queued", "in_process"):
-            reason = f"import process {process_id} still {status}; the rows are sent again next run"
-            return [(index, RowOutcome(email, "maybe_applied", error=reason)) for index, email, _ in chunk]
-        reason = f"import process {process_id} ended with status {status}"
-        return [(index, RowOutcome(email, "rejected", error=reason, code="IMPORT_FAILED"))
-                for index, email, _ in chunk]
+        if process_id is None:
+            return self._unconfirmed(chunk, f"Brevo answered the import without a process id: {body!r:.200}")
+        process = self._wait_for_process(process_id)
+        status = process.get("status")
+        if status in IMPORT_IN_PROGRESS:
+            return self._unconfirmed(chunk, f"import process {process_id} still {status} when polling stopped")
+        if status != "completed":
+            reason = f"import process {process_id} ended with status {status}"
+            return [(index, RowOutcome(email, "rejected", error=reason, code="IMPORT_FAILED"))
+                    for index, email, _ in chunk]
+        try:
+            skipped = self._skipped_rows(process)
+        except ReportUnavailable as error:
+            return self._unconfirmed(chunk, f"import process {process_id}: its report could not be read: {error}")
+        outcomes = []
+        for index, email, _ in chunk:
+            if email in skipped:
+                kind, reason = skipped[email]
+                error = f"Brevo skipped the row in import process {process_id}"
+                outcomes.append((index, RowOutcome(email, "rejected", error=f"{error}: {reason}" if reason else error,
+                                                   code=kind)))
+            else:
+                outcomes.append((index, RowOutcome(email, "accepted")))
+        return outcomes
 
-    def _wait_for_process(self, process_id: int) -> str:
-        """Poll an import until it leaves the queue, pausing 1, 2, 4 ... 30 s between looks."""
-        waited, pause = 0.0, 1.0
+    @staticmethod
+    def _unconfirmed(chunk: Sequence[tuple[int, str, dict]], reason: str) -> list[tuple[int, RowOutcome]]:
+        """Rows of an import whose fate is unknown: not synced, so they are sent again next run."""
+        reason += "; the rows are sent again next run"
+        return [(index, RowOutcome(email, "maybe_applied", error=reason)) for index, email, _ in chunk]
+
+    def _wait_for_process(self, process_id: int) -> dict:
+        """The import process once it left the queue, or as it stood when the poll budget ran out. Each look
+        follows a pause of 0.25, 0.5, 1 ... 30 s: an import is never done at once, and the endpoint's
+        quota is hourly."""
+        waited, pause = 0.0, IMPORT_FIRST_PAUSE
         while True:
-            _, body = self.http.request("GET", "/processes/{process_id}", path={"process_id": process_id},
-                                        bucket="other")
-            status = str((body or {}).get("status"))
-            if status not in ("queued", "in_process") or waited >= self.import_poll_seconds:
-                return status
             self._sleep(pause)
             waited += pause
-            pause = min(30.0, pause * 2)
+            _, body = self.http.request("GET", "/processes/{process_id}", path={"process_id": process_id},
+                                        bucket="other")
+            process = body if isinstance(body, dict) else {}
+            if process.get("status") not in IMPORT_IN_PROGRESS or waited >= self.import_poll_seconds:
+                return process
+            pause = min(IMPORT_MAX_PAUSE, pause * 2)
+
+    def _skipped_rows(self, process: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+        """``{email: (report kind, reason)}`` of the rows a completed import skipped, from the report
+        files its ``info.import`` links (none linked: nothing was skipped)."""
+        reports = ((process.get("info") or {}).get("import")) or {}
+        skipped: dict[str, tuple[str, str]] = {}
+        for kind, url in reports.items():
+            if url:
+                for email, reason in _report_rows(self._download(str(url))):
+                    skipped.setdefault(email, (kind, reason))
+        return skipped
+
+    def _download(self, url: str) -> str:
+        """A report file, retried with backoff on network errors and 5xx (no API key goes there)."""
+        policy = self.http.policy
+        for attempt in range(1, policy.max_attempts + 1):
+            self.stats.calls["GET import report"] += 1
+            try:
+                response = self._downloads.get(url)
+            except httpx.TransportError as error:
+                problem = type(error).__name__
+            else:
+                if response.status_code < 400:
+                    return response.text
+                problem = f"HTTP {response.status_code}"
+                if response.status_code < 500:
+                    break
+            if attempt < policy.max_attempts:
+                self._sleep(policy.backoff(attempt))
+        raise ReportUnavailable(problem)
 
     # ----- list members ------------------------------------------------------------------------------
 

@@ -1,18 +1,58 @@
-"""Emulated Brevo API v3: contacts, attributes, lists, import, transactional email and its events (§2).
+"""Emulated Brevo API v3: contacts, attributes, lists, import, processes, transactional email and its
+events.
 
 Faithful where a client can get it wrong: attribute names must exist and values of the wrong type are
-silently dropped, ``POST /contacts`` answers 201/204/400 by ``updateEnabled``, imports are 202 with a
-process id, list additions are capped at 150, errors are ``{"code", "message"}``, and each endpoint family
-has its own rate-limit bucket with ``x-sib-ratelimit-*`` headers. Choices where Brevo is undocumented:
+silently dropped, ``POST /contacts`` answers 201/204/400 by ``updateEnabled``, list additions are capped
+at 150, errors are ``{"code", "message"}`` (an unknown route too: 404 ``document_not_found``, or 405
+``method_not_allowed`` for a known path with another method), and each endpoint family has its own
+rate-limit bucket with ``x-sib-ratelimit-*`` headers. Choices where Brevo is undocumented:
 ``modifiedAt`` moves on every accepted update (even one that changes nothing, as the 2026 changelog says);
 ``""`` clears an attribute of any type on update; the statistics endpoint answers ``{}`` when nothing
-matches, as Brevo does. Imports are applied before the 202 returns, so their process is always
-``completed``. Handlers mutate the stores without awaiting in between, so one uvicorn worker's event loop
-serialises them.
+matches, as Brevo does.
+
+Imports are asynchronous, as Brevo's are: ``POST /contacts/import`` answers 202 ``{"processId"}`` at once,
+and the process then goes ``queued`` -> ``in_process`` -> ``completed`` in the background (each stage
+lasts the import delay, 0.1 s unless set), its contacts becoming visible only at the end. Brevo skips the
+rows it will not take, without failing the import: a completed ``IMPORTUSER`` process reports them in
+``info.import``, one URL per kind of problem (``invalid_emails``, ``duplicate_email_id``,
+``duplicate_ext_id``, ... or null), each a semicolon-separated CSV (``EMAIL;REASON``) that the sandbox
+serves itself under ``/brevo/import-reports/`` without an API key, like a pre-signed download. The
+sandbox skips (Brevo publishes no exact rule; these are ours):
+
+- an email that is not ``local@domain``, is over 254 characters, or has a local part over 64;
+- a local part with anything but ASCII letters, digits and ``. _ % + ' -`` (so ``!#$&*/=?^`{|}~``, which
+  the email RFCs allow, quoted local parts and non-ASCII addresses are refused), or a dot at its start,
+  its end or twice in a row;
+- a domain with fewer than two labels, a label that is empty, over 63 characters, has anything but
+  letters, digits and hyphens or starts or ends with a hyphen, an IP literal, or a top-level domain that
+  is not alphabetic (2+ letters) nor punycode (``xn--``);
+- a row whose email already came earlier in the same import (``duplicate_email_id``: the first is taken),
+  or whose ``ext_id`` came earlier or belongs to another contact (``duplicate_ext_id``).
+
+The same email rule applies to ``POST /contacts``, ``PUT`` of ``EMAIL`` and transactional recipients.
+
+Contact reads carry the ``statistics`` object Brevo's spec requires: campaign statistics, so they hold
+the engagement recorded through the admin API with a ``campaign_id`` (opens, clicks, hard bounces,
+unsubscriptions); transactional email never appears there, as in Brevo.
+
+Admin API (``/_sandbox/brevo/...``):
+
+| endpoint | body / result |
+|---|---|
+| ``POST events`` | ``{email, event, at?, link?, template_id?, campaign_id?}`` (event: ``opened``, ``clicked``, ``unsubscribed`` or ``hard_bounce``), or a list of them |
+| ``GET emails`` | every transactional email received, never delayed by the event lag |
+| ``GET contacts/{email}`` | a contact with its list names |
+| ``POST event_lag`` | ``{"seconds": S}``: an event of ``GET /v3/smtp/statistics/events`` (the ``requests`` of an accepted email, and every other) shows only S seconds (wall clock) after its date, like Brevo's log lagging behind; ``0`` (and ``/_sandbox/reset``) clears it |
+| ``POST import_delay`` | ``{"seconds": S}``: how long an import stays ``queued`` and then ``in_process`` (reset: 0.1) |
+| ``POST imports/wait`` | returns once every import accepted so far has completed: ``{"completed": n}`` |
+
+Handlers mutate the stores without awaiting in between (an import is applied in one step at the end of
+its ``in_process`` stage), so one uvicorn worker's event loop serialises them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import csv
 import io
@@ -20,7 +60,8 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Callable
+import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -28,7 +69,7 @@ from typing import Any
 import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from sandbox.core import Limited, Service, env, read_json
 
@@ -74,7 +115,22 @@ TYPES_BY_CATEGORY = {
     "category": ("category",),
 }
 IDENTIFIER_TYPES = ("email_id", "contact_id", "ext_id", "phone_id")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+LOCAL_PART = re.compile(r"[A-Za-z0-9_%+'-]+(?:\.[A-Za-z0-9_%+'-]+)*")
+DOMAIN_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+TOP_LEVEL_DOMAIN = re.compile(r"[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59}")
+IMPORT_REPORTS = (
+    "invalid_emails",
+    "duplicate_contact_id",
+    "duplicate_ext_id",
+    "duplicate_email_id",
+    "duplicate_phone_id",
+    "duplicate_whatsapp_id",
+    "duplicate_landline_number_id",
+)
+"""The report URLs of a completed import's ``info.import``, each null when it has nothing to report."""
+IMPORT_DELAY_SECONDS = 0.1
+PROCESSES_PAGE_MAX = 50
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 ATTRIBUTE_NAME = re.compile(r"^[A-Z0-9_\-]+$")
 DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 RELAY_IP = "198.51.100.7"
@@ -104,6 +160,29 @@ def parse_datetime(value: str) -> datetime | None:
     except ValueError:
         return None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def email_problem(address: str) -> str | None:
+    """Why Brevo would refuse this email address (the rules in the module docstring), or None."""
+    if len(address) > 254:
+        return "email longer than 254 characters"
+    local, at, domain = address.rpartition("@")
+    if not (at and local and domain):
+        return "email is not of the form local-part@domain"
+    if len(local) > 64:
+        return "local part longer than 64 characters"
+    if not LOCAL_PART.fullmatch(local):
+        return "local part has a character Brevo does not take, or a misplaced dot"
+    labels = domain.split(".")
+    if len(labels) < 2 or not all(DOMAIN_LABEL.fullmatch(label) for label in labels):
+        return "domain is not a valid host name"
+    if not TOP_LEVEL_DOMAIN.fullmatch(labels[-1]):
+        return "top-level domain is not valid"
+    return None
+
+
+def valid_email(value: Any) -> bool:
+    return isinstance(value, str) and email_problem(value.strip()) is None
 
 
 def brevo_error(status: int, code: str, message: str) -> JSONResponse:
@@ -155,6 +234,7 @@ class Contact:
             "email": self.email,
             "emailBlacklisted": self.email_blacklisted,
             "smsBlacklisted": self.sms_blacklisted,
+            "whatsappBlacklisted": False,
             "createdAt": self.created_at,
             "modifiedAt": self.modified_at,
             "listIds": list(self.list_ids),
@@ -185,9 +265,17 @@ class Brevo:
             },
             calls=calls,
         )
+        self._imports: set[asyncio.Task] = set()
         self.reset()
 
     def reset(self) -> None:
+        for task in self._imports:
+            task.cancel()
+        self._imports.clear()
+        self.import_delay = IMPORT_DELAY_SECONDS
+        self.event_lag = 0.0
+        self.reports: dict[str, dict[str, str]] = {}  # report token -> {kind: CSV text}
+        self.campaign_events: dict[str, list[dict]] = {}  # email -> its campaign engagement
         self.attributes: dict[str, dict] = {
             name: {"name": name, "category": "normal", "type": "text"}
             for name in ("FIRSTNAME", "LASTNAME", "SMS")
@@ -227,7 +315,7 @@ class Brevo:
 
     def routes(self) -> list[Route]:
         s = self.service
-        return [
+        api = [
             s.route("GET", "/v3/contacts/attributes")(self.list_attributes),
             s.route("POST", "/v3/contacts/attributes/{category}/{name}")(self.create_attribute),
             s.route("GET", "/v3/contacts/folders")(self.list_folders),
@@ -244,16 +332,37 @@ class Brevo:
             s.route("POST", "/v3/contacts")(self.create_contact),
             s.route("GET", "/v3/contacts/{identifier}")(self.get_contact),
             s.route("PUT", "/v3/contacts/{identifier}")(self.update_contact),
+            s.route("DELETE", "/v3/contacts/{identifier}")(self.delete_contact),
+            s.route("GET", "/v3/processes", group="other")(self.list_processes),
             s.route("GET", "/v3/processes/{process_id}", group="other")(self.get_process),
             s.route("POST", "/v3/smtp/email", group="smtp_email")(self.send_email),
             s.route("GET", "/v3/smtp/statistics/events", group="smtp_other")(self.statistics_events),
         ]
+        return [
+            *api,
+            Route("/import-reports/{token}/{kind}.csv", self.import_report, name="brevo_import_report"),
+            Route("/{path:path}", self._no_route(api), methods=ALL_METHODS),
+        ]
+
+    @staticmethod
+    def _no_route(api: list[Route]) -> Callable[[Request], Awaitable[Response]]:
+        """Brevo's JSON error for a path it does not serve (404), or a method it does not take there (405)."""
+
+        async def no_route(request: Request) -> Response:
+            if any(route.matches(request.scope)[0] is Match.PARTIAL for route in api):
+                return brevo_error(405, "method_not_allowed", f"{request.method} is not allowed on this path")
+            return brevo_error(404, "document_not_found", f"Invalid route: {request.method} {request.url.path}")
+
+        return no_route
 
     def admin_routes(self) -> list[Route]:
         return [
             Route("/brevo/events", self.record_events, methods=["POST"]),
             Route("/brevo/emails", self.sent_emails, methods=["GET"]),
             Route("/brevo/contacts/{email}", self.inspect_contact, methods=["GET"]),
+            Route("/brevo/event_lag", self.set_event_lag, methods=["POST"]),
+            Route("/brevo/import_delay", self.set_import_delay, methods=["POST"]),
+            Route("/brevo/imports/wait", self.wait_for_imports, methods=["POST"]),
         ]
 
     # ----- attributes --------------------------------------------------------------------------------
@@ -474,7 +583,7 @@ class Brevo:
             return bad(
                 "missing_parameter", "An email or SMS phone number is mandatory to create a new contact."
             )
-        if email is not None and (not isinstance(email, str) or not EMAIL.match(email.strip())):
+        if email is not None and not valid_email(email):
             return bad("invalid_parameter", "Invalid email address")
         if ext_id is not None and not isinstance(ext_id, str):
             return bad("invalid_parameter", "ext_id must be a string")
@@ -512,7 +621,53 @@ class Brevo:
         contact = self._identified(request)
         if isinstance(contact, JSONResponse):
             return contact
-        return JSONResponse(contact.public())
+        return JSONResponse({**contact.public(), "statistics": self._statistics(contact)})
+
+    def _statistics(self, contact: Contact) -> dict:
+        """The contact's campaign statistics in Brevo's shape, from the campaign engagement recorded."""
+        opened: dict[int, dict] = {}
+        clicked: dict[int, dict[str, dict]] = {}
+        hard_bounces, unsubscriptions = [], []
+        for event in self.campaign_events.get(contact.email or "", []):
+            campaign_id, at = event["campaign_id"], event["at"]
+            if event["event"] == "opened":
+                seen = opened.setdefault(campaign_id, {"campaignId": campaign_id, "count": 0, "eventTime": at,
+                                                       "ip": RELAY_IP})
+                seen["count"] += 1
+            elif event["event"] == "clicks":
+                link = clicked.setdefault(campaign_id, {}).setdefault(
+                    event["link"] or "", {"url": event["link"] or "", "count": 0, "eventTime": at, "ip": RELAY_IP})
+                link["count"] += 1
+            elif event["event"] == "hardBounces":
+                hard_bounces.append({"campaignId": campaign_id, "eventTime": at})
+            else:
+                unsubscriptions.append({"campaignId": campaign_id, "eventTime": at, "ip": RELAY_IP})
+        return {
+            "messagesSent": [],
+            "hardBounces": hard_bounces,
+            "softBounces": [],
+            "complaints": [],
+            "unsubscriptions": {"userUnsubscription": unsubscriptions, "adminUnsubscription": []},
+            "opened": list(opened.values()),
+            "clicked": [{"campaignId": c, "links": list(links.values())} for c, links in clicked.items()],
+            "transacAttributes": [],
+            "delivered": [],
+        }
+
+    async def delete_contact(self, request: Request) -> Response:
+        """204, and the contact leaves its lists; 404 ``document_not_found`` for an unknown one."""
+        contact = self._identified(request)
+        if isinstance(contact, JSONResponse):
+            return contact
+        for list_id in list(contact.list_ids):
+            self._unlink(contact, list_id)
+        if contact.email:
+            self.by_email.pop(contact.email, None)
+        if contact.ext_id:
+            self.by_ext_id.pop(contact.ext_id, None)
+        del self.contacts[contact.id]
+        self.version += 1
+        return Response(status_code=204)
 
     async def update_contact(self, request: Request) -> Response:
         """PUT: attributes (``""`` clears; ``EMAIL`` changes the address), lists, blocklist flags → 204."""
@@ -527,7 +682,7 @@ class Brevo:
             return problem
         new_email = (body.get("attributes") or {}).get("EMAIL")
         if new_email is not None:
-            if not isinstance(new_email, str) or not EMAIL.match(new_email.strip()):
+            if not valid_email(new_email):
                 return bad("invalid_parameter", "Invalid email address")
             new_email = new_email.strip().lower()
             if self.by_email.get(new_email, contact.id) != contact.id:
@@ -668,7 +823,7 @@ class Brevo:
         return rows
 
     async def import_contacts(self, request: Request) -> Response:
-        """Upsert many contacts into lists; applied at once, reported as a completed process."""
+        """Upsert many contacts into lists: 202 with a queued process, applied in the background."""
         body = await read_json(request)
         if not isinstance(body, dict):
             return bad("bad_request", "Input must be a valid JSON object")
@@ -690,18 +845,60 @@ class Brevo:
         targets = list(list_ids or [])
         if new_list:
             targets.append(self._new_list(new_list["listName"], new_list["folderId"]))
-        update_existing = body.get("updateExistingContacts", True) is not False
-        erase_empty = body.get("emptyContactsAttributes", False) is True
+        process = self._new_process("IMPORTUSER", "queued")
+        token = secrets.token_urlsafe(16)
+        report_urls = {kind: str(request.url_for("brevo_import_report", token=token, kind=kind))
+                       for kind in IMPORT_REPORTS}
+        task = asyncio.get_running_loop().create_task(
+            self._run_import(process, rows, targets, body, token, report_urls)
+        )
+        self._imports.add(task)
+        task.add_done_callback(self._imports.discard)
+        return JSONResponse({"processId": process["id"]}, status_code=202)
+
+    async def _run_import(
+        self, process: dict, rows: list[dict], targets: list[int], options: dict, token: str, urls: dict
+    ) -> None:
+        """queued, then in_process, then applied in one step and completed with its reports."""
+        await asyncio.sleep(self.import_delay)
+        process["status"] = "in_process"
+        await asyncio.sleep(self.import_delay)
+        skipped = self._apply_import(rows, targets, options)
+        self.reports[token] = {kind: self._report_csv(lines) for kind, lines in skipped.items()}
+        process["status"] = "completed"
+        process["info"] = {"import": {kind: urls[kind] if kind in skipped else None for kind in IMPORT_REPORTS}}
+
+    def _apply_import(self, rows: list[dict], targets: list[int], options: dict) -> dict[str, list]:
+        """Apply the rows Brevo takes; returns the skipped ones as ``{report kind: [(email, reason)]}``."""
+        update_existing = options.get("updateExistingContacts", True) is not False
+        erase_empty = options.get("emptyContactsAttributes", False) is True
+        skipped: dict[str, list[tuple[str, str]]] = {}
+        emails_seen: set[str] = set()
+        ext_ids_seen: set[str] = set()
         for row in rows:
-            email = str(row.get("email") or "").strip().lower()
-            if not EMAIL.match(email):
+            raw_email = row.get("email")
+            email = raw_email.strip().lower() if isinstance(raw_email, str) else ""
+            ext_id = row.get("ext_id") if isinstance(row.get("ext_id"), str) and row.get("ext_id") else None
+            problem = email_problem(email) if email else "no email address"
+            if problem:
+                skipped.setdefault("invalid_emails", []).append((str(raw_email or ""), problem))
                 continue
-            attributes = row.get("attributes") if isinstance(row.get("attributes"), dict) else {}
+            if email in emails_seen:
+                skipped.setdefault("duplicate_email_id", []).append(
+                    (email, "email repeated in the import; its first row was taken"))
+                continue
+            emails_seen.add(email)
             contact = self._find(email, "email_id")
+            if ext_id is not None:
+                holder = self.by_ext_id.get(ext_id)
+                if ext_id in ext_ids_seen or (holder is not None and (contact is None or holder != contact.id)):
+                    skipped.setdefault("duplicate_ext_id", []).append(
+                        (email, f"ext_id {ext_id!r} belongs to another contact"))
+                    continue
+                ext_ids_seen.add(ext_id)
+            attributes = row.get("attributes") if isinstance(row.get("attributes"), dict) else {}
             if contact is None:
-                contact = self._new_contact(
-                    email, row.get("ext_id") if isinstance(row.get("ext_id"), str) else None
-                )
+                contact = self._new_contact(email, ext_id)
                 self._apply_attributes(contact, attributes, lenient=True, clear_empty=False)
             elif update_existing:
                 self._apply_attributes(contact, attributes, lenient=True, clear_empty=erase_empty)
@@ -710,11 +907,26 @@ class Brevo:
                 continue
             for list_id in targets:
                 self._link(contact, list_id)
-            if body.get("emailBlacklist") is True:
+            if options.get("emailBlacklist") is True:
                 contact.email_blacklisted = True
-            if body.get("smsBlacklist") is True:
+            if options.get("smsBlacklist") is True:
                 contact.sms_blacklisted = True
-        return JSONResponse({"processId": self._new_process("import_contacts")}, status_code=202)
+        return skipped
+
+    @staticmethod
+    def _report_csv(lines: list[tuple[str, str]]) -> str:
+        text = io.StringIO()
+        writer = csv.writer(text, delimiter=";", lineterminator="\n")
+        writer.writerow(("EMAIL", "REASON"))
+        writer.writerows(lines)
+        return text.getvalue()
+
+    async def import_report(self, request: Request) -> Response:
+        """A report file of a completed import (no API key: the URL itself is the credential)."""
+        report = self.reports.get(request.path_params["token"], {}).get(request.path_params["kind"])
+        if report is None:
+            return brevo_error(404, "document_not_found", "Report does not exist")
+        return Response(report, media_type="text/csv")
 
     async def batch_update(self, request: Request) -> Response:
         """Updates only (no creates): 204 when every item applied, else 207 with the ids that failed."""
@@ -744,10 +956,10 @@ class Brevo:
             return Response(status_code=204)
         return JSONResponse({"successIds": success, "failureIds": failure}, status_code=207)
 
-    def _new_process(self, name: str) -> int:
-        process_id = next(self.ids["process"])
-        self.processes[process_id] = {"id": process_id, "status": "completed", "name": name}
-        return process_id
+    def _new_process(self, name: str, status: str = "completed") -> dict:
+        process = {"id": next(self.ids["process"]), "status": status, "name": name}
+        self.processes[process["id"]] = process
+        return process
 
     async def get_process(self, request: Request) -> Response:
         raw = request.path_params["process_id"]
@@ -755,6 +967,19 @@ class Brevo:
         if process is None:
             return brevo_error(404, "document_not_found", "Process does not exist")
         return JSONResponse(process)
+
+    async def list_processes(self, request: Request) -> Response:
+        """``limit`` (default 10, at most 50), ``offset``, ``sort`` by creation (default desc)."""
+        limit = int_param(request, "limit", 10, 0, PROCESSES_PAGE_MAX)
+        offset = int_param(request, "offset", 0, 0, None)
+        for value in (limit, offset):
+            if isinstance(value, JSONResponse):
+                return value
+        sort = request.query_params.get("sort", "desc")
+        if sort not in ("asc", "desc"):
+            return bad("invalid_parameter", "sort must be asc or desc")
+        ids = sorted(self.processes, reverse=sort == "desc")[offset : offset + limit]
+        return JSONResponse({"processes": [self.processes[i] for i in ids], "count": len(self.processes)})
 
     # ----- folders and lists -------------------------------------------------------------------------
 
@@ -905,9 +1130,9 @@ class Brevo:
             for contact in members:
                 self._unlink(contact, list_id)
                 self._touch(contact)
-            process_id = self._new_process("remove_all_contacts_from_list")
+            process = self._new_process("remove_all_contacts_from_list")
             return JSONResponse(
-                {"contacts": {"processId": process_id, "total": len(members)}}, status_code=201
+                {"contacts": {"processId": process["id"], "total": len(members)}}, status_code=201
             )
         targets = self._membership_targets(body)
         if isinstance(targets, JSONResponse):
@@ -924,8 +1149,7 @@ class Brevo:
         for recipient in recipients:
             if (
                 not isinstance(recipient, dict)
-                or not isinstance(recipient.get("email"), str)
-                or not EMAIL.match(recipient["email"].strip())
+                or not valid_email(recipient.get("email"))
             ):
                 return f"valid email address is required in {name}"
             if "name" in recipient and not isinstance(recipient["name"], str):
@@ -970,7 +1194,7 @@ class Brevo:
                 return bad("missing_parameter", "subject is missing")
             sender = body.get("sender")
             if not isinstance(sender, dict) or not (
-                isinstance(sender.get("email"), str) and EMAIL.match(sender["email"]) or "id" in sender
+                valid_email(sender.get("email")) or "id" in sender
             ):
                 return bad("missing_parameter", "sender is missing (a valid sender email or id)")
         if "params" in body and not isinstance(body["params"], dict):
@@ -1122,7 +1346,8 @@ class Brevo:
         return not (f["templateId"] and event["templateId"] != f["templateId"])
 
     async def statistics_events(self, request: Request) -> Response:
-        """Filtered, date-sorted events; ``{}`` when nothing matches, as Brevo answers."""
+        """Filtered, date-sorted events; ``{}`` when nothing matches, as Brevo answers. With an event lag,
+        only the events dated at least that long ago."""
         limit = int_param(request, "limit", EVENTS_PAGE_DEFAULT, 0, EVENTS_PAGE_MAX)
         offset = int_param(request, "offset", 0, 0, None)
         for value in (limit, offset):
@@ -1142,6 +1367,9 @@ class Brevo:
                 reverse=filters["sort"] == "desc",
             )
             self._cache["events"] = (key, matches)
+        if self.event_lag:
+            shown_until = iso(utc_now() - timedelta(seconds=self.event_lag))
+            matches = [e for e in matches if e["date"] <= shown_until]
         page = matches[offset : offset + limit]
         return JSONResponse({"events": [self._public_event(e) for e in page]} if page else {})
 
@@ -1173,13 +1401,10 @@ class Brevo:
                 return JSONResponse(
                     {"error": f"item {index}: at must be an ISO 8601 date-time"}, status_code=400
                 )
-            template_id = item.get("template_id")
-            if template_id is not None and (
-                not isinstance(template_id, int) or isinstance(template_id, bool)
-            ):
-                return JSONResponse(
-                    {"error": f"item {index}: template_id must be an integer"}, status_code=400
-                )
+            template_id, campaign_id = item.get("template_id"), item.get("campaign_id")
+            for name, value in (("template_id", template_id), ("campaign_id", campaign_id)):
+                if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                    return JSONResponse({"error": f"item {index}: {name} must be an integer"}, status_code=400)
             prepared.append(
                 (
                     item["email"].strip().lower(),
@@ -1187,9 +1412,14 @@ class Brevo:
                     iso(at),
                     item.get("link"),
                     template_id,
+                    campaign_id,
                 )
             )
-        for email, event, at, link, template_id in prepared:
+        for email, event, at, link, template_id, campaign_id in prepared:
+            if campaign_id is not None:
+                self.campaign_events.setdefault(email, []).append(
+                    {"event": event, "at": at, "link": link, "campaign_id": campaign_id}
+                )
             sent = [
                 m
                 for m in self.sent_to.get(email, [])
@@ -1204,6 +1434,33 @@ class Brevo:
 
     async def sent_emails(self, request: Request) -> Response:
         return JSONResponse(self.emails)
+
+    @staticmethod
+    async def _seconds(request: Request) -> float | JSONResponse:
+        body = await read_json(request)
+        seconds = body.get("seconds") if isinstance(body, dict) else None
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 <= seconds <= 86_400:
+            return JSONResponse({"error": "body must be {\"seconds\": a number from 0 to 86400}"}, status_code=400)
+        return float(seconds)
+
+    async def set_event_lag(self, request: Request) -> Response:
+        seconds = await self._seconds(request)
+        if isinstance(seconds, JSONResponse):
+            return seconds
+        self.event_lag = seconds
+        return JSONResponse({"event_lag_seconds": seconds})
+
+    async def set_import_delay(self, request: Request) -> Response:
+        seconds = await self._seconds(request)
+        if isinstance(seconds, JSONResponse):
+            return seconds
+        self.import_delay = seconds
+        return JSONResponse({"import_delay_seconds": seconds})
+
+    async def wait_for_imports(self, request: Request) -> Response:
+        pending = list(self._imports)
+        await asyncio.gather(*pending, return_exceptions=True)
+        return JSONResponse({"completed": len(pending)})
 
     async def inspect_contact(self, request: Request) -> Response:
         contact = self._find(request.path_params["email"], "email_id")

@@ -769,6 +769,8 @@ async def generate(world: World, sandbox_url: str, forms: TextIO, collector_url:
                              for row in block.forms)
             live += block.live
             await send_block(client, block, list_id)
+        # Brevo imports are processed after their 202: the world is complete once they are.
+        await client.request("POST", "/_sandbox/brevo/imports/wait", expect=(200,))
         live_outcome = await send_live_forms(client, live, BAD_LIVE_FORMS)
     return summary(world, live_outcome, client.calls)
 

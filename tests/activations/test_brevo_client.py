@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -150,8 +151,15 @@ def test_a_realistic_contacts_limit_is_not_overrun(brevo: BrevoClient, admin: ht
 
 def test_injected_429s_and_500s_on_imports_are_retried(sandbox_url: str, admin: httpx.Client) -> None:
     slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        """Recorded, and cut short: an import polled without any pause would never see it complete."""
+        slept.append(seconds)
+        time.sleep(min(seconds, 0.05))
+
     admin.post("/limits", json={"service": "brevo", "off": True}).raise_for_status()  # sleeps are not real
-    with BrevoClient(KEY, sandbox_url + "/brevo/v3", policy=FAST, sleep=slept.append) as client:
+    admin.post("/brevo/import_delay", json={"seconds": 0}).raise_for_status()
+    with BrevoClient(KEY, sandbox_url + "/brevo/v3", policy=FAST, sleep=sleep) as client:
         client.ensure_lists(["Lifecycle contacts"])
         admin.post("/faults", json={"service": "brevo", "rate_429": 0.3, "rate_500": 0.2, "seed": 5})
         outcomes = [client.upsert_contacts([{"email": f"p{i}@example.com"}]) for i in range(6)]
@@ -208,3 +216,90 @@ def test_a_bad_key_fails_without_showing_it(sandbox_url: str) -> None:
     assert caught.value.status == 401
     assert "unauthorized" in str(caught.value)
     assert secret not in str(caught.value) and secret not in repr(caught.value)
+
+
+class Recording(httpx.HTTPTransport):
+    """Real HTTP, with every request kept; ``drop_reports`` fails the download of import reports, as a
+    network that loses the connection to the file host would."""
+
+    def __init__(self, drop_reports: bool = False) -> None:
+        super().__init__()
+        self.requests: list[httpx.Request] = []
+        self.drop_reports = drop_reports
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if self.drop_reports and "/import-reports/" in request.url.path:
+            raise httpx.ConnectError("connection refused", request=request)
+        return super().handle_request(request)
+
+
+def test_the_own_email_check_refuses_what_no_mail_system_takes(brevo: BrevoClient, admin: httpx.Client) -> None:
+    bad = ["ada..lovelace@example.com", ".ada@example.com", "ada@-acme.com", "ada@acme..com", "ada@acme.c",
+           "ada@acme.c0m", "ada@localhost", "ada lovelace@example.com", '"ada"@example.com',
+           "zoë@example.com", ("a" * 65) + "@example.com", "ada@[192.0.2.1]"]
+
+    outcomes = brevo.upsert_contacts([{"email": email} for email in bad])
+
+    assert [(o.status, o.code) for o in outcomes] == [("rejected", "INVALID_EMAIL")] * len(bad)
+    assert calls(admin, "POST", "/contacts/import") == 0
+    assert [o.accepted for o in brevo.upsert_contacts([{"email": "o'brien+news@mail.example.co.uk"},
+                                                       {"email": "ada@xn--bcher-kva.example"}])] == [True, True]
+
+
+def test_rows_brevo_skips_in_an_import_are_rejected_with_its_reason(sandbox_url: str, admin: httpx.Client) -> None:
+    recording = Recording()
+    with BrevoClient(KEY, sandbox_url + "/brevo/v3", policy=FAST, transport=recording) as client:
+        outcomes = client.upsert_contacts([
+            {"email": "ada@example.com", "FIRSTNAME": "Ada"},
+            {"email": "ann!ops@example.com", "FIRSTNAME": "Ann"},
+            {"email": "bob@example.com", "FIRSTNAME": "Bob"},
+        ])
+
+    assert [o.status for o in outcomes] == ["accepted", "rejected", "accepted"]
+    assert outcomes[1].code == "invalid_emails"
+    assert "Brevo skipped the row in import process" in (outcomes[1].error or "")
+    assert "local part" in (outcomes[1].error or ""), "Brevo's own reason is kept"
+    assert admin.get("/brevo/contacts/ann!ops@example.com").status_code == 404
+    assert stored(admin, "bob@example.com")["attributes"] == {"FIRSTNAME": "Bob"}
+    downloads = [r for r in recording.requests if "/import-reports/" in r.url.path]
+    assert [r.url.path.rsplit("/", 1)[-1] for r in downloads] == ["invalid_emails.csv"]
+    assert all("api-key" not in r.headers for r in downloads), "the API key never goes to a report link"
+    assert client.stats.calls["GET import report"] == 1
+
+
+def test_an_import_whose_report_cannot_be_read_leaves_every_row_unconfirmed(sandbox_url: str,
+                                                                            admin: httpx.Client) -> None:
+    with BrevoClient(KEY, sandbox_url + "/brevo/v3", policy=FAST,
+                     transport=Recording(drop_reports=True)) as client:
+        outcomes = client.upsert_contacts([{"email": "ada@example.com"}, {"email": "ann!ops@example.com"}])
+
+    assert [o.status for o in outcomes] == ["maybe_applied", "maybe_applied"]
+    assert "could not be read" in (outcomes[0].error or "") and "sent again next run" in (outcomes[0].error or "")
+
+
+def test_an_import_polled_past_its_budget_leaves_its_rows_for_the_next_run(sandbox_url: str,
+                                                                          admin: httpx.Client) -> None:
+    admin.post("/brevo/import_delay", json={"seconds": 3}).raise_for_status()
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    with BrevoClient(KEY, sandbox_url + "/brevo/v3", policy=FAST, sleep=sleep, import_poll_seconds=0.5) as client:
+        client.ensure_lists(["Lifecycle contacts"])
+        outcomes = client.upsert_contacts([{"email": "ada@example.com", "FIRSTNAME": "Ada"}])
+
+        assert [o.status for o in outcomes] == ["maybe_applied"]
+        assert "still queued" in (outcomes[0].error or "")
+        assert slept == [0.25, 0.5], "the pauses between looks start short and grow"
+        assert calls(admin, "GET", "/processes/{process_id}") == 2
+        assert admin.get("/brevo/contacts/ada@example.com").status_code == 404, "imported, not visible yet"
+
+        admin.post("/brevo/import_delay", json={"seconds": 0.1}).raise_for_status()
+        admin.post("/brevo/imports/wait").raise_for_status()
+        assert stored(admin, "ada@example.com")["attributes"] == {"FIRSTNAME": "Ada"}
+        client.import_poll_seconds = 600
+        again = client.upsert_contacts([{"email": "ada@example.com", "FIRSTNAME": "Ada"}])
+    assert [o.status for o in again] == ["accepted"]

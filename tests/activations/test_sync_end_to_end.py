@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from activations.brevo import BrevoClient
-from activations.destinations import BrevoListMembers, HubSpotContacts, HubSpotNotes
-from activations.engine import Change
+from activations.destinations import BrevoContacts, BrevoListMembers, HubSpotContacts, HubSpotNotes
+from activations.engine import Change, SyncObject, sync
 from activations.hubspot import HubSpotClient
 from ingestion.collector.app import create_collector_app
 from ingestion.landing import LandingZone
@@ -75,6 +75,37 @@ def test_list_members_already_as_desired_are_accepted(sandbox_url: str) -> None:
     assert [o.accepted for o in again] == [True, False]
     assert [o.accepted for o in removed] == [True, True]
     assert "Churned" not in httpx.get(f"{sandbox_url}/_sandbox/brevo/contacts/bo@example.com").json()["lists"]
+
+
+def test_a_contact_brevo_skips_in_an_import_is_rejected_and_sent_again_next_run(sandbox_url: str,
+                                                                              tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    con.execute("create schema sync")
+    con.execute('create table sync.marketing_contacts (email varchar, "FIRSTNAME" varchar)')
+    con.execute("insert into sync.marketing_contacts values ('ada@example.com', 'Ada'), "
+                "('ann!ops@example.com', 'Ann'), ('bob@example.com', 'Bob')")
+    source = SyncObject("sync.marketing_contacts", ("email",))
+    with BrevoClient("xkeysib-sandbox", f"{sandbox_url}/brevo/v3") as client:
+        first = sync(con, source, BrevoContacts(client))
+        second = sync(con, source, BrevoContacts(client))
+
+    assert (first.sent, first.accepted, first.rejected, first.status) == (3, 2, 1, "partial")
+    [refused] = first.rejections
+    assert refused.key == "ann!ops@example.com"
+    assert (refused.reason or "").startswith("invalid_emails: Brevo skipped the row in import process")
+    synced = con.execute("select key from activations.sync_state where destination = 'brevo' "
+                         "and object = 'contacts' order by key").fetchall()
+    assert synced == [("ada@example.com",), ("bob@example.com",)]
+    logged = con.execute("select run_id, key, outcome, reason from activations.sync_log "
+                         "where outcome = 'rejected' order by \"at\"").fetchall()
+    assert [(run, key, outcome) for run, key, outcome, _ in logged] == [
+        (first.run_id, "ann!ops@example.com", "rejected"), (second.run_id, "ann!ops@example.com", "rejected")]
+    assert "local part" in logged[0][3], "Brevo's own reason is in the log"
+    assert (second.sent, second.accepted, second.rejected) == (1, 0, 1), "only the refused row goes again"
+    for email in ("ada@example.com", "bob@example.com"):
+        assert httpx.get(f"{sandbox_url}/_sandbox/brevo/contacts/{email}").json()["lists"] == ["Lifecycle contacts"]
+    assert httpx.get(f"{sandbox_url}/_sandbox/brevo/contacts/ann!ops@example.com").status_code == 404
+    con.close()
 
 
 @dataclass

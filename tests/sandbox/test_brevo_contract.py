@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -16,6 +18,9 @@ from starlette.routing import Route
 from tests.servers import serve
 
 KEY = {"api-key": "xkeysib-sandbox"}
+IMPORT_REPORTS = ("invalid_emails", "duplicate_contact_id", "duplicate_ext_id", "duplicate_email_id",
+                  "duplicate_phone_id", "duplicate_whatsapp_id", "duplicate_landline_number_id")
+"""The keys of a completed import's ``info.import`` in Brevo's spec: a report URL each, or null."""
 
 
 @pytest.fixture()
@@ -67,6 +72,14 @@ def send(
             **extra,
         },
     )
+
+
+def imported(brevo: httpx.Client, admin: httpx.Client, body: dict) -> dict:
+    """Send an import and wait until the sandbox processed it; returns its process."""
+    response = brevo.post("/contacts/import", json=body)
+    assert response.status_code == 202, response.text
+    admin.post("/brevo/imports/wait").raise_for_status()
+    return brevo.get(f"/processes/{response.json()['processId']}").json()
 
 
 def events(brevo: httpx.Client, **params) -> dict:
@@ -305,7 +318,10 @@ def test_list_contacts_with_modified_since_count_and_pagination(brevo: httpx.Cli
 # ----- import and batch ---------------------------------------------------------------------------------
 
 
-def test_import_is_202_with_a_completed_process(brevo: httpx.Client) -> None:
+def test_import_is_202_then_queued_in_process_and_completed_in_the_background(
+    brevo: httpx.Client, admin: httpx.Client
+) -> None:
+    admin.post("/brevo/import_delay", json={"seconds": 1.0}).raise_for_status()
     list_id = new_list(brevo)
     attribute(brevo, "IS_CLIENT", "boolean")
     response = brevo.post(
@@ -318,69 +334,168 @@ def test_import_is_202_with_a_completed_process(brevo: httpx.Client) -> None:
                     "attributes": {"FIRSTNAME": "Ada", "IS_CLIENT": "true", "NOPE": "x"},
                 },
                 {"email": "bob@example.com", "attributes": {"FIRSTNAME": "Bob"}},
-                {"email": "broken", "attributes": {"FIRSTNAME": "Broken"}},
             ],
         },
     )
     assert response.status_code == 202
     process_id = response.json()["processId"]
-    process = brevo.get(f"/processes/{process_id}").json()
-    assert process["id"] == process_id and process["status"] == "completed" and process["name"]
+    statuses, visible_before_completion = [], False
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        process = brevo.get(f"/processes/{process_id}").json()
+        if process["status"] == "completed":
+            break
+        if not statuses or statuses[-1] != process["status"]:
+            statuses.append(process["status"])
+        visible_before_completion |= brevo.get("/contacts/ada%40example.com").status_code != 404
+        time.sleep(0.05)
+    assert statuses == ["queued", "in_process"], "the 202 comes before the work, which then takes its time"
+    assert not visible_before_completion, "an import's contacts appear only once it completed"
+    assert (process["id"], process["name"], process["status"]) == (process_id, "IMPORTUSER", "completed")
+    assert process["info"]["import"] == dict.fromkeys(IMPORT_REPORTS), "a clean import reports nothing"
     ada = stored(brevo, "ada@example.com")
     assert ada["attributes"] == {"FIRSTNAME": "Ada", "IS_CLIENT": True}
     assert ada["listIds"] == [list_id]
     assert brevo.get(f"/contacts/lists/{list_id}/contacts").json()["count"] == 2
-    assert brevo.get("/processes/999").status_code == 404
+    missing = brevo.get("/processes/999")
+    assert missing.status_code == 404 and missing.json()["code"] == "document_not_found"
 
 
-def test_import_empty_contacts_attributes_semantics(brevo: httpx.Client) -> None:
+def test_a_completed_import_reports_each_row_it_skipped_in_csv_files(
+    brevo: httpx.Client, admin: httpx.Client, sandbox_url: str
+) -> None:
     list_id = new_list(brevo)
-    brevo.post(
-        "/contacts/import",
-        json={
+    brevo.post("/contacts", json={"email": "owner@example.com", "ext_id": "crm-7"}).raise_for_status()
+    refused = {
+        "broken": "not of the form",
+        "ada..lovelace@example.com": "misplaced dot",
+        ".ada@example.com": "misplaced dot",
+        "ada!@example.com": "character",
+        "zoë@example.com": "character",
+        '"ada lovelace"@example.com': "character",
+        ("a" * 65) + "@example.com": "longer than 64",
+        "ada@localhost": "host name",
+        "ada@-acme.com": "host name",
+        "ada@acme..com": "host name",
+        "ada@[192.0.2.1]": "host name",
+        "ada@acme.c0m": "top-level domain",
+        "ada@acme.c": "top-level domain",
+        "": "no email",
+    }
+    rows = [
+        {"email": "good@example.com", "attributes": {"FIRSTNAME": "Good"}},
+        *({"email": email} for email in refused),
+        {"email": "Good@Example.com", "attributes": {"FIRSTNAME": "Again"}},
+        {"email": "taken@example.com", "ext_id": "crm-7"},
+        {"email": "o'brien+news@mail.example.co.uk", "ext_id": "crm-8"},
+    ]
+    process = imported(brevo, admin, {"listIds": [list_id], "jsonBody": rows})
+
+    urls = process["info"]["import"]
+    assert set(urls) == set(IMPORT_REPORTS)
+    assert {kind for kind, url in urls.items() if url} == {"invalid_emails", "duplicate_email_id",
+                                                          "duplicate_ext_id"}
+    reports = {}
+    for kind, url in urls.items():
+        if url:
+            assert url.startswith(sandbox_url + "/brevo/")
+            download = httpx.get(url)  # no api-key: a report URL is a download link of its own
+            assert download.status_code == 200 and download.headers["content-type"].startswith("text/csv")
+            reports[kind] = list(csv.DictReader(io.StringIO(download.text), delimiter=";"))
+    invalid = {row["EMAIL"]: row["REASON"] for row in reports["invalid_emails"]}
+    assert set(invalid) == set(refused)
+    for email, reason in refused.items():
+        assert reason in invalid[email], (email, invalid[email])
+    assert [row["EMAIL"] for row in reports["duplicate_email_id"]] == ["good@example.com"]
+    assert [row["EMAIL"] for row in reports["duplicate_ext_id"]] == ["taken@example.com"]
+    assert "crm-7" in reports["duplicate_ext_id"][0]["REASON"]
+
+    members = brevo.get(f"/contacts/lists/{list_id}/contacts").json()
+    assert sorted(c["email"] for c in members["contacts"]) == ["good@example.com", "o'brien+news@mail.example.co.uk"]
+    assert stored(brevo, "good@example.com")["attributes"] == {"FIRSTNAME": "Good"}, "the first row is taken"
+    assert brevo.get("/contacts/taken%40example.com").status_code == 404
+    assert httpx.get(urls["invalid_emails"].replace("invalid_emails", "duplicate_phone_id")).status_code == 404
+
+
+def test_the_stricter_email_rule_holds_for_single_contacts_and_recipients(brevo: httpx.Client) -> None:
+    for email in ("ada..lovelace@example.com", "ada!@example.com", "ada@acme.c0m"):
+        created = brevo.post("/contacts", json={"email": email})
+        assert created.status_code == 400 and created.json()["code"] == "invalid_parameter", email
+        assert send(brevo, email).status_code == 400, email
+    assert brevo.post("/contacts", json={"email": "ada@xn--bcher-kva.example"}).status_code == 201
+
+
+def test_processes_are_listed_with_paging_and_sort(brevo: httpx.Client, admin: httpx.Client) -> None:
+    list_id = new_list(brevo)
+    ids = [
+        imported(brevo, admin, {"listIds": [list_id], "jsonBody": [{"email": f"p{i}@example.com"}]})["id"]
+        for i in range(3)
+    ]
+    removal = brevo.post(f"/contacts/lists/{list_id}/contacts/remove", json={"all": True}).json()
+    ids.append(removal["contacts"]["processId"])
+
+    newest_first = brevo.get("/processes").json()
+    assert newest_first["count"] == 4
+    assert [p["id"] for p in newest_first["processes"]] == ids[::-1]
+    assert all(p["status"] == "completed" for p in newest_first["processes"])
+    assert [p["name"] for p in newest_first["processes"][1:]] == ["IMPORTUSER"] * 3
+    assert set(newest_first["processes"][1]["info"]["import"]) == set(IMPORT_REPORTS)
+    page = brevo.get("/processes", params={"limit": 2, "offset": 1, "sort": "asc"}).json()
+    assert [p["id"] for p in page["processes"]] == ids[1:3] and page["count"] == 4
+    for params in ({"limit": 51}, {"offset": -1}, {"sort": "sideways"}):
+        response = brevo.get("/processes", params=params)
+        assert response.status_code == 400 and set(response.json()) == {"code", "message"}, params
+
+
+def test_import_empty_contacts_attributes_semantics(brevo: httpx.Client, admin: httpx.Client) -> None:
+    list_id = new_list(brevo)
+    imported(
+        brevo,
+        admin,
+        {
             "listIds": [list_id],
             "jsonBody": [
                 {"email": "ada@example.com", "attributes": {"FIRSTNAME": "Ada", "LASTNAME": "Lovelace"}}
             ],
         },
-    ).raise_for_status()
-    brevo.post(
-        "/contacts/import",
-        json={
+    )
+    imported(
+        brevo,
+        admin,
+        {
             "listIds": [list_id],
             "jsonBody": [
                 {"email": "ada@example.com", "attributes": {"FIRSTNAME": "Augusta", "LASTNAME": ""}}
             ],
         },
-    ).raise_for_status()
+    )
     assert stored(brevo, "ada@example.com")["attributes"] == {"FIRSTNAME": "Augusta", "LASTNAME": "Lovelace"}
-    brevo.post(
-        "/contacts/import",
-        json={
+    imported(
+        brevo,
+        admin,
+        {
             "listIds": [list_id],
             "emptyContactsAttributes": True,
             "jsonBody": [{"email": "ada@example.com", "attributes": {"LASTNAME": ""}}],
         },
-    ).raise_for_status()
+    )
     assert stored(brevo, "ada@example.com")["attributes"] == {"FIRSTNAME": "Augusta"}
-    brevo.post(
-        "/contacts/import",
-        json={
+    imported(
+        brevo,
+        admin,
+        {
             "listIds": [list_id],
             "updateExistingContacts": False,
             "jsonBody": [{"email": "ada@example.com", "attributes": {"FIRSTNAME": "Changed"}}],
         },
-    ).raise_for_status()
+    )
     assert stored(brevo, "ada@example.com")["attributes"] == {"FIRSTNAME": "Augusta"}
 
 
-def test_import_from_csv_file_body_and_url_into_a_new_list(brevo: httpx.Client) -> None:
+def test_import_from_csv_file_body_and_url_into_a_new_list(brevo: httpx.Client, admin: httpx.Client) -> None:
     attribute(brevo, "SCORE", "float")
     csv_body = "EMAIL;FIRSTNAME;SCORE\nada@example.com;Ada;12.5\nbob@example.com;Bob;\n"
-    response = brevo.post(
-        "/contacts/import", json={"fileBody": csv_body, "newList": {"listName": "Imported", "folderId": 1}}
-    )
-    assert response.status_code == 202
+    imported(brevo, admin, {"fileBody": csv_body, "newList": {"listName": "Imported", "folderId": 1}})
     assert stored(brevo, "ada@example.com")["attributes"] == {"FIRSTNAME": "Ada", "SCORE": 12.5}
     lists = brevo.get("/contacts/lists").json()["lists"]
     assert [(item["name"], item["uniqueSubscribers"]) for item in lists] == [("Imported", 2)]
@@ -393,10 +508,7 @@ def test_import_from_csv_file_body_and_url_into_a_new_list(brevo: httpx.Client) 
 
     files = Starlette(routes=[Route("/healthz", healthz), Route("/contacts.csv", contacts_csv)])
     with serve(files) as files_url:
-        from_url = brevo.post(
-            "/contacts/import", json={"fileUrl": f"{files_url}/contacts.csv", "listIds": [lists[0]["id"]]}
-        )
-    assert from_url.status_code == 202
+        imported(brevo, admin, {"fileUrl": f"{files_url}/contacts.csv", "listIds": [lists[0]["id"]]})
     assert stored(brevo, "cy@example.com")["attributes"] == {"LASTNAME": "Young"}
 
 
@@ -691,3 +803,108 @@ def test_admin_contact_view_has_attributes_and_list_names(brevo: httpx.Client, a
     assert body["attributes"] == {"FIRSTNAME": "Ada"}
     assert body["lists"] == ["Demo nurture"]
     assert admin.get("/brevo/contacts/ghost@example.com").status_code == 404
+
+
+# ----- contact statistics, deletion, unknown routes, event lag ------------------------------------------
+
+
+def test_contact_reads_carry_campaign_statistics(brevo: httpx.Client, admin: httpx.Client) -> None:
+    brevo.post("/contacts", json={"email": "ada@example.com"}).raise_for_status()
+    empty = stored(brevo, "ada@example.com")["statistics"]
+    assert empty == {
+        "messagesSent": [], "hardBounces": [], "softBounces": [], "complaints": [],
+        "unsubscriptions": {"userUnsubscription": [], "adminUnsubscription": []},
+        "opened": [], "clicked": [], "transacAttributes": [], "delivered": [],
+    }
+    send(brevo, "ada@example.com").raise_for_status()
+    admin.post("/brevo/events", json=[
+        {"email": "ada@example.com", "event": "opened", "at": "2026-05-02T08:00:00Z", "campaign_id": 12},
+        {"email": "ada@example.com", "event": "opened", "at": "2026-05-02T09:00:00Z", "campaign_id": 12},
+        {"email": "ada@example.com", "event": "clicked", "at": "2026-05-02T08:01:00Z", "campaign_id": 12,
+         "link": "https://acme.example/demo"},
+        {"email": "ada@example.com", "event": "unsubscribed", "at": "2026-05-03T08:00:00Z", "campaign_id": 13},
+        {"email": "ada@example.com", "event": "opened", "at": "2026-05-04T08:00:00Z"},
+    ]).raise_for_status()
+    statistics = stored(brevo, "ada@example.com")["statistics"]
+    assert statistics["opened"] == [
+        {"campaignId": 12, "count": 2, "eventTime": "2026-05-02T08:00:00.000+00:00", "ip": "198.51.100.7"}]
+    assert statistics["clicked"] == [{"campaignId": 12, "links": [
+        {"url": "https://acme.example/demo", "count": 1, "eventTime": "2026-05-02T08:01:00.000+00:00",
+         "ip": "198.51.100.7"}]}]
+    assert [u["campaignId"] for u in statistics["unsubscriptions"]["userUnsubscription"]] == [13]
+    assert statistics["messagesSent"] == [] and statistics["delivered"] == [], "transactional email is not there"
+    assert "statistics" not in brevo.get("/contacts").json()["contacts"][0]
+    bad = admin.post("/brevo/events", json={"email": "ada@example.com", "event": "opened", "campaign_id": "x"})
+    assert bad.status_code == 400
+
+
+def test_delete_contact_204_then_404_by_any_identifier(brevo: httpx.Client) -> None:
+    list_id = new_list(brevo)
+    ids = [
+        brevo.post("/contacts", json={"email": f"d{i}@example.com", "ext_id": f"crm-{i}", "listIds": [list_id]})
+        .json()["id"]
+        for i in range(3)
+    ]
+    by_email = brevo.delete("/contacts/d0%40example.com")
+    assert by_email.status_code == 204 and by_email.content == b""
+    assert brevo.delete(f"/contacts/{ids[1]}", params={"identifierType": "contact_id"}).status_code == 204
+    assert brevo.delete("/contacts/crm-2", params={"identifierType": "ext_id"}).status_code == 204
+    for identifier in ("d0%40example.com", str(ids[1]), "d2%40example.com"):
+        assert brevo.get(f"/contacts/{identifier}").status_code == 404
+    again = brevo.delete("/contacts/d0%40example.com")
+    assert again.status_code == 404
+    assert again.json() == {"code": "document_not_found", "message": "Contact does not exist"}
+    assert brevo.delete("/contacts/x", params={"identifierType": "nonsense"}).status_code == 400
+    assert brevo.get(f"/contacts/lists/{list_id}").json()["uniqueSubscribers"] == 0
+    assert brevo.get("/contacts").json()["count"] == 0
+    recreated = brevo.post("/contacts", json={"email": "d0@example.com", "ext_id": "crm-0"})
+    assert recreated.status_code == 201 and recreated.json()["id"] not in ids
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/v3/no/such/route", 404, "document_not_found"),
+        ("POST", "/v3", 404, "document_not_found"),
+        ("GET", "/v2/contacts", 404, "document_not_found"),
+        ("PATCH", "/v3/contacts", 405, "method_not_allowed"),
+        ("PUT", "/v3/smtp/email", 405, "method_not_allowed"),
+    ],
+)
+def test_unknown_routes_answer_brevo_json_errors(
+    sandbox_url: str, method: str, path: str, status: int, code: str
+) -> None:
+    response = httpx.request(method, f"{sandbox_url}/brevo{path}", headers=KEY)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["code"] == code and response.json()["message"]
+
+
+def test_event_lag_delays_the_event_log_but_not_the_received_emails(
+    brevo: httpx.Client, admin: httpx.Client
+) -> None:
+    admin.post("/brevo/events", json={"email": "old@example.com", "event": "opened",
+                                      "at": "2024-05-02T08:00:00Z"}).raise_for_status()
+    assert admin.post("/brevo/event_lag", json={"seconds": 1.5}).json() == {"event_lag_seconds": 1.5}
+    message_id = send(brevo, "ada@example.com", tags=["lag-1"]).json()["messageId"]
+
+    assert events(brevo, messageId=message_id) == {}, "the requests event is not in the log yet"
+    assert [e["messageId"] for e in admin.get("/brevo/emails").json()] == [message_id]
+    assert [e["email"] for e in events(brevo, event="opened")["events"]] == ["old@example.com"]
+    seen: list[str] = []
+    deadline = time.monotonic() + 30
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.1)
+        seen = [e["event"] for e in events(brevo, messageId=message_id, sort="asc").get("events", [])]
+    assert seen == ["requests", "delivered"], "the events show once the lag has passed"
+
+    second = send(brevo, "bob@example.com").json()["messageId"]
+    assert events(brevo, messageId=second) == {}
+    assert admin.post("/brevo/event_lag", json={"seconds": 0}).status_code == 200
+    assert len(events(brevo, messageId=second)["events"]) == 2
+    admin.post("/brevo/event_lag", json={"seconds": 60}).raise_for_status()
+    admin.post("/reset").raise_for_status()
+    third = send(brevo, "cy@example.com").json()["messageId"]
+    assert len(events(brevo, messageId=third)["events"]) == 2, "a reset clears the lag"
+    for body in ({"seconds": -1}, {"seconds": "5"}, {}, [1]):
+        assert admin.post("/brevo/event_lag", json=body).status_code == 400, body
