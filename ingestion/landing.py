@@ -19,6 +19,7 @@ to that file cuts it off, so it cannot fuse with the next record.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -66,6 +67,9 @@ class LandingZone:
             _make_directories(path.parent)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
             try:
+                # Another process appending to the same file (two collectors on one landing zone) waits, so a
+                # write of its in progress is never taken for a torn line.
+                fcntl.flock(fd, fcntl.LOCK_EX)
                 size_before = _cut_torn_tail(fd, path)
                 try:
                     written = 0
