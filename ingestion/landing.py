@@ -77,7 +77,7 @@ class LandingZone:
                         written += os.write(fd, payload[written:])
                     os.fsync(fd)
                 except BaseException:
-                    # A half-written line would fuse with the next append; cut the file back to its last record.
+                    # A half-written line would fuse with the next append: back to the last record.
                     os.ftruncate(fd, size_before)
                     raise
             finally:

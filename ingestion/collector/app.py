@@ -1,4 +1,4 @@
-"""The collector (SPEC §5.2): the intake service for web forms and Calendly / Stripe webhooks.
+"""The collector: the intake service for web forms and Calendly / Stripe webhooks.
 
 Every accepted request is appended durably (written, flushed, fsynced) to the landing zone before the
 answer goes out, so a 2xx means the record survives a crash; every rejected request lands nothing and is
@@ -134,7 +134,8 @@ def _parse_json_object(body: bytes) -> dict:
     try:
         data = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
-        raise Rejected(400, f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise Rejected(400, f"body is not valid JSON: {exc.msg} at {where}") from None
     except RecursionError:
         raise Rejected(400, f"body is nested deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError:  # the only other one: an integer of more digits than Python converts
@@ -247,7 +248,8 @@ def create_collector_app(
         body = await _read_body(request, MAX_WEBHOOK_BYTES)
         try:
             # The library's check alone; the body is parsed by our own strict parser below.
-            stripe.WebhookSignature.verify_header(body, header, stripe_webhook_secret, STRIPE_TOLERANCE_SECONDS)
+            stripe.WebhookSignature.verify_header(body, header, stripe_webhook_secret,
+                                                  tolerance=STRIPE_TOLERANCE_SECONDS)
         except stripe.SignatureVerificationError as exc:
             raise Rejected(400, f"invalid webhook signature: {exc.user_message}") from None
         except UnicodeDecodeError:

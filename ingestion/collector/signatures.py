@@ -1,7 +1,7 @@
 """Webhook signature checks for the collector: Calendly's HMAC scheme and a replay guard for both vendors.
 
 Stripe signatures are verified by the ``stripe`` library itself (in ``app.py``); Calendly ships no Python
-SDK, so its scheme (api_contracts §3.4) is implemented here: ``Calendly-Webhook-Signature: t=<unix>,v1=<hex>``
+SDK, so its scheme is implemented here: ``Calendly-Webhook-Signature: t=<unix>,v1=<hex>``
 with ``v1 = HMAC-SHA256(signing key, f"{t}." + raw body)``.
 """
 
@@ -45,7 +45,8 @@ def parse_calendly_header(header: str | None) -> tuple[int, list[str]]:
         elif key == "v1":
             signatures.append(value.lower())
     # Twelve digits reach the year 33658: a longer t is garbage, and int() of thousands of digits fails.
-    if len(timestamps) != 1 or not timestamps[0].isascii() or not timestamps[0].isdigit() or len(timestamps[0]) > 12:
+    if len(timestamps) != 1 or not (timestamps[0].isascii() and timestamps[0].isdigit()) \
+            or len(timestamps[0]) > 12:
         raise SignatureError("malformed Calendly-Webhook-Signature header: needs exactly one numeric t")
     if not signatures or not all(_HEX64.fullmatch(s) for s in signatures):
         raise SignatureError("malformed Calendly-Webhook-Signature header: needs a hex v1 signature")

@@ -1,4 +1,4 @@
-"""The collector (SPEC §5.2, §6.2): durable form intake, signed webhooks, and bad input that lands nothing."""
+"""The collector: durable form intake, signed webhooks, and bad input that lands nothing."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import signal
 import stat
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -542,6 +543,18 @@ def test_a_new_app_on_the_same_landing_zone_refuses_replays(root: Path) -> None:
     t, v1 = (part.split("=")[1] for part in calendly["Calendly-Webhook-Signature"].split(","))
     assert record["signed_at"] == int(t)
     assert v1 not in json.dumps(record)  # a digest of the signature is kept, not the signature
+
+
+@pytest.mark.parametrize("endpoint", ["/webhooks/calendly", "/webhooks/stripe"])
+def test_concurrent_deliveries_of_one_signed_request_land_once(live: str, root: Path, endpoint: str) -> None:
+    body = CALENDLY_EVENT if endpoint == "/webhooks/calendly" else STRIPE_EVENT
+    headers = calendly_headers(body) if endpoint == "/webhooks/calendly" else stripe_headers(body)
+    with httpx.Client(base_url=live) as http, ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(lambda _: http.post(endpoint, content=body, headers=headers).status_code,
+                                 range(16)))
+    assert statuses.count(200) == 1 and len(statuses) == 16
+    assert set(statuses) == {200, 401 if endpoint == "/webhooks/calendly" else 400}
+    assert len(landed(root, endpoint.rsplit("/", 1)[1])) == 1
 
 
 def test_a_signature_accepted_before_a_crash_is_refused_after_the_restart(tmp_path: Path) -> None:
