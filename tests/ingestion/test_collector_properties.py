@@ -5,8 +5,8 @@ One real ``lifecycle collector`` process serves the whole module. Every example 
 malformed, oversized, deeply nested, mis-typed or badly signed requests, then checks:
 
 - no answer is a 5xx; every 4xx is a JSON object with an ``error`` reason;
-- the records that landed since the previous example are exactly those answered 2xx, each once, with the
-  content that was sent (the bad ones land nothing);
+- the records that landed during the example are exactly those answered 2xx, each once, with the content
+  that was sent (the bad ones land nothing);
 - a good form post and correctly signed Calendly and Stripe webhooks still land and ``/healthz`` answers;
 - the collector's log has one warning line per rejection, and no error or traceback.
 
@@ -101,8 +101,8 @@ class Probe:
 
 
 def assert_landed_as_sent(record: dict, body: bytes) -> None:
-    """An accepted JSON body lands unaltered: known fields as sent (consent as a boolean), the rest in extra;
-    a webhook's body as its event."""
+    """An accepted JSON body lands unaltered: known fields as sent (consent aside: it lands as a boolean),
+    the rest in extra; a webhook's body as its event."""
     data = json.loads(body)
     if "event" in record:
         assert record["event"] == data
@@ -225,8 +225,8 @@ def test_form_posts_never_fail_and_land_only_what_is_accepted(probe: Probe, requ
     path = "/forms/" + quote(form_id, safe="")
     response = _send(probe.http, path, body, headers, chunked)
     known_route = form_id in FORM_IDS
-    media_type = (content_type or b"").decode("latin-1") if isinstance(content_type, bytes) else (content_type or "")
-    media_type = media_type.split(";")[0].strip().lower()
+    raw_type = content_type.decode("latin-1") if isinstance(content_type, bytes) else content_type or ""
+    media_type = raw_type.split(";")[0].strip().lower()
     if known_route and media_type not in (JSON, URLENCODED):
         assert response.status_code == 415
     elif known_route and len(body) > FORM_LIMIT:
