@@ -1,4 +1,4 @@
-"""The collector: the intake service for web forms and Calendly / Stripe webhooks (SPEC §5.2)."""
+"""The collector: the intake service for web forms and Calendly / Stripe webhooks."""
 
 from ingestion.collector.app import create_collector_app
 

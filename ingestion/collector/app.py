@@ -1,16 +1,30 @@
-"""The collector (SPEC §5.2): the intake service for web forms and Calendly / Stripe webhooks.
+"""The collector: the intake service for web forms and Calendly / Stripe webhooks.
 
 Every accepted request is appended durably (written, flushed, fsynced) to the landing zone before the
 answer goes out, so a 2xx means the record survives a crash; every rejected request lands nothing and is
 logged in one line (reason and path, never a secret or a body). dlt loads the landing zone later.
+
+A body is accepted only if every reader of the landing zone can take it again: UTF-8, strict JSON (no
+``NaN`` or ``Infinity``, no unpaired surrogate escapes) and at most ``MAX_JSON_DEPTH`` levels deep;
+anything else is a 4xx with a JSON reason, never a 500.
+
+Replays: a signed webhook is refused when its signature was already accepted within the tolerance window,
+also across restarts. The landed record itself carries the signature's timestamp and digest, and a new
+collector refills its guard from the records of the last few windows, so the record and its "seen" mark
+are one atomic line: a crash before the line is complete leaves neither (the vendor's retry is accepted),
+a crash after it leaves both (a replay is refused).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl
 
 import stripe
@@ -21,7 +35,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ingestion.collector.signatures import ReplayGuard, SignatureError, hmac_sha256_hex, verify_calendly
+from ingestion.collector.signatures import (
+    ReplayGuard,
+    SignatureError,
+    hmac_sha256_hex,
+    signature_digest,
+    verify_calendly,
+)
 from ingestion.forms import KNOWN_FIELDS, FieldError, check_email, parse_fields
 from ingestion.landing import LandingZone, utc_now_iso
 
@@ -33,6 +53,10 @@ MAX_FORM_BYTES = 64 * 1024
 MAX_WEBHOOK_BYTES = 1024 * 1024
 STRIPE_TOLERANCE_SECONDS = stripe.Webhook.DEFAULT_TOLERANCE
 FORM_CONTENT_TYPES = ("application/json", "application/x-www-form-urlencoded")
+# Form posts and vendor events are a few levels deep; far deeper nesting is an attack on the parser (and on
+# every later reader of the landing zone), never data.
+MAX_JSON_DEPTH = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Rejected(Exception):
@@ -79,7 +103,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     """
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.strip().isdigit():
+        if not (declared.strip().isascii() and declared.strip().isdigit()):
             raise Rejected(400, "invalid Content-Length header")
         if int(declared) > limit:
             raise Rejected(413, f"body larger than {limit} bytes")
@@ -97,23 +121,57 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
+def _refuse_constant(name: str) -> None:
+    raise Rejected(400, f"body is not valid JSON: {name} is not a JSON number")
+
+
 def _parse_json_object(body: bytes) -> dict:
+    """The body as a JSON object, or ``Rejected`` with the reason (a byte order mark is tolerated)."""
     try:
-        data = json.loads(body)
-    except ValueError:
-        raise Rejected(400, "body is not valid JSON") from None
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise Rejected(400, "body is not valid UTF-8") from None
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise Rejected(400, f"body is not valid JSON: {exc.msg} at {where}") from None
+    except RecursionError:
+        raise Rejected(400, f"body is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError:  # the only other one: an integer of more digits than Python converts
+        raise Rejected(400, "body is not valid JSON: a number has too many digits") from None
     if not isinstance(data, dict):
         raise Rejected(400, "body must be a JSON object")
+    _check_json_values(data)
     return data
+
+
+def _check_json_values(data: dict) -> None:
+    """Refuse what ``json.loads`` takes but the landing file or a strict reader cannot: nesting deeper than
+    ``MAX_JSON_DEPTH``, unpaired surrogates (not encodable as UTF-8) and numbers beyond a float's range."""
+    pending: list[tuple[object, int]] = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise Rejected(400, f"body is nested deeper than {MAX_JSON_DEPTH} levels")
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            pending.extend((item, depth + 1) for item in items)
+        elif isinstance(value, str):
+            if _SURROGATE.search(value):
+                raise Rejected(400, "body has an unpaired UTF-16 surrogate escape (\\ud800-\\udfff)")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise Rejected(400, "body has a number beyond the range of a double")
 
 
 def _parse_urlencoded(body: bytes) -> dict[str, object]:
     """Form fields of an HTML form post. A known field given twice is ambiguous and refused; an unknown
     one given twice (a checkbox group) is kept as a list."""
     try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+        # errors="strict": a percent-escape that is not UTF-8 must not become U+FFFD silently.
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
-        raise Rejected(400, "form body is not valid UTF-8") from None
+        raise Rejected(400, "form body is not valid UTF-8 (also after percent-decoding)") from None
     data: dict[str, object] = {}
     for key, value in pairs:
         if key not in data:
@@ -136,8 +194,8 @@ def create_collector_app(
 ) -> Starlette:
     """The collector's ASGI app. An empty signing key or secret disables that webhook (503), since an
     empty HMAC key would let anyone forge signatures."""
-    calendly_replays = ReplayGuard(calendly_tolerance_seconds)
-    stripe_replays = ReplayGuard(STRIPE_TOLERANCE_SECONDS)
+    calendly_replays = _restored_guard(landing, "calendly", calendly_tolerance_seconds)
+    stripe_replays = _restored_guard(landing, "stripe", STRIPE_TOLERANCE_SECONDS)
 
     async def land(stream: str, record: dict) -> None:
         await run_in_threadpool(landing.append, stream, record)
@@ -175,9 +233,10 @@ def create_collector_app(
         except SignatureError as exc:
             raise Rejected(401, f"invalid webhook signature: {exc}") from None
         event = _parse_json_object(body)
-        if not calendly_replays.reserve(timestamp, signature):
+        digest = signature_digest(signature)
+        if not calendly_replays.reserve(timestamp, digest):
             raise Rejected(401, "invalid webhook signature: already received (replay)")
-        return await land_webhook("calendly", event, calendly_replays, timestamp, signature)
+        return await land_webhook("calendly", event, calendly_replays, timestamp, digest)
 
     @_guarded
     async def stripe_webhook(request: Request) -> Response:
@@ -188,27 +247,32 @@ def create_collector_app(
             raise Rejected(400, "missing Stripe-Signature header")
         body = await _read_body(request, MAX_WEBHOOK_BYTES)
         try:
-            stripe.Webhook.construct_event(body, header, stripe_webhook_secret)
-        except stripe.SignatureVerificationError:
-            raise Rejected(400, "invalid webhook signature") from None
-        except (ValueError, AttributeError):
-            # ValueError: not UTF-8 or not JSON. AttributeError: JSON but not an object (the library
-            # builds its Event by calling .get on the parsed body).
-            raise Rejected(400, "body must be a JSON object") from None
-        event = _parse_json_object(body)
+            # The library's check alone; the body is parsed by our own strict parser below.
+            stripe.WebhookSignature.verify_header(body, header, stripe_webhook_secret,
+                                                  tolerance=STRIPE_TOLERANCE_SECONDS)
+        except stripe.SignatureVerificationError as exc:
+            raise Rejected(400, f"invalid webhook signature: {exc.user_message}") from None
+        except UnicodeDecodeError:
+            raise Rejected(400, "body is not valid UTF-8") from None
         timestamp = _stripe_timestamp(header)
-        signature = hmac_sha256_hex(stripe_webhook_secret, timestamp, body)
-        if not stripe_replays.reserve(timestamp, signature):
+        # The library lets any future timestamp pass; one beyond the tolerance is no clock skew, and refusing
+        # it keeps every replay-guard entry within a few windows of its arrival.
+        if timestamp > time.time() + STRIPE_TOLERANCE_SECONDS:
+            raise Rejected(400, "invalid webhook signature: timestamp is in the future")
+        event = _parse_json_object(body)
+        digest = signature_digest(hmac_sha256_hex(stripe_webhook_secret, timestamp, body))
+        if not stripe_replays.reserve(timestamp, digest):
             raise Rejected(400, "invalid webhook signature: already received (replay)")
-        return await land_webhook("stripe", event, stripe_replays, timestamp, signature)
+        return await land_webhook("stripe", event, stripe_replays, timestamp, digest)
 
     async def land_webhook(stream: str, event: dict, replays: ReplayGuard, timestamp: int,
-                           signature: str) -> Response:
-        record = {"id": f"{stream[:3]}_{uuid.uuid4().hex}", "received_at": utc_now_iso(), "event": event}
+                           digest: str) -> Response:
+        record = {"id": f"{stream[:3]}_{uuid.uuid4().hex}", "received_at": utc_now_iso(),
+                  "signed_at": timestamp, "signature_sha256": digest, "event": event}
         try:
             await land(stream, record)
         except BaseException:
-            replays.release(timestamp, signature)
+            replays.release(timestamp, digest)
             raise
         return JSONResponse({"id": record["id"]})
 
@@ -229,6 +293,23 @@ def create_collector_app(
         ],
         exception_handlers={HTTPException: http_error},
     )
+
+
+def _restored_guard(landing: LandingZone, stream: str, tolerance_seconds: int) -> ReplayGuard:
+    """A replay guard holding the signatures of the webhooks landed within the last few tolerance windows.
+
+    An entry lives until ``max(t, received) + tolerance``, at most two windows after its arrival (a ``t``
+    beyond one window in the future is refused); a third window is margin for appends landing slightly out
+    of their ``received_at`` order.
+    """
+    guard = ReplayGuard(tolerance_seconds)
+    since = datetime.now(UTC) - timedelta(seconds=3 * tolerance_seconds)
+    for record in landing.records_since(stream, since):
+        timestamp, digest = record.get("signed_at"), record.get("signature_sha256")
+        if isinstance(timestamp, int) and isinstance(digest, str):
+            received_at = datetime.fromisoformat(record["received_at"]).timestamp()
+            guard.restore(timestamp, digest, received_at)
+    return guard
 
 
 def _stripe_timestamp(header: str) -> int:

@@ -1,7 +1,7 @@
 """Webhook signature checks for the collector: Calendly's HMAC scheme and a replay guard for both vendors.
 
 Stripe signatures are verified by the ``stripe`` library itself (in ``app.py``); Calendly ships no Python
-SDK, so its scheme (api_contracts §3.4) is implemented here: ``Calendly-Webhook-Signature: t=<unix>,v1=<hex>``
+SDK, so its scheme is implemented here: ``Calendly-Webhook-Signature: t=<unix>,v1=<hex>``
 with ``v1 = HMAC-SHA256(signing key, f"{t}." + raw body)``.
 """
 
@@ -25,6 +25,11 @@ def hmac_sha256_hex(key: str, timestamp: int, body: bytes) -> str:
     return hmac.new(key.encode("utf-8"), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
 
 
+def signature_digest(signature: str) -> str:
+    """What the replay guard keeps (in memory and in the landed record) of an accepted signature."""
+    return hashlib.sha256(signature.encode("ascii")).hexdigest()
+
+
 def parse_calendly_header(header: str | None) -> tuple[int, list[str]]:
     """``t`` and every ``v1`` of the header; raises ``SignatureError`` when it is missing or malformed."""
     if not header:
@@ -39,7 +44,9 @@ def parse_calendly_header(header: str | None) -> tuple[int, list[str]]:
             timestamps.append(value)
         elif key == "v1":
             signatures.append(value.lower())
-    if len(timestamps) != 1 or not timestamps[0].isascii() or not timestamps[0].isdigit():
+    # Twelve digits reach the year 33658: a longer t is garbage, and int() of thousands of digits fails.
+    if len(timestamps) != 1 or not (timestamps[0].isascii() and timestamps[0].isdigit()) \
+            or len(timestamps[0]) > 12:
         raise SignatureError("malformed Calendly-Webhook-Signature header: needs exactly one numeric t")
     if not signatures or not all(_HEX64.fullmatch(s) for s in signatures):
         raise SignatureError("malformed Calendly-Webhook-Signature header: needs a hex v1 signature")
@@ -70,7 +77,8 @@ class ReplayGuard:
 
     An entry is kept until its timestamp falls out of the tolerance window, after which the freshness
     check rejects a replay anyway. The cache is bounded: when full, the entries closest to expiry go first
-    (a flood of valid, signed deliveries is the only way to fill it, and that needs the secret).
+    (a flood of valid, signed deliveries is the only way to fill it, and that needs the secret). The guard
+    lives in memory; the collector refills it at start-up from the records it landed (``restore``).
     """
 
     def __init__(self, tolerance_seconds: int, max_entries: int = 100_000) -> None:
@@ -96,6 +104,10 @@ class ReplayGuard:
             self._expiry[key] = expires_at
             heapq.heappush(self._heap, (expires_at, key))
             return True
+
+    def restore(self, timestamp: int, signature: str, accepted_at: float) -> None:
+        """Re-enter a signature accepted at ``accepted_at`` (e.g. before a restart); its expiry is as then."""
+        self.reserve(timestamp, signature, now=accepted_at)
 
     def release(self, timestamp: int, signature: str) -> None:
         """Forget a reservation whose request was not landed, so the vendor's retry is not refused."""

@@ -1,39 +1,34 @@
-"""The collector (SPEC §5.2, §6.2): durable form intake, signed webhooks, and bad input that lands nothing."""
+"""The collector: durable form intake, signed webhooks, and bad input that lands nothing."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import os
+import signal
+import stat
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-import stripe
 from starlette.testclient import TestClient
 
 from ingestion.collector import create_collector_app
 from ingestion.collector.signatures import ReplayGuard
-from ingestion.landing import LandingZone, landing_files
+from ingestion.landing import LandingZone
+from tests.ingestion.collector_helpers import (
+    CALENDLY_KEY,
+    STRIPE_SECRET,
+    calendly_headers,
+    collector_process,
+    landed,
+    stripe_headers,
+)
 from tests.servers import serve
-
-CALENDLY_KEY = "calendly-test-key"
-STRIPE_SECRET = "whsec_test_secret"
-
-
-def landed(root: Path, stream: str) -> list[dict]:
-    """Every record on disk, each line parsed (a partial or corrupt line fails the test)."""
-    records = []
-    for path in landing_files(root, stream):
-        text = path.read_text(encoding="utf-8")
-        assert text == "" or text.endswith("\n")
-        records.extend(json.loads(line) for line in text.splitlines())
-    return records
 
 
 @pytest.fixture()
@@ -47,17 +42,6 @@ def client(root: Path) -> Iterator[TestClient]:
                                stripe_webhook_secret=STRIPE_SECRET)
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
-
-
-def calendly_headers(body: bytes, key: str = CALENDLY_KEY, t: int | None = None) -> dict[str, str]:
-    t = int(time.time()) if t is None else t
-    signature = hmac.new(key.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return {"Calendly-Webhook-Signature": f"t={t},v1={signature}", "Content-Type": "application/json"}
-
-
-def stripe_headers(body: bytes, secret: str = STRIPE_SECRET, t: int | None = None) -> dict[str, str]:
-    header = stripe.WebhookSignature.generate_signature_header(body.decode(), secret, timestamp=t)
-    return {"Stripe-Signature": header, "Content-Type": "application/json"}
 
 
 CALENDLY_EVENT = json.dumps({"event": "invitee.created", "created_at": "2025-08-13T07:45:00.000000Z",
@@ -168,17 +152,18 @@ def test_unknown_form_id_is_accepted_and_landed(client: TestClient, root: Path,
 
 def test_each_accepted_record_is_fsynced(client: TestClient, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real_fsync = os.fsync
-    synced: list[int] = []
+    synced_files: list[int] = []
 
     def counting_fsync(fd: int) -> None:
         real_fsync(fd)
-        synced.append(fd)
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            synced_files.append(fd)
 
     monkeypatch.setattr(os, "fsync", counting_fsync)
     assert client.post("/forms/contact", json={"email": "a@example.com"}).status_code == 202
     assert client.post("/forms/contact", json={"email": "nope"}).status_code == 422
     assert client.post("/forms/webinar", json={"email": "b@example.com"}).status_code == 202
-    assert len(synced) == 2
+    assert len(synced_files) == 2
     assert [r["fields"]["email"] for r in landed(root, "forms")] == ["a@example.com", "b@example.com"]
 
 
@@ -210,6 +195,72 @@ def test_unknown_paths_and_methods_get_json_errors(client: TestClient) -> None:
     assert client.get("/forms/contact").status_code == 405
     assert client.get("/nowhere").json() == {"error": "Not Found"}
     assert client.get("/healthz").status_code == 200
+
+
+# --- bodies the parser cannot take --------------------------------------------------------------------
+
+def nested(depth: int) -> bytes:
+    """A form body whose deepest value sits ``depth`` levels down (the top-level object is level 1)."""
+    return b'{"email": "ada@example.com", "x": ' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"
+
+
+UNTAKEABLE_BODIES = {
+    "60,000 [": b"[" * 60_000,
+    "60,000 [ inside an object": b'{"email": "ada@example.com", "x": ' + b"[" * 60_000,
+    "65 levels": nested(65),
+    "1,000 levels, all closed": nested(1_000),
+    "NaN": b'{"email": "ada@example.com", "x": NaN}',
+    "Infinity": b'{"email": "ada@example.com", "x": Infinity}',
+    "-Infinity": b'{"email": "ada@example.com", "x": -Infinity}',
+    "a number beyond a double": b'{"email": "ada@example.com", "x": 1e999}',
+    "5,000 digits": b'{"email": "ada@example.com", "x": ' + b"7" * 5_000 + b"}",
+    "unpaired high surrogate": b'{"email": "ada@example.com", "x": "\\ud800"}',
+    "unpaired low surrogate in a key": b'{"email": "ada@example.com", "\\udc00": 1}',
+    "invalid UTF-8": b'{"email": "ada@example.com", "x": "\xff\xfe"}',
+    "UTF-16": '{"email": "ada@example.com"}'.encode("utf-16"),
+}
+
+
+def _post_signed(client: TestClient, endpoint: str, body: bytes) -> httpx.Response:
+    if endpoint == "/forms/contact":
+        return client.post(endpoint, content=body, headers={"Content-Type": "application/json"})
+    headers = calendly_headers(body) if endpoint == "/webhooks/calendly" else stripe_headers(body)
+    return client.post(endpoint, content=body, headers=headers)
+
+
+@pytest.mark.parametrize("endpoint", ["/forms/contact", "/webhooks/calendly", "/webhooks/stripe"])
+@pytest.mark.parametrize("body", UNTAKEABLE_BODIES.values(), ids=UNTAKEABLE_BODIES.keys())
+def test_bodies_the_parser_cannot_take_are_400_with_a_reason(client: TestClient, root: Path, endpoint: str,
+                                                             body: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        response = _post_signed(client, endpoint, body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith("body ")
+    assert all(landed(root, stream) == [] for stream in ("forms", "calendly", "stripe"))
+    # One warning line, no error and no traceback.
+    assert [(r.levelno, r.exc_info) for r in caplog.records] == [(logging.WARNING, None)]
+    assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("endpoint", ["/forms/contact", "/webhooks/calendly", "/webhooks/stripe"])
+def test_64_levels_and_paired_surrogates_are_accepted(client: TestClient, root: Path, endpoint: str) -> None:
+    body = nested(64)[:-1] + b', "smile": "\\ud83d\\ude00", "object": "event"}'
+    response = _post_signed(client, endpoint, body)
+    assert response.status_code in (200, 202), response.text
+    [record] = [r for stream in ("forms", "calendly", "stripe") for r in landed(root, stream)]
+    value = record["fields"]["extra"] if endpoint == "/forms/contact" else record["event"]
+    assert value["smile"] == "\N{GRINNING FACE}"
+    assert value["x"] == json.loads(nested(64))["x"]
+
+
+def test_form_encoded_percent_escapes_must_be_utf8(client: TestClient, root: Path) -> None:
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    latin1 = client.post("/forms/contact", content=b"email=ada%40example.com&first_name=Ren%E9", headers=form)
+    assert latin1.status_code == 400 and "UTF-8" in latin1.json()["error"]
+    assert landed(root, "forms") == []
+    utf8 = client.post("/forms/contact", content=b"email=ada%40example.com&first_name=Ren%C3%A9", headers=form)
+    assert utf8.status_code == 202
+    assert [r["fields"]["first_name"] for r in landed(root, "forms")] == ["René"]
 
 
 # --- body size ---------------------------------------------------------------------------------------
@@ -318,6 +369,14 @@ def test_calendly_bad_signatures_are_401_and_land_nothing(client: TestClient, ro
     assert "ada@example.com" not in caplog.text  # no bodies in the logs
 
 
+def test_calendly_timestamp_of_thousands_of_digits_is_401(client: TestClient, root: Path) -> None:
+    header = f"t={'1' * 5_000},v1={'a' * 64}"
+    response = client.post("/webhooks/calendly", content=CALENDLY_EVENT,
+                           headers={"Calendly-Webhook-Signature": header, "Content-Type": "application/json"})
+    assert response.status_code == 401 and "numeric t" in response.json()["error"]
+    assert landed(root, "calendly") == []
+
+
 def test_calendly_replayed_signature_is_401(client: TestClient, root: Path) -> None:
     headers = calendly_headers(CALENDLY_EVENT)
     assert client.post("/webhooks/calendly", content=CALENDLY_EVENT, headers=headers).status_code == 200
@@ -401,6 +460,16 @@ def test_stripe_replayed_signature_is_400(client: TestClient, root: Path) -> Non
     assert len(landed(root, "stripe")) == 2
 
 
+def test_stripe_timestamp_beyond_the_tolerance_in_the_future_is_400(client: TestClient, root: Path) -> None:
+    skewed = client.post("/webhooks/stripe", content=STRIPE_EVENT,
+                         headers=stripe_headers(STRIPE_EVENT, t=int(time.time()) + 60))
+    assert skewed.status_code == 200  # a minute of clock skew is normal
+    future = client.post("/webhooks/stripe", content=STRIPE_EVENT,
+                         headers=stripe_headers(STRIPE_EVENT, t=int(time.time()) + 600))
+    assert future.status_code == 400 and "future" in future.json()["error"]
+    assert len(landed(root, "stripe")) == 1
+
+
 @pytest.mark.parametrize("body", [b"{oops", b"[1]", b'"evt"'])
 def test_stripe_signed_invalid_json_is_400(client: TestClient, root: Path, body: bytes) -> None:
     assert client.post("/webhooks/stripe", content=body, headers=stripe_headers(body)).status_code == 400
@@ -455,3 +524,88 @@ def test_calendly_tolerance_is_configurable(root: Path) -> None:
         response = client.post("/webhooks/calendly", content=CALENDLY_EVENT,
                                headers=calendly_headers(CALENDLY_EVENT, t=old))
     assert response.status_code == 401
+
+
+# --- replay guard across restarts -----------------------------------------------------------------------
+
+def test_a_new_app_on_the_same_landing_zone_refuses_replays(root: Path) -> None:
+    calendly, stripe_signed = calendly_headers(CALENDLY_EVENT), stripe_headers(STRIPE_EVENT)
+    with TestClient(create_collector_app(LandingZone(root, "collector"), calendly_signing_key=CALENDLY_KEY,
+                                         stripe_webhook_secret=STRIPE_SECRET)) as before:
+        assert before.post("/webhooks/calendly", content=CALENDLY_EVENT, headers=calendly).status_code == 200
+        assert before.post("/webhooks/stripe", content=STRIPE_EVENT, headers=stripe_signed).status_code == 200
+    with TestClient(create_collector_app(LandingZone(root, "collector"), calendly_signing_key=CALENDLY_KEY,
+                                         stripe_webhook_secret=STRIPE_SECRET)) as after:
+        assert after.post("/webhooks/calendly", content=CALENDLY_EVENT, headers=calendly).status_code == 401
+        assert after.post("/webhooks/stripe", content=STRIPE_EVENT, headers=stripe_signed).status_code == 400
+    assert len(landed(root, "calendly")) == 1 and len(landed(root, "stripe")) == 1
+    [record] = landed(root, "calendly")
+    t, v1 = (part.split("=")[1] for part in calendly["Calendly-Webhook-Signature"].split(","))
+    assert record["signed_at"] == int(t)
+    assert v1 not in json.dumps(record)  # a digest of the signature is kept, not the signature
+
+
+@pytest.mark.parametrize("endpoint", ["/webhooks/calendly", "/webhooks/stripe"])
+def test_concurrent_deliveries_of_one_signed_request_land_once(live: str, root: Path, endpoint: str) -> None:
+    body = CALENDLY_EVENT if endpoint == "/webhooks/calendly" else STRIPE_EVENT
+    headers = calendly_headers(body) if endpoint == "/webhooks/calendly" else stripe_headers(body)
+    with httpx.Client(base_url=live) as http, ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(lambda _: http.post(endpoint, content=body, headers=headers).status_code,
+                                 range(16)))
+    assert statuses.count(200) == 1 and len(statuses) == 16
+    assert set(statuses) == {200, 401 if endpoint == "/webhooks/calendly" else 400}
+    assert len(landed(root, endpoint.rsplit("/", 1)[1])) == 1
+
+
+def test_a_signature_accepted_before_a_crash_is_refused_after_the_restart(tmp_path: Path) -> None:
+    """Two real collector processes on one LIFECYCLE_HOME; the first is killed with SIGKILL."""
+    home = tmp_path / "home"
+    calendly, stripe_signed = calendly_headers(CALENDLY_EVENT), stripe_headers(STRIPE_EVENT)
+    with collector_process(home) as first:
+        assert httpx.post(f"{first.url}/webhooks/calendly", content=CALENDLY_EVENT,
+                          headers=calendly).status_code == 200
+        assert httpx.post(f"{first.url}/webhooks/stripe", content=STRIPE_EVENT,
+                          headers=stripe_signed).status_code == 200
+        first.process.send_signal(signal.SIGKILL)
+        assert first.process.wait(timeout=10) == -signal.SIGKILL
+    with collector_process(home) as second:
+        calendly_replay = httpx.post(f"{second.url}/webhooks/calendly", content=CALENDLY_EVENT, headers=calendly)
+        stripe_replay = httpx.post(f"{second.url}/webhooks/stripe", content=STRIPE_EVENT, headers=stripe_signed)
+        assert (calendly_replay.status_code, stripe_replay.status_code) == (401, 400)
+        assert "replay" in calendly_replay.json()["error"] and "replay" in stripe_replay.json()["error"]
+        # A vendor's retry is signed anew, and a new signature of the same body is accepted.
+        later = int(time.time()) + 1
+        assert httpx.post(f"{second.url}/webhooks/calendly", content=CALENDLY_EVENT,
+                          headers=calendly_headers(CALENDLY_EVENT, t=later)).status_code == 200
+    assert len(landed(second.landing, "calendly")) == 2 and len(landed(second.landing, "stripe")) == 1
+
+
+def test_a_delivery_torn_by_a_crash_is_accepted_once_after_the_restart(tmp_path: Path) -> None:
+    """A crash in the middle of landing leaves a torn line and no answer: the retry of the same signed
+    request must land (once), not be refused as a replay of something that never landed."""
+    home = tmp_path / "home"
+    headers = calendly_headers(CALENDLY_EVENT)
+    with collector_process(home) as first:
+        event = json.dumps({"event": "invitee.created", "n": 0}).encode()
+        assert httpx.post(f"{first.url}/webhooks/calendly", content=event,
+                          headers=calendly_headers(event)).status_code == 200
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(timeout=10)
+    (path,) = (home / "landing" / "calendly").glob("*.jsonl")
+    complete = path.read_bytes()
+    # The torn line is what the first process would have written for ``headers``, cut short.
+    with TestClient(create_collector_app(LandingZone(tmp_path / "scratch", "collector"),
+                                         calendly_signing_key=CALENDLY_KEY, stripe_webhook_secret="")) as scratch:
+        assert scratch.post("/webhooks/calendly", content=CALENDLY_EVENT, headers=headers).status_code == 200
+    [would_have_landed] = (tmp_path / "scratch" / "calendly").glob("*.jsonl")
+    with open(path, "ab") as handle:
+        handle.write(would_have_landed.read_bytes()[:-20])
+    with collector_process(home) as second:
+        assert httpx.post(f"{second.url}/webhooks/calendly", content=CALENDLY_EVENT,
+                          headers=headers).status_code == 200
+        assert httpx.post(f"{second.url}/webhooks/calendly", content=CALENDLY_EVENT,
+                          headers=headers).status_code == 401
+    assert path.read_bytes().startswith(complete)
+    assert [r["event"] for r in landed(second.landing, "calendly")] == [{"event": "invitee.created", "n": 0},
+                                                                        json.loads(CALENDLY_EVENT)]
+    assert "torn last line" in second.log()
