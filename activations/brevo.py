@@ -167,7 +167,8 @@ class BrevoClient(DestinationClient):
     """A client of the real Brevo API (base URL configurable, e.g. the sandbox's ``/brevo/v3``).
 
     Rate-limit buckets follow Brevo's: all ``/contacts/*`` share one, ``/smtp/email`` has its own, other
-    ``/smtp/*`` another, and everything else (``/processes``) the last.
+    ``/smtp/*`` another, and everything else (``/processes``) the last. ``mask``: other secrets to keep out
+    of errors, logs and reasons (the API key always is), should Brevo echo one.
     """
 
     def __init__(
@@ -175,6 +176,7 @@ class BrevoClient(DestinationClient):
         api_key: str,
         base_url: str = BASE_URL,
         *,
+        mask: Iterable[str] = (),
         policy: RetryPolicy = DEFAULT_POLICY,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -184,7 +186,7 @@ class BrevoClient(DestinationClient):
             "brevo",
             base_url,
             {"api-key": api_key},
-            secret=api_key,
+            secrets=(api_key, *mask),
             limits=brevo_limits,
             policy=policy,
             transport=transport,

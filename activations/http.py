@@ -12,7 +12,10 @@ A write that is not idempotent (a note, an email) cannot be retried blindly: whe
 (read timeout, dropped connection, any 5xx: the sandbox, like a real gateway, may fail *after* the write
 happened) the transport raises ``MaybeApplied`` and the caller reconciles before sending again.
 
-Secrets are passed in, sent only as headers, and masked out of every error message.
+Secrets are passed in and sent only as headers. A vendor may echo a credential in what it answers (an
+error message, a per-row reason of a multi-status answer), so every secret the transport is given (its own
+and any other the caller wants kept out, e.g. every configured one) is replaced by ``***`` in each answer
+that is not a plain success, before any of it is logged, raised or returned to be stored.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Self
@@ -35,6 +38,7 @@ import tenacity
 logger = logging.getLogger(__name__)
 
 Outcome = Literal["accepted", "rejected", "maybe_applied"]
+MASK = "***"
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,25 @@ class RowOutcome:
     @property
     def accepted(self) -> bool:
         return self.status == "accepted"
+
+
+def scrub(value: Any, secrets: Iterable[str]) -> Any:
+    """``value`` (vendor text, or a decoded JSON body) with every secret replaced by ``***`` at any depth."""
+    # Longest first, so that a secret containing another is masked whole.
+    ordered = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+
+    def clean(item: Any) -> Any:
+        if isinstance(item, str):
+            for secret in ordered:
+                item = item.replace(secret, MASK)
+            return item
+        if isinstance(item, dict):
+            return {clean(key): clean(inner) for key, inner in item.items()}
+        if isinstance(item, list):
+            return [clean(inner) for inner in item]
+        return item
+
+    return clean(value)
 
 
 class ApiError(RuntimeError):
@@ -242,7 +265,7 @@ class Transport:
         base_url: str,
         auth_headers: Mapping[str, str],
         *,
-        secret: str,
+        secrets: Iterable[str],
         limits: LimitReader,
         policy: RetryPolicy = DEFAULT_POLICY,
         transport: httpx.BaseTransport | None = None,
@@ -252,7 +275,7 @@ class Transport:
         self.vendor = vendor
         self.policy = policy
         self.stats = TransportStats()
-        self._secret = secret
+        self._secrets = tuple(secrets)
         self._read_limits = limits
         self._sleep = sleep
         self._clock = clock
@@ -303,27 +326,31 @@ class Transport:
             except httpx.TransportError as exc:
                 reason = type(exc).__name__
                 if not idempotent and not isinstance(exc, _NOT_SENT):
-                    raise self._error(MaybeApplied, method, template, None, f"{reason}: answer lost") from None
+                    raise MaybeApplied(self.vendor, method, template, None,
+                                       f"{reason}: answer lost") from None
                 counts["failures"] += 1
                 raise _Transient("network", None, reason) from None
             limits = self._read_limits(response.headers)
             pacer.observe(response.status_code, limits)
-            body = _decode(response)
             status = response.status_code
+            body = _decode(response)
+            if 200 <= status < 300 and status != 207:
+                return status, body
+            body = scrub(body, self._secrets)
+            message = _message(response, body, self._secrets)
             if status == 429:
                 self.stats.rate_limited += 1
                 if isinstance(body, dict) and body.get("policyName") == "DAILY":
-                    raise self._error(ApiError, method, template, status, _message(response, body), body)
+                    raise ApiError(self.vendor, method, template, status, message, body)
                 counts["rate_limited"] += 1
-                raise _Transient("rate_limited", status, _message(response, body),
-                                 retry_after(response.headers, limits), body)
+                raise _Transient("rate_limited", status, message, retry_after(response.headers, limits), body)
             if status >= 500:
                 if not idempotent:
-                    raise self._error(MaybeApplied, method, template, status, _message(response, body), body)
+                    raise MaybeApplied(self.vendor, method, template, status, message, body)
                 counts["failures"] += 1
-                raise _Transient("server", status, _message(response, body), body=body)
+                raise _Transient("server", status, message, body=body)
             if status >= 400:
-                raise self._error(ApiError, method, template, status, _message(response, body), body)
+                raise ApiError(self.vendor, method, template, status, message, body)
             return status, body
 
         def give_up(state: tenacity.RetryCallState) -> bool:
@@ -353,18 +380,13 @@ class Transport:
         try:
             result = retrying(attempt)
         except _Transient as failure:
-            raise self._error(ApiError, method, template, failure.status,
-                              f"gave up after retries: {failure.message}", failure.body) from None
+            raise ApiError(self.vendor, method, template, failure.status,
+                           f"gave up after retries: {failure.message}", failure.body) from None
         finally:
             self.stats.paced_waits = sum(p.waits for p in self._pacers.values())
             self.stats.paced_seconds = sum(p.waited_seconds for p in self._pacers.values())
         return result
 
-    def _error(self, kind: type[ApiError], method: str, template: str, status: int | None, message: str,
-               body: Any = None) -> ApiError:
-        if self._secret:
-            message = message.replace(self._secret, "***")
-        return kind(self.vendor, method, template, status, message, body)
 
 
 def _decode(response: httpx.Response) -> Any:
@@ -376,14 +398,15 @@ def _decode(response: httpx.Response) -> Any:
         return None
 
 
-def _message(response: httpx.Response, body: Any) -> str:
-    """The human part of a vendor error: HubSpot and Brevo both use ``message`` (+ category/code)."""
+def _message(response: httpx.Response, body: Any, secrets: Iterable[str]) -> str:
+    """The human part of a vendor error (``body`` already scrubbed): HubSpot and Brevo both use ``message``
+    (+ category/code). Masked before it is cut short, so that no part of a secret survives."""
     if isinstance(body, dict) and body.get("message"):
         kind = body.get("category") or body.get("code")
         return f"{kind}: {body['message']}" if kind else str(body["message"])
     if body is not None:
         return json.dumps(body)[:500]
-    return response.text[:500] or response.reason_phrase
+    return scrub(response.text, secrets)[:500] or response.reason_phrase
 
 
 class DestinationClient:

@@ -149,13 +149,18 @@ def _error_code(error: Mapping[str, Any]) -> str | None:
 
 
 class HubSpotClient(DestinationClient):
-    """A client of the real HubSpot API (base URL configurable, e.g. the sandbox's ``/hubspot``)."""
+    """A client of the real HubSpot API (base URL configurable, e.g. the sandbox's ``/hubspot``).
+
+    ``mask``: other secrets to keep out of errors, logs and reasons (the token always is), should HubSpot
+    echo one.
+    """
 
     def __init__(
         self,
         token: str,
         base_url: str = BASE_URL,
         *,
+        mask: Iterable[str] = (),
         policy: RetryPolicy = DEFAULT_POLICY,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -164,7 +169,7 @@ class HubSpotClient(DestinationClient):
             "hubspot",
             base_url,
             {"Authorization": f"Bearer {token}"},
-            secret=token,
+            secrets=(token, *mask),
             limits=hubspot_limits,
             policy=policy,
             transport=transport,

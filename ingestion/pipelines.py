@@ -44,6 +44,8 @@ class IngestionConfig:
     calendly_token: str = field(repr=False)
     stripe_base_url: str
     stripe_api_key: str = field(repr=False)
+    mask: tuple[str, ...] = field(default=(), repr=False)
+    """Every secret to keep out of errors (all configured ones): a vendor may echo any it ever received."""
 
 
 def build_source(name: str, config: IngestionConfig) -> DltSource:
@@ -52,13 +54,15 @@ def build_source(name: str, config: IngestionConfig) -> DltSource:
     if name == "forms":
         return forms_source(landing_dir=landing)
     if name == "calendly":
-        return calendly_source(base_url=config.calendly_base_url, token=config.calendly_token, landing_dir=landing)
+        return calendly_source(base_url=config.calendly_base_url, token=config.calendly_token,
+                               landing_dir=landing, mask=config.mask)
     if name == "stripe":
-        return stripe_source(base_url=config.stripe_base_url, api_key=config.stripe_api_key, landing_dir=landing)
+        return stripe_source(base_url=config.stripe_base_url, api_key=config.stripe_api_key,
+                             landing_dir=landing, mask=config.mask)
     if name == "crm":
-        return hubspot_source(base_url=config.hubspot_base_url, token=config.hubspot_token)
+        return hubspot_source(base_url=config.hubspot_base_url, token=config.hubspot_token, mask=config.mask)
     if name == "marketing":
-        return brevo_source(base_url=config.brevo_base_url, api_key=config.brevo_api_key)
+        return brevo_source(base_url=config.brevo_base_url, api_key=config.brevo_api_key, mask=config.mask)
     raise ValueError(f"unknown source {name!r}; expected one of {SOURCE_NAMES}")
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import httpx
 
+from ingestion.sources.http import scrub
+
 CALENDLY_EVENTS = ("invitee.created", "invitee.canceled")
 STRIPE_EVENTS = (
     "checkout.session.completed", "charge.refunded", "invoice.paid", "invoice.payment_failed",
@@ -41,12 +43,14 @@ def register_webhooks(
     """Make sure Calendly and Stripe deliver to ``{public_url}/webhooks/...``; returns what was done."""
     public_url = public_url.rstrip("/")
     client = http or httpx.Client(timeout=30.0)
+    # Kept out of every error: a vendor may echo any credential it ever received.
+    secrets = (calendly_token, calendly_signing_key, stripe_api_key)
     try:
         return [
             _register_calendly(client, calendly_base_url.rstrip("/"), calendly_token, calendly_signing_key,
-                               f"{public_url}/webhooks/calendly"),
+                               f"{public_url}/webhooks/calendly", secrets),
             _register_stripe(client, stripe_base_url.rstrip("/"), stripe_api_key,
-                             f"{public_url}/webhooks/stripe"),
+                             f"{public_url}/webhooks/stripe", secrets),
         ]
     finally:
         if http is None:
@@ -68,15 +72,12 @@ def _check(vendor: str, response: httpx.Response, secrets: tuple[str, ...]) -> d
     else:
         message = ": ".join(str(body[k]) for k in ("title", "message") if body.get(k))
     message = message or response.reason_phrase or "no message"
-    for secret in secrets:
-        if secret:
-            message = message.replace(secret, "***")
-    raise WebhookRegistrationError(vendor, response.status_code, message)
+    raise WebhookRegistrationError(vendor, response.status_code, scrub(message, secrets))
 
 
-def _register_calendly(client: httpx.Client, base_url: str, token: str, signing_key: str, url: str) -> str:
+def _register_calendly(client: httpx.Client, base_url: str, token: str, signing_key: str, url: str,
+                       secrets: tuple[str, ...]) -> str:
     headers = {"Authorization": f"Bearer {token}"}
-    secrets = (token, signing_key)
     me = _check("Calendly", client.get(f"{base_url}/users/me", headers=headers), secrets)
     organization = me["resource"]["current_organization"]
     existing = None
@@ -106,9 +107,9 @@ def _register_calendly(client: httpx.Client, base_url: str, token: str, signing_
             f"events {', '.join(CALENDLY_EVENTS)}, signed with CALENDLY_WEBHOOK_SIGNING_KEY.")
 
 
-def _register_stripe(client: httpx.Client, base_url: str, api_key: str, url: str) -> str:
+def _register_stripe(client: httpx.Client, base_url: str, api_key: str, url: str, secrets: tuple[str, ...]
+                     ) -> str:
     headers = {"Authorization": f"Bearer {api_key}"}
-    secrets = (api_key,)
     params: dict[str, str | int] = {"limit": PAGE_SIZE}
     while True:
         page = _check("Stripe", client.get(f"{base_url}/v1/webhook_endpoints", params=params, headers=headers),

@@ -11,7 +11,7 @@ from dagster_dbt import DbtCliResource
 from dagster_dlt import DagsterDltResource
 
 from ingestion.pipelines import IngestionConfig
-from orchestration.settings import Settings
+from orchestration.settings import Secret, Settings, secret_values
 
 
 class LifecycleSettings(dg.ConfigurableResource):
@@ -25,7 +25,7 @@ def ingestion_config(settings: Settings, *, with_credentials: bool = True) -> In
     """What the dlt sources need. Without credentials: for building asset definitions, which must not hold
     secrets (they end up in asset metadata shown in the UI)."""
 
-    def secret(value) -> str:
+    def secret(value: Secret) -> str:
         return value.reveal() if with_credentials else "placeholder"
 
     return IngestionConfig(
@@ -40,6 +40,7 @@ def ingestion_config(settings: Settings, *, with_credentials: bool = True) -> In
         calendly_token=secret(settings.calendly_token),
         stripe_base_url=settings.stripe_base_url,
         stripe_api_key=secret(settings.stripe_api_key),
+        mask=secret_values(settings) if with_credentials else (),
     )
 
 

@@ -6,9 +6,11 @@ shows ``***`` instead of the value.
 
 from __future__ import annotations
 
+import hmac
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from dotenv import load_dotenv
 
@@ -20,20 +22,53 @@ REAL_BASE_URLS = {
 }
 
 
-class Secret(str):
-    """A string whose repr and str never show the value; use ``.reveal()`` where it is sent."""
+class Secret:
+    """A credential that never shows its value: str, repr and format give ``***``; json.dumps, pickling,
+    concatenation and indexing raise ``TypeError``. ``.reveal()`` is the one way out, where it is sent."""
 
-    def __repr__(self) -> str:
-        return "Secret('***')" if self.reveal() else "Secret('')"
+    __slots__ = ("_value",)
 
-    def __str__(self) -> str:
-        return "***" if self.reveal() else ""
-
-    def __format__(self, spec: str) -> str:
-        return str(self)
+    def __init__(self, value: str) -> None:
+        self._value = value
 
     def reveal(self) -> str:
-        return str.__str__(self)
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    def __str__(self) -> str:
+        return "***" if self._value else ""
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash((Secret, self._value))
+
+    def __reduce_ex__(self, protocol: int) -> NoReturn:
+        # Pickles end up in files (run storage, caches): a credential has no business there.
+        raise TypeError("a Secret cannot be pickled; pass .reveal() where the value is needed")
+
+    def __copy__(self) -> Secret:
+        return self
+
+    def __deepcopy__(self, memo: dict) -> Secret:
+        return self
+
+
+def secret_values(settings: Settings) -> tuple[str, ...]:
+    """Every non-empty secret a settings object holds: what the clients mask out of whatever a vendor says
+    (a vendor may echo any credential it ever received, not only the one of the current request)."""
+    return tuple(value.reveal() for value in vars(settings).values() if isinstance(value, Secret) and value)
 
 
 @dataclass(frozen=True)

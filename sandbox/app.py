@@ -44,6 +44,8 @@ class Sandbox:
             emulator.service.set_faults()
             emulator.service.limits_on = True
             emulator.service.reset_limits()
+            emulator.service.echo_credentials = False
+            emulator.service.echoed = 0
 
     def services(self, name: str | None) -> list:
         if name is None:
@@ -96,6 +98,23 @@ def admin_routes(sandbox: Sandbox) -> list[Route]:
                 service.reset_limits()
         return JSONResponse({"limits": body})
 
+    async def echo_credentials(request: Request) -> JSONResponse:
+        """``POST {"on": true|false, "service"?: name}``: error answers repeat the request's credential (a
+        careless vendor), for every service or one. ``GET``: per service, whether it is on and how many
+        answers echoed one so far. ``/reset`` turns it off."""
+        if request.method == "POST":
+            body = await read_json(request)
+            if not isinstance(body, dict) or not isinstance(body.get("on"), bool):
+                return JSONResponse({"error": 'body must be a JSON object with "on": true or false'},
+                                    status_code=400)
+            services = sandbox.services(body.get("service"))
+            if not services:
+                return JSONResponse({"error": f"unknown service {body.get('service')!r}"}, status_code=400)
+            for service in services:
+                service.echo_credentials = body["on"]
+        return JSONResponse({e.service.name: {"on": e.service.echo_credentials, "echoed": e.service.echoed}
+                             for e in sandbox.emulators.values()})
+
     async def webhook_deliveries(request: Request) -> JSONResponse:
         return JSONResponse(sandbox.webhooks.summary())
 
@@ -108,6 +127,7 @@ def admin_routes(sandbox: Sandbox) -> list[Route]:
         Route("/calls", calls, methods=["GET"]),
         Route("/faults", faults, methods=["POST"]),
         Route("/limits", limits, methods=["POST"]),
+        Route("/echo_credentials", echo_credentials, methods=["GET", "POST"]),
         Route("/webhooks", webhook_deliveries, methods=["GET"]),
         Route("/webhooks/flush", flush_webhooks, methods=["POST"]),
     ]

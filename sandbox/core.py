@@ -1,9 +1,13 @@
-"""Shared machinery of the emulators: auth, call counting, rate limits, fault injection.
+"""Shared machinery of the emulators: auth, call counting, rate limits, fault injection, careless echoes.
 
 Every emulated endpoint is declared with ``Service.route`` so that each request goes through the same
 gate, in the order a real API applies them: count the call, injected fault, authentication, rate limit,
 then the handler. Each vendor supplies its own error bodies and rate-limit headers, so the clients see
 exactly what the real service would send.
+
+Echo mode (``Service.echo_credentials``) plays a careless vendor: every error answer (4xx, 5xx, 429, and
+the per-row errors of a 207) repeats the credential the request presented inside its message field, so
+that tests can prove a client keeps it out of its logs, errors and stored reasons.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import json
 import os
 import random
 import threading
@@ -108,6 +113,8 @@ class Service:
         self.calls = calls
         self.faults = Faults()
         self.limits_on = True
+        self.echo_credentials = False
+        self.echoed = 0
         self.windows: dict[str, RollingWindow] = {}
         self.reset_limits()
 
@@ -135,6 +142,10 @@ class Service:
 
         def decorate(handler: Handler) -> Route:
             async def endpoint(request: Request) -> Response:
+                response = await gated(request)
+                return self._echoed(request, response) if self.echo_credentials else response
+
+            async def gated(request: Request) -> Response:
                 self.calls[key] += 1
                 fault = self.faults.draw()
                 if fault == "500":
@@ -164,6 +175,49 @@ class Service:
             return Route(path, endpoint, methods=[method])
 
         return decorate
+
+    def _echoed(self, request: Request, response: Response) -> Response:
+        """``response`` with the request's credential appended to every ``message`` of an error answer."""
+        credential = presented_credential(request)
+        if credential is None or not (response.status_code >= 400 or response.status_code == 207):
+            return response
+        try:
+            body = json.loads(getattr(response, "body", b""))
+        except ValueError:
+            return response
+        if not _append_to_messages(body, f" (credential presented: {credential})"):
+            if not isinstance(body, dict):
+                return response
+            body["message"] = f"credential presented: {credential}"
+        self.echoed += 1
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+        return JSONResponse(body, status_code=response.status_code, headers=headers)
+
+
+def presented_credential(request: Request) -> str | None:
+    """What the request authenticated with: Brevo's ``api-key`` header, else the ``Authorization`` value
+    after its scheme (the bearer token, Stripe's key)."""
+    api_key = request.headers.get("api-key")
+    if api_key:
+        return api_key
+    _, _, credential = request.headers.get("authorization", "").partition(" ")
+    return credential.strip() or None
+
+
+def _append_to_messages(body: Any, suffix: str) -> bool:
+    """Append ``suffix`` to every string ``message`` in ``body``, at any depth; True when there was one."""
+    found = False
+    if isinstance(body, dict):
+        for name, value in body.items():
+            if name == "message" and isinstance(value, str):
+                body[name] = value + suffix
+                found = True
+            else:
+                found = _append_to_messages(value, suffix) or found
+    elif isinstance(body, list):
+        for value in body:
+            found = _append_to_messages(value, suffix) or found
+    return found
 
 
 def unknown_route(routes: list[Route], *, not_found: Callable[[Request], Response],

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -102,8 +102,10 @@ def offset_pages(client: RestClient, path: str, params: dict[str, Any], key: str
 
 
 @dlt.source(name="brevo")
-def brevo_source(base_url: str = BASE_URL, api_key: str = dlt.secrets.value) -> list[DltResource]:
-    """Brevo contacts (cursor ``modifiedAt``) and transactional email events (cursor ``date``)."""
+def brevo_source(base_url: str = BASE_URL, api_key: str = dlt.secrets.value, mask: Sequence[str] = ()
+                 ) -> list[DltResource]:
+    """Brevo contacts (cursor ``modifiedAt``) and transactional email events (cursor ``date``). ``mask``:
+    other secrets to keep out of errors, should Brevo echo one."""
 
     @dlt.resource(name="contacts", primary_key="id", write_disposition="merge", columns=CONTACT_COLUMNS,
                   max_table_nesting=1)
@@ -113,7 +115,7 @@ def brevo_source(base_url: str = BASE_URL, api_key: str = dlt.secrets.value) -> 
         params: dict[str, Any] = {"sort": "asc"}
         if modified_at.last_value is not None:
             params["modifiedSince"] = iso_utc(modified_at.last_value)
-        with brevo_client(base_url, api_key) as client:
+        with brevo_client(base_url, api_key, mask) as client:
             for page in offset_pages(client, "/contacts", params, "contacts", CONTACTS_PAGE_SIZE):
                 yield [{**contact, "modifiedAt": parse_timestamp(contact.get("modifiedAt"))} for contact in page]
 
@@ -125,7 +127,7 @@ def brevo_source(base_url: str = BASE_URL, api_key: str = dlt.secrets.value) -> 
             today = datetime.now(UTC).date()
             start = min(parse_timestamp(date.last_value).date() - timedelta(days=1), today)
             params.update(startDate=start.isoformat(), endDate=today.isoformat())
-        with brevo_client(base_url, api_key) as client:
+        with brevo_client(base_url, api_key, mask) as client:
             for page in offset_pages(client, "/smtp/statistics/events", params, "events", EVENTS_PAGE_SIZE):
                 yield events_table(page)
 

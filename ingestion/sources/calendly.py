@@ -25,7 +25,7 @@ memberships, guests) are JSON columns rather than child tables.
 # ruff: noqa: B008 -- dlt declares incremental cursors as argument defaults
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dlt
@@ -129,15 +129,17 @@ def calendly_source(
     base_url: str = BASE_URL,
     token: str = dlt.secrets.value,
     landing_dir: str = dlt.config.value,
+    mask: Sequence[str] = (),
 ) -> list[DltResource]:
-    """Calendly webhooks from the landing zone and scheduled events + invitees from the REST API."""
+    """Calendly webhooks from the landing zone and scheduled events + invitees from the REST API.
+    ``mask``: other secrets to keep out of errors, should Calendly echo one."""
 
     @dlt.resource(name="scheduled_events", primary_key="uri", write_disposition="merge",
                   columns=EVENT_COLUMNS, max_table_nesting=1)
     def scheduled_events(
         updated_at: dlt.sources.incremental[Any] = dlt.sources.incremental("updated_at"),
     ) -> Iterator[TDataItems]:
-        with calendly_client(base_url, token) as client:
+        with calendly_client(base_url, token, mask) as client:
             me = client.get("/users/me")["resource"]
             params: dict[str, Any] = {"organization": me["current_organization"], "count": PAGE_SIZE}
             while True:
@@ -155,7 +157,7 @@ def calendly_source(
                      write_disposition="merge", columns=INVITEE_COLUMNS, max_table_nesting=1)
     def invitees(events: list[dict[str, Any]]) -> Iterator[TDataItems]:
         """Invitees of the events that changed since the last run (the parent's cursor filtered them)."""
-        with calendly_client(base_url, token) as client:
+        with calendly_client(base_url, token, mask) as client:
             for event in events:
                 path = f"/scheduled_events/{uuid_of(event['uri'])}/invitees"
                 params: dict[str, Any] = {"count": PAGE_SIZE}

@@ -6,8 +6,9 @@ Why our own small client rather than dlt's ``RESTClient``: each vendor says "slo
 ``after`` cursors, numeric search offsets that cap at 10,000, ``page_token``, ``starting_after``, offsets)
 are each a few lines in the source that owns them. httpx also lets tests swap in a ``MockTransport``.
 
-Errors never carry credentials: messages name the vendor, method, path and the vendor's own message, and
-any occurrence of the secret in that message is masked.
+Errors never carry credentials: messages name the vendor, method, path and the vendor's own message, and a
+vendor may echo a credential in that message, so every secret the client is given (its own and any other the
+caller wants kept out, e.g. every configured one) is replaced by ``***`` before the message is raised.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Self
@@ -25,6 +26,7 @@ import httpx
 
 logger = logging.getLogger(__name__)
 
+MASK = "***"
 RETRY_HINT_HEADERS: tuple[tuple[str, float], ...] = (
     ("retry-after", 1.0),
     ("x-hubspot-ratelimit-interval-milliseconds", 0.001),
@@ -32,6 +34,25 @@ RETRY_HINT_HEADERS: tuple[tuple[str, float], ...] = (
     ("x-ratelimit-reset", 1.0),
 )
 """Headers that say how long to wait after a 429, with the factor that turns each into seconds."""
+
+
+def scrub(value: Any, secrets: Iterable[str]) -> Any:
+    """``value`` (vendor text, or a decoded JSON body) with every secret replaced by ``***`` at any depth."""
+    # Longest first, so that a secret containing another is masked whole.
+    ordered = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+
+    def clean(item: Any) -> Any:
+        if isinstance(item, str):
+            for secret in ordered:
+                item = item.replace(secret, MASK)
+            return item
+        if isinstance(item, dict):
+            return {clean(key): clean(inner) for key, inner in item.items()}
+        if isinstance(item, list):
+            return [clean(inner) for inner in item]
+        return item
+
+    return clean(value)
 
 
 class ApiError(RuntimeError):
@@ -80,12 +101,13 @@ def retry_hint_seconds(headers: Mapping[str, str]) -> float | None:
     return None
 
 
-def vendor_message(response: httpx.Response) -> str:
-    """The human part of a vendor error body, wherever that vendor puts it."""
+def vendor_message(response: httpx.Response, secrets: Iterable[str]) -> str:
+    """The human part of a vendor error body, wherever that vendor puts it, with ``secrets`` masked (before
+    it is cut short, so that no part of one survives)."""
     try:
-        body = response.json()
+        body = scrub(response.json(), secrets)
     except ValueError:
-        return response.text[:500] or response.reason_phrase
+        return scrub(response.text, secrets)[:500] or response.reason_phrase
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict) and error.get("message"):
@@ -125,14 +147,14 @@ class RestClient:
         base_url: str,
         auth_headers: Mapping[str, str],
         *,
-        secret: str = "",
+        secrets: Iterable[str] = (),
         retry: RetryPolicy = RetryPolicy(),
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.vendor = vendor
         self.retry = retry
-        self._secret = secret
+        self._secrets = tuple(secrets)
         self._sleep = sleep
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
@@ -175,7 +197,7 @@ class RestClient:
             if status == 429:
                 waits += 1
                 if waits > self.retry.max_rate_limit_waits:
-                    raise self._error(method, path, status, vendor_message(response))
+                    raise self._error(method, path, status, vendor_message(response, self._secrets))
                 hint = retry_hint_seconds(response.headers)
                 delay = self.retry.backoff(waits) if hint is None else min(hint, self.retry.max_delay)
                 self._pause(method, path, "HTTP 429", delay)
@@ -183,11 +205,11 @@ class RestClient:
             if status >= 500:
                 errors += 1
                 if errors > self.retry.max_error_retries:
-                    raise self._error(method, path, status, vendor_message(response))
+                    raise self._error(method, path, status, vendor_message(response, self._secrets))
                 self._pause(method, path, f"HTTP {status}", self.retry.backoff(errors))
                 continue
             if status >= 400:
-                raise self._error(method, path, status, vendor_message(response))
+                raise self._error(method, path, status, vendor_message(response, self._secrets))
             if status == 204 or not response.content:
                 return None
             return response.json()
@@ -197,22 +219,24 @@ class RestClient:
         self._sleep(delay)
 
     def _error(self, method: str, path: str, status: int | None, message: str) -> ApiError:
-        if self._secret:
-            message = message.replace(self._secret, "***")
         return ApiError(self.vendor, method, path, status, message)
 
 
-def hubspot_client(base_url: str, token: str, **kwargs: Any) -> RestClient:
-    return RestClient("hubspot", base_url, {"Authorization": f"Bearer {token}"}, secret=token, **kwargs)
+def hubspot_client(base_url: str, token: str, mask: Iterable[str] = (), **kwargs: Any) -> RestClient:
+    """``mask`` (here and below): other secrets to keep out of errors, should the vendor echo one."""
+    return RestClient("hubspot", base_url, {"Authorization": f"Bearer {token}"}, secrets=(token, *mask),
+                      **kwargs)
 
 
-def brevo_client(base_url: str, api_key: str, **kwargs: Any) -> RestClient:
-    return RestClient("brevo", base_url, {"api-key": api_key}, secret=api_key, **kwargs)
+def brevo_client(base_url: str, api_key: str, mask: Iterable[str] = (), **kwargs: Any) -> RestClient:
+    return RestClient("brevo", base_url, {"api-key": api_key}, secrets=(api_key, *mask), **kwargs)
 
 
-def calendly_client(base_url: str, token: str, **kwargs: Any) -> RestClient:
-    return RestClient("calendly", base_url, {"Authorization": f"Bearer {token}"}, secret=token, **kwargs)
+def calendly_client(base_url: str, token: str, mask: Iterable[str] = (), **kwargs: Any) -> RestClient:
+    return RestClient("calendly", base_url, {"Authorization": f"Bearer {token}"}, secrets=(token, *mask),
+                      **kwargs)
 
 
-def stripe_client(base_url: str, api_key: str, **kwargs: Any) -> RestClient:
-    return RestClient("stripe", base_url, {"Authorization": f"Bearer {api_key}"}, secret=api_key, **kwargs)
+def stripe_client(base_url: str, api_key: str, mask: Iterable[str] = (), **kwargs: Any) -> RestClient:
+    return RestClient("stripe", base_url, {"Authorization": f"Bearer {api_key}"}, secrets=(api_key, *mask),
+                      **kwargs)

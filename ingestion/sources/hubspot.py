@@ -143,8 +143,10 @@ def hubspot_source(
     base_url: str = BASE_URL,
     token: str = dlt.secrets.value,
     properties: Sequence[str] = DEFAULT_CONTACT_PROPERTIES,
+    mask: Sequence[str] = (),
 ) -> list[DltResource]:
-    """HubSpot contacts (incremental on ``lastmodifieddate``) and owners."""
+    """HubSpot contacts (incremental on ``lastmodifieddate``) and owners. ``mask``: other secrets to keep
+    out of errors, should HubSpot echo one."""
     requested = list(dict.fromkeys([*properties, *TIMESTAMP_PROPERTIES]))
     contact_columns = {
         **{name: {"data_type": "text"} for name in requested},
@@ -156,7 +158,7 @@ def hubspot_source(
     def contacts(
         lastmodifieddate: dlt.sources.incremental[Any] = dlt.sources.incremental("lastmodifieddate"),
     ) -> Iterator[TDataItems]:
-        with hubspot_client(base_url, token) as client:
+        with hubspot_client(base_url, token, mask) as client:
             if lastmodifieddate.last_value is None:
                 pages = list_contacts(client, requested)
             else:
@@ -170,7 +172,7 @@ def hubspot_source(
         updated_at: dlt.sources.incremental[Any] = dlt.sources.incremental("updatedAt"),
     ) -> Iterator[TDataItems]:
         params: dict[str, Any] = {"limit": LIST_PAGE_SIZE}
-        with hubspot_client(base_url, token) as client:
+        with hubspot_client(base_url, token, mask) as client:
             while True:
                 page = client.get("/crm/v3/owners", params)
                 rows = [{**owner, "updatedAt": parse_timestamp(owner.get("updatedAt"))}

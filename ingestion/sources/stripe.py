@@ -22,7 +22,7 @@ Tables:
 # ruff: noqa: B008 -- dlt declares incremental cursors as argument defaults
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dlt
@@ -96,8 +96,10 @@ def stripe_source(
     base_url: str = BASE_URL,
     api_key: str = dlt.secrets.value,
     landing_dir: str = dlt.config.value,
+    mask: Sequence[str] = (),
 ) -> list[DltResource]:
-    """Stripe webhooks from the landing zone plus events and checkout sessions from the REST API."""
+    """Stripe webhooks from the landing zone plus events and checkout sessions from the REST API.
+    ``mask``: other secrets to keep out of errors, should Stripe echo one."""
 
     @dlt.resource(name="events", primary_key="id", write_disposition="merge", columns=EVENT_COLUMNS,
                   max_table_nesting=1)
@@ -106,7 +108,7 @@ def stripe_source(
         params: dict[str, Any] = {"limit": PAGE_SIZE}
         if created.last_value is not None:
             params["created[gte]"] = created.last_value
-        with stripe_client(base_url, api_key) as client:
+        with stripe_client(base_url, api_key, mask) as client:
             for page in list_pages(client, "/v1/events", params):
                 yield [event_row(event) for event in page]
 
@@ -118,7 +120,7 @@ def stripe_source(
         params: dict[str, Any] = {"limit": PAGE_SIZE, "expand[]": "data.line_items"}
         if created.last_value is not None:
             params["created[gte]"] = created.last_value
-        with stripe_client(base_url, api_key) as client:
+        with stripe_client(base_url, api_key, mask) as client:
             yield from list_pages(client, "/v1/checkout/sessions", params)
 
     @dlt.transformer(data_from=checkout_session_pages, name="checkout_sessions", primary_key="id",
@@ -134,7 +136,7 @@ def stripe_source(
         for session in sessions:
             line_items = session.get("line_items") or {}
             if line_items.get("has_more"):
-                with stripe_client(base_url, api_key) as client:
+                with stripe_client(base_url, api_key, mask) as client:
                     items = [item for page in list_pages(client, f"/v1/checkout/sessions/{session['id']}/line_items",
                                                          {"limit": PAGE_SIZE}) for item in page]
             else:

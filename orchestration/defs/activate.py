@@ -46,7 +46,7 @@ from activations.sends import SETTLE_SECONDS, SendResult, send_due
 from orchestration.defs.ingest import WAREHOUSE_POOL
 from orchestration.defs.transform import AS_OF_TAG
 from orchestration.resources import LifecycleSettings
-from orchestration.settings import Settings
+from orchestration.settings import Settings, secret_values
 
 Adapter = HubSpotContacts | HubSpotNotes | BrevoContacts | BrevoListMembers
 
@@ -72,11 +72,13 @@ class Activation:
 
 
 def _hubspot(settings: Settings) -> HubSpotClient:
-    return HubSpotClient(settings.hubspot_token.reveal(), settings.hubspot_base_url)
+    return HubSpotClient(settings.hubspot_token.reveal(), settings.hubspot_base_url,
+                         mask=secret_values(settings))
 
 
 def _brevo(settings: Settings) -> BrevoClient:
-    return BrevoClient(settings.brevo_api_key.reveal(), settings.brevo_base_url)
+    return BrevoClient(settings.brevo_api_key.reveal(), settings.brevo_base_url,
+                       mask=secret_values(settings))
 
 
 ACTIVATIONS = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 
@@ -10,6 +11,7 @@ import pytest
 
 from activations.brevo import LIFECYCLE_ATTRIBUTES, BrevoClient
 from activations.http import ApiError, MaybeApplied, RetryPolicy
+from tests.leaks import leaks
 
 KEY = "xkeysib-sandbox"
 FAST = RetryPolicy(base_delay=0.01, max_delay=5.0, timeout=10.0)
@@ -208,14 +210,35 @@ def test_a_send_answered_with_500_is_not_resent_blindly(brevo: BrevoClient, admi
     assert brevo.find_sent("key-500") == []
 
 
-def test_a_bad_key_fails_without_showing_it(sandbox_url: str) -> None:
-    secret = "xkeysib-0123456789abcdef-secret"
-    with BrevoClient(secret, sandbox_url + "/brevo/v3", policy=FAST) as client, pytest.raises(ApiError) as caught:
-        client.ensure_attributes()
+def test_a_vendor_echoing_the_key_never_gets_it_logged_raised_or_stored(
+        sandbox_url: str, admin: httpx.Client, caplog: pytest.LogCaptureFixture) -> None:
+    """The sandbox's echo mode repeats the request's api-key in every error message, as a careless vendor
+    would: in the retried 429s and 500s of imports (logged), in the reason of a rejected list change
+    (stored in sync_log), and in the 401 that is raised. None of them shows the key."""
+    admin.post("/limits", json={"service": "brevo", "off": True}).raise_for_status()  # sleeps are not real
+    admin.post("/echo_credentials", json={"on": True, "service": "brevo"}).raise_for_status()
+    with caplog.at_level(logging.INFO, logger="activations"), \
+            BrevoClient(KEY, sandbox_url + "/brevo/v3", policy=FAST, sleep=lambda _: None) as client:
+        list_id = client.ensure_lists(["Churned"])["Churned"]
+        admin.post("/faults", json={"service": "brevo", "rate_429": 0.3, "rate_500": 0.2, "seed": 5})
+        imported = [client.upsert_contacts([{"email": f"p{i}@example.com"}]) for i in range(6)]
+        admin.post("/faults", json={})
+        client.add_to_list(list_id, ["p0@example.com"])
+        repeated = client.add_to_list(list_id, ["p0@example.com"])
+    wrong = "xkeysib-0123456789abcdef-secret"
+    with BrevoClient(wrong, sandbox_url + "/brevo/v3", policy=FAST) as bad_client, \
+            pytest.raises(ApiError) as caught:
+        bad_client.ensure_attributes()
 
-    assert caught.value.status == 401
-    assert "unauthorized" in str(caught.value)
-    assert secret not in str(caught.value) and secret not in repr(caught.value)
+    retried = [r for r in caplog.records if "retrying" in r.getMessage()]
+    assert client.stats.rate_limited >= 1 and client.stats.retries > client.stats.rate_limited
+    assert retried and all("credential presented: ***" in r.getMessage() for r in retried)
+    assert all(o[0].accepted for o in imported)
+    assert repeated[0].status == "rejected" and "credential presented: ***" in repeated[0].error
+    assert caught.value.status == 401 and "unauthorized" in str(caught.value)
+    assert "credential presented: ***" in caught.value.body["message"]
+    assert leaks(KEY, caplog.records, *imported, *repeated) == []
+    assert leaks(wrong, caplog.records, caught.value) == []
 
 
 class Recording(httpx.HTTPTransport):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 
 from activations.http import ApiError, RetryPolicy
 from activations.hubspot import LIFECYCLE_PROPERTIES, HubSpotClient, Note
+from tests.leaks import leaks
 
 TOKEN = "pat-sandbox"
 FAST = RetryPolicy(base_delay=0.01, max_delay=5.0, timeout=10.0)
@@ -240,14 +242,47 @@ def test_500s_give_up_after_the_attempt_budget(sandbox_url: str, admin: httpx.Cl
     assert calls(admin, "POST", "/crm/v3/objects/contacts/batch/upsert") == 3
 
 
-def test_a_bad_token_fails_without_showing_it(sandbox_url: str) -> None:
-    secret = "pat-na1-this-is-a-secret-token"
-    with HubSpotClient(secret, sandbox_url + "/hubspot", policy=FAST) as client, pytest.raises(ApiError) as caught:
-        client.upsert_contacts(rows(1))
+def test_a_vendor_echoing_the_token_never_gets_it_logged_raised_or_stored(
+        sandbox_url: str, admin: httpx.Client, caplog: pytest.LogCaptureFixture) -> None:
+    """The sandbox's echo mode repeats the request's credential in every error message, as a careless vendor
+    would: in the 429s and 500s that are retried (and logged), in a row's rejection reason (stored in
+    sync_log), and in the 401 that is raised. None of them shows the token; each shows the mask instead."""
+    admin.post("/echo_credentials", json={"on": True}).raise_for_status()
+    admin.post("/faults", json={"service": "hubspot", "rate_429": 0.3, "rate_500": 0.3, "seed": 1}).raise_for_status()
+    with caplog.at_level(logging.INFO, logger="activations"), \
+            HubSpotClient(TOKEN, sandbox_url + "/hubspot", policy=FAST, sleep=lambda _: None) as client:
+        client.ensure_properties()
+        outcomes = client.upsert_contacts([*rows(3), {"email": "bad@example.com", "hs_lead_status": "NOT_A_STATUS"}])
+    admin.post("/faults", json={}).raise_for_status()
+    wrong = "pat-na1-this-is-a-secret-token"
+    with HubSpotClient(wrong, sandbox_url + "/hubspot", policy=FAST) as bad_client, \
+            pytest.raises(ApiError) as caught:
+        bad_client.upsert_contacts(rows(1))
 
-    assert caught.value.status == 401
-    assert "INVALID_AUTHENTICATION" in str(caught.value)
-    assert secret not in str(caught.value) and secret not in repr(caught.value)
+    retried = [r for r in caplog.records if "retrying" in r.getMessage()]
+    assert client.stats.rate_limited >= 1 and client.stats.retries > client.stats.rate_limited
+    assert retried and all("credential presented: ***" in r.getMessage() for r in retried)
+    assert [o.status for o in outcomes] == ["accepted"] * 3 + ["rejected"]
+    assert "credential presented: ***" in outcomes[3].error
+    assert caught.value.status == 401 and "INVALID_AUTHENTICATION" in str(caught.value)
+    assert "credential presented: ***" in caught.value.body["message"]
+    assert leaks(TOKEN, caplog.records, *outcomes) == []
+    assert leaks(wrong, caplog.records, caught.value) == []
+
+
+def test_any_configured_secret_a_vendor_echoes_is_masked_not_only_the_token() -> None:
+    other = "xkeysib-configured-for-brevo"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"status": "error", "category": "VALIDATION_ERROR",
+                                         "message": f"we also know {other}", "correlationId": "c"})
+
+    with HubSpotClient(TOKEN, "https://api.example.test", mask=(other,), transport=httpx.MockTransport(handler)
+                       ) as client, pytest.raises(ApiError) as caught:
+        client.ensure_properties()
+
+    assert "we also know ***" in str(caught.value)
+    assert leaks(other, [], caught.value) == []
 
 
 def test_note_timestamps_in_epoch_milliseconds_are_read_as_instants() -> None:

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 
 import httpx
 import pytest
 
 from ingestion.pipelines import SOURCE_NAMES, IngestionConfig, build_source
-from ingestion.sources.http import ApiError, RestClient, RetryPolicy, hubspot_client
+from ingestion.sources.http import (
+    ApiError,
+    RestClient,
+    RetryPolicy,
+    brevo_client,
+    calendly_client,
+    hubspot_client,
+    stripe_client,
+)
 from ingestion.sources.hubspot import search_modified_since
+from tests.leaks import leaks
 
 TOKEN = "pat-na1-very-secret"
 
@@ -73,20 +83,77 @@ def test_retries_are_bounded_and_the_error_names_the_endpoint() -> None:
     assert str(caught.value) == "hubspot GET /crm/v3/owners failed (HTTP 500): boom"
 
 
-def test_a_client_error_is_raised_at_once_with_the_vendor_message_and_never_the_token() -> None:
+def test_a_client_error_is_raised_at_once_with_the_vendor_message() -> None:
     sleeps: list[float] = []
-    body = {"status": "error", "category": "INVALID_AUTHENTICATION",
-            "message": f"The token {TOKEN} is not valid", "correlationId": "c-1"}
+    body = {"status": "error", "category": "INVALID_AUTHENTICATION", "message": "The token is not valid",
+            "correlationId": "c-1"}
     handler = sequence(httpx.Response(401, json=body))
 
     with client(handler, sleeps) as api, pytest.raises(ApiError) as caught:
         api.get("/crm/v3/objects/contacts", {"limit": 100})
 
-    message = str(caught.value)
     assert sleeps == []
-    assert TOKEN not in message
-    assert "hubspot GET /crm/v3/objects/contacts failed (HTTP 401)" in message
-    assert "INVALID_AUTHENTICATION" in message and "The token *** is not valid" in message
+    assert str(caught.value) == ("hubspot GET /crm/v3/objects/contacts failed (HTTP 401): "
+                                 "INVALID_AUTHENTICATION: The token is not valid")
+
+
+ECHOING_VENDORS = [
+    # client factory, path prefix in the sandbox, the credential the sandbox accepts, an endpoint to read
+    (hubspot_client, "/hubspot", "pat-sandbox", "/crm/v3/owners"),
+    (brevo_client, "/brevo/v3", "xkeysib-sandbox", "/contacts"),
+    (calendly_client, "/calendly", "calendly-sandbox", "/users/me"),
+    (stripe_client, "/stripe", "sk_test_sandbox", "/v1/events"),
+]
+
+
+@pytest.mark.parametrize(("make_client", "prefix", "credential", "path"), ECHOING_VENDORS,
+                         ids=[vendor[1].split("/")[1] for vendor in ECHOING_VENDORS])
+def test_a_vendor_echoing_the_credential_never_gets_it_logged_or_raised(
+        make_client: Callable[..., RestClient], prefix: str, credential: str, path: str, sandbox_url: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The sandbox's echo mode repeats the request's credential in every error message, as a careless vendor
+    would: in the 429s and 500s that are retried (and logged) and in the 401 that is raised."""
+    admin = f"{sandbox_url}/_sandbox"
+    httpx.post(f"{admin}/echo_credentials", json={"on": True}).raise_for_status()
+    httpx.post(f"{admin}/faults", json={"rate_429": 0.3, "rate_500": 0.3, "seed": 2}).raise_for_status()
+    retry = RetryPolicy(base_delay=0.001, max_delay=0.001)
+    with caplog.at_level(logging.INFO, logger="ingestion"), \
+            make_client(sandbox_url + prefix, credential, sleep=lambda _: None, retry=retry) as api:
+        for _ in range(6):
+            api.get(path)
+    httpx.post(f"{admin}/faults", json={}).raise_for_status()
+    wrong = credential + "-0123456789-wrong"
+    with make_client(sandbox_url + prefix, wrong, retry=retry) as api, pytest.raises(ApiError) as caught:
+        api.get(path)
+
+    echoed = httpx.get(f"{admin}/echo_credentials").json()[prefix.split("/")[1]]["echoed"]
+    assert [r for r in caplog.records if "retrying" in r.getMessage()]
+    assert echoed > 1, "the sandbox echoed the credential in the retried errors and in the 401"
+    assert caught.value.status == 401 and "credential presented: ***" in str(caught.value)
+    assert leaks(credential, caplog.records) == []
+    assert leaks(wrong, caplog.records, caught.value) == []
+
+
+def test_any_configured_secret_a_vendor_echoes_is_masked_not_only_the_token() -> None:
+    other = "whsec_configured-for-stripe"
+    handler = sequence(httpx.Response(400, json={"message": f"we also know {other}"}))
+
+    with hubspot_client("https://api.example.test", TOKEN, mask=(other,), transport=httpx.MockTransport(handler),
+                        sleep=[].append) as api, pytest.raises(ApiError) as caught:
+        api.get("/crm/v3/owners")
+
+    assert str(caught.value).endswith("we also know ***")
+    assert leaks(other, [], caught.value) == []
+
+
+def test_a_long_text_error_is_masked_before_it_is_cut_short() -> None:
+    """A secret straddling the cut of a long plain-text error body must not leave its head behind."""
+    handler = sequence(httpx.Response(400, text="x" * 490 + f" {TOKEN} " + "y" * 100))
+
+    with client(handler, []) as api, pytest.raises(ApiError) as caught:
+        api.get("/crm/v3/owners")
+
+    assert TOKEN[:9] not in str(caught.value) and "***" in str(caught.value)
 
 
 def test_requests_carry_the_vendor_auth_header() -> None:

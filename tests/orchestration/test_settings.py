@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import pickle
 from pathlib import Path
 
 import pytest
 
-from orchestration.settings import REAL_BASE_URLS, Settings, sandbox_environment
+from orchestration.settings import REAL_BASE_URLS, Secret, Settings, sandbox_environment, secret_values
 
 
 def test_defaults_point_at_the_real_services_and_local_home(tmp_path: Path) -> None:
@@ -53,3 +55,40 @@ def test_the_brevo_settle_time_is_a_setting_in_seconds() -> None:
     for bad in ("soon", "-5", "nan", "inf"):
         with pytest.raises(ValueError, match="LIFECYCLE_BREVO_SETTLE_SECONDS must be a number of seconds"):
             Settings.from_env({"LIFECYCLE_BREVO_SETTLE_SECONDS": bad})
+
+
+@pytest.mark.parametrize("use", [
+    pytest.param(json.dumps, id="json.dumps"),
+    pytest.param(lambda secret: json.dumps({"token": secret}), id="json.dumps nested"),
+    pytest.param(pickle.dumps, id="pickle"),
+    pytest.param(lambda secret: pickle.dumps(Settings.from_env({"HUBSPOT_TOKEN": "x"})), id="pickle settings"),
+    pytest.param(lambda secret: secret + "suffix", id="secret + str"),
+    pytest.param(lambda secret: "Bearer " + secret, id="str + secret"),
+    pytest.param(lambda secret: ", ".join([secret]), id="join"),  # noqa: FLY002
+    pytest.param(lambda secret: secret[:4], id="slice"),
+    pytest.param(lambda secret: secret[0], id="index"),
+])
+def test_a_secret_refuses_to_be_serialized_concatenated_or_sliced(use) -> None:
+    with pytest.raises(TypeError):
+        use(Secret("pat-na1-very-secret"))
+
+
+def test_a_secret_shows_only_a_mask_and_reveals_on_request() -> None:
+    secret = Secret("pat-na1-very-secret")
+    shown = [str(secret), repr(secret), f"{secret}", f"{secret!r}", f"{secret:>30}",
+             "%s %r" % (secret, secret), "{}".format(secret),  # noqa: UP031, UP032
+             json.dumps({"token": secret}, default=str)]
+
+    assert all("very-secret" not in text and "***" in text for text in shown)
+    assert secret.reveal() == "pat-na1-very-secret"
+    assert secret == Secret("pat-na1-very-secret") and secret != Secret("other") and bool(secret)
+    assert str(Secret("")) == "" and not Secret("")
+
+
+def test_secret_values_lists_every_configured_secret_for_the_clients_to_mask(tmp_path: Path) -> None:
+    env = sandbox_environment("http://127.0.0.1:9999", tmp_path)
+    env["CALENDLY_TOKEN"] = ""
+
+    assert sorted(secret_values(Settings.from_env(env))) == sorted(
+        env[name] for name in ("HUBSPOT_TOKEN", "BREVO_API_KEY", "CALENDLY_WEBHOOK_SIGNING_KEY",
+                               "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET"))
