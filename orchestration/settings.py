@@ -19,6 +19,9 @@ REAL_BASE_URLS = {
     "stripe": "https://api.stripe.com",
 }
 
+DEFAULT_RUN_WAIT_SECONDS = 1800
+"""How long ``lifecycle run`` waits for another run (or another process holding the warehouse) to finish."""
+
 
 class Secret(str):
     """A string whose repr and str never show the value; use ``.reveal()`` where it is sent."""
@@ -49,6 +52,9 @@ class Settings:
     stripe_base_url: str
     stripe_api_key: Secret = field(repr=False)
     stripe_webhook_secret: Secret = field(repr=False)
+    run_wait_seconds: int
+    alert_webhook_url: Secret = field(repr=False)
+    """Slack-compatible incoming webhook for failed and partial runs; its URL usually embeds a token."""
 
     @property
     def warehouse_path(self) -> Path:
@@ -75,6 +81,13 @@ class Settings:
         def get(name: str, default: str = "") -> str:
             return environ.get(name) or default
 
+        def seconds(name: str, default: int) -> int:
+            """A whole number of seconds, 0 or more; a clear error for anything else."""
+            text = get(name, str(default)).strip()
+            if not (text.isascii() and text.isdigit()):
+                raise ValueError(f"{name} must be a whole number of seconds (0 or more), got {text!r}")
+            return int(text)
+
         return cls(
             home=Path(get("LIFECYCLE_HOME", "./.lifecycle")).resolve(),
             hubspot_base_url=get("HUBSPOT_BASE_URL", REAL_BASE_URLS["hubspot"]).rstrip("/"),
@@ -87,6 +100,8 @@ class Settings:
             stripe_base_url=get("STRIPE_BASE_URL", REAL_BASE_URLS["stripe"]).rstrip("/"),
             stripe_api_key=Secret(get("STRIPE_API_KEY")),
             stripe_webhook_secret=Secret(get("STRIPE_WEBHOOK_SECRET")),
+            run_wait_seconds=seconds("LIFECYCLE_RUN_WAIT_SECONDS", DEFAULT_RUN_WAIT_SECONDS),
+            alert_webhook_url=Secret(get("LIFECYCLE_ALERT_WEBHOOK_URL")),
         )
 
 

@@ -11,6 +11,7 @@ import pytest
 from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
 
 from orchestration.defs import automation
+from orchestration.liveness import IN_FLIGHT_STATUSES
 from orchestration.settings import Settings
 
 
@@ -93,7 +94,7 @@ def test_schedule_requests_a_run_when_nothing_is_in_flight(defs: dg.Definitions,
     assert isinstance(result, dg.RunRequest)
 
 
-@pytest.mark.parametrize("status", list(automation.IN_FLIGHT_STATUSES))
+@pytest.mark.parametrize("status", list(IN_FLIGHT_STATUSES))
 def test_schedule_skips_while_a_run_is_in_flight(defs: dg.Definitions, instance: dg.DagsterInstance,
                                                  status: dg.DagsterRunStatus) -> None:
     run = add_run(instance, lifecycle_stand_in, status)
