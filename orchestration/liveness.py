@@ -5,16 +5,17 @@ run storage and keeps its slot of the ``warehouse`` pool, so every later run wou
 Each run therefore records where it executes: ``lifecycle run`` tags its runs with the host, pid and start
 time of its process; runs launched by the Dagster daemon or UI are tagged with the host by
 ``LivenessRunLauncher`` and their pid comes from the run worker's "Started process for run" event. A run
-whose process is gone from this host (or whose pid now belongs to a younger process) is marked failed, and
-its pool slots are freed: by ``lifecycle run`` before it starts, by the schedule and sensors on every tick,
-and by Dagster's run monitoring daemon (``check_run_worker_health``). A run on another host is never
-judged by a pid: this host cannot see that host's processes, so such a run is waited for (and a waiting
-``lifecycle run`` gives up after its bounded wait) until it ends or an operator terminates it in the UI.
+whose process is gone from this host (or whose pid now belongs to a younger process) is marked failed and
+its pool slots are freed: by ``lifecycle run`` before it starts, by the schedule and the landing-zone sensor
+on every tick, and by Dagster's run monitoring daemon (``check_run_worker_health``). A run on another host
+is never judged by a pid, which means nothing here: it is waited for (a waiting ``lifecycle run`` gives up
+after its bounded wait) until it ends or an operator terminates it in the UI.
 
-``wait_for_warehouse`` is how ``lifecycle run`` waits its turn: while another run is in flight, holds a pool
-slot, or another process holds the warehouse's DuckDB lock, it says what it waits for and since when, stops
-at once on SIGTERM or Ctrl-C, and gives up after a bounded time. It waits before its own run exists, so an
-interrupted or abandoned wait leaves no run and no pool claim behind.
+``wait_for_warehouse`` is how ``lifecycle run`` waits its turn: while another run is in flight or holds a
+pool slot, another ``lifecycle run`` of this host holds the run lock, or another process holds the
+warehouse's DuckDB lock, it says what it waits for and since when, stops at once on SIGTERM or Ctrl-C, and
+gives up after a bounded time. It waits before its own run exists, so an interrupted or abandoned wait
+leaves no run and no pool claim behind.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import json
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -67,8 +69,8 @@ def this_host() -> str:
 
 def process_tags() -> dict[str, str]:
     """Tags for a run executed by this process: where to look for it, and how to know it is still the same."""
-    return {HOST_TAG: this_host(), PID_TAG: str(psutil.Process().pid),
-            PROCESS_STARTED_TAG: repr(psutil.Process().create_time())}
+    process = psutil.Process()
+    return {HOST_TAG: this_host(), PID_TAG: str(process.pid), PROCESS_STARTED_TAG: repr(process.create_time())}
 
 
 @dataclass(frozen=True)
@@ -188,15 +190,15 @@ def run_in_flight(instance: dg.DagsterInstance) -> dg.RunRecord | None:
 
 
 def warehouse_lock_holder(warehouse: Path) -> str | None:
-    """DuckDB's own words on who holds the warehouse open, if another process does (one writer at a time)."""
+    """DuckDB's own words on who holds the warehouse open, if another process does (one writer at a time).
+    Any other error opening it is left for the run's steps to report."""
     if not warehouse.exists():
         return None
     try:
         duckdb.connect(str(warehouse)).close()
     except duckdb.IOException as error:
-        if "lock" not in str(error).lower():
-            raise
-        return str(error).splitlines()[0]
+        message = str(error)
+        return message.splitlines()[0] if "lock" in message.lower() else None
     return None
 
 
@@ -217,6 +219,9 @@ def _stop_on_signals() -> Iterator[None]:
     def stop(signum: int, frame: Any) -> None:
         raise _Stopped(signum)
 
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may handle signals; there they keep their usual effect
+        return
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pytest
+
 from orchestration.settings import REAL_BASE_URLS, Settings, sandbox_environment
 
 
@@ -43,3 +45,16 @@ def test_secrets_are_masked_in_repr_str_format_and_logs(tmp_path: Path, caplog) 
     for text in rendered:
         assert "very-secret" not in text and "very_secret" not in text
     assert settings.hubspot_token.reveal() == "pat-na1-very-secret"
+
+
+def test_run_wait_and_alert_webhook_are_read_and_checked() -> None:
+    assert Settings.from_env({}).run_wait_seconds == 1800
+    assert Settings.from_env({"LIFECYCLE_RUN_WAIT_SECONDS": " 0 "}).run_wait_seconds == 0
+    for bad in ("-1", "ten", "1.5", "²"):
+        with pytest.raises(ValueError, match="LIFECYCLE_RUN_WAIT_SECONDS must be a whole number of seconds"):
+            Settings.from_env({"LIFECYCLE_RUN_WAIT_SECONDS": bad})
+    url = "https://hooks.slack.com/services/T000/B000/very-secret"
+    settings = Settings.from_env({"LIFECYCLE_ALERT_WEBHOOK_URL": url})
+    assert settings.alert_webhook_url.reveal() == url
+    assert "very-secret" not in repr(settings) and "very-secret" not in f"{settings.alert_webhook_url}"
+    assert not Settings.from_env({}).alert_webhook_url
