@@ -28,12 +28,23 @@ RUN_JOBS = {"ingest": "ingest", "transform": "transform", "activate": "activate"
 """``lifecycle run --select`` -> the Dagster job it executes."""
 REPLAY_GROUPS = ("transform", "activate")
 """What a simulated day re-runs once everything is ingested: dbt as of that day, then the activations."""
-DAGSTER_INSTANCE_YAML = """\
-# Written by `lifecycle`. DuckDB takes one writer at a time: the assets that write the warehouse share
-# the concurrency pool "warehouse", limited to one step at a time.
+WRITTEN_BY_LIFECYCLE = "# Written by `lifecycle`"
+DAGSTER_INSTANCE_YAML = f"""\
+{WRITTEN_BY_LIFECYCLE}, which rewrites it when its settings change (delete this line to keep your edits).
+# DuckDB takes one writer at a time: the assets that write the warehouse share the concurrency pool
+# "warehouse", limited to one step at a time.
 concurrency:
   pools:
     default_limit: 1
+# Runs launched by the daemon or the UI are tagged with their host, and run monitoring marks a run failed
+# once its process is gone (orchestration/liveness.py); the pool slots of a run that ended are freed.
+run_launcher:
+  module: orchestration.liveness
+  class: LivenessRunLauncher
+run_monitoring:
+  enabled: true
+  poll_interval_seconds: 60
+  free_slots_after_run_end_seconds: 60
 # A local-first tool makes no calls home.
 telemetry:
   enabled: false
@@ -46,7 +57,8 @@ def _use_dagster_home(settings: Settings) -> None:
     dagster_home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home)
     dagster_home.mkdir(parents=True, exist_ok=True)
     instance_config = dagster_home / "dagster.yaml"
-    if not instance_config.exists():
+    written = instance_config.read_text() if instance_config.exists() else WRITTEN_BY_LIFECYCLE
+    if written.startswith(WRITTEN_BY_LIFECYCLE) and written != DAGSTER_INSTANCE_YAML:
         instance_config.write_text(DAGSTER_INSTANCE_YAML)
     os.environ["DAGSTER_HOME"] = str(dagster_home)
 
@@ -65,6 +77,11 @@ def execute_job(job_name: str, as_of: str | None = None, dry_run: bool = False, 
     ``dbt_tests=False`` leaves out the dbt data tests (asset checks): a replay of many simulated days runs
     them once at the end instead of every day, each day taking less than half the time. ``groups`` runs only
     the job's assets in those asset groups (e.g. transform and activate: a day whose sources have nothing new).
+
+    The run is tagged with this process (host, pid, start time) so that, should the process die, a later run
+    finds it dead and cleans it up. It starts once no other run is in flight and the warehouse is free
+    (``wait_for_warehouse``): it says what it waits for, stops on SIGTERM or Ctrl-C, and gives up after
+    ``LIFECYCLE_RUN_WAIT_SECONDS`` (both raise ``WaitAborted``, a ``SystemExit``, without creating a run).
     """
     import dagster as dg
 
@@ -73,6 +90,7 @@ def execute_job(job_name: str, as_of: str | None = None, dry_run: bool = False, 
     from orchestration.definitions import defs
     from orchestration.defs.activate import DRY_RUN_TAG
     from orchestration.defs.transform import AS_OF_TAG, TRANSFORM_GROUP
+    from orchestration.liveness import RUN_LOCK_FILE, process_tags, run_lock, wait_for_warehouse
 
     job = defs.resolve_job_def(job_name)
     if not dbt_tests or groups:
@@ -88,14 +106,17 @@ def execute_job(job_name: str, as_of: str | None = None, dry_run: bool = False, 
     # what the steps print (dbt's log lines) goes to a file.
     log_path = job_log_path(settings, job_name)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    tags = {**({AS_OF_TAG: as_of} if as_of else {}), **({DRY_RUN_TAG: "true"} if dry_run else {})}
-    with dg.DagsterInstance.get() as instance, open(log_path, "w") as log, contextlib.redirect_stdout(log):
-        return job.execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            tags=tags or None,
-        )
+    tags = {**({AS_OF_TAG: as_of} if as_of else {}), **({DRY_RUN_TAG: "true"} if dry_run else {}),
+            **process_tags()}
+    with dg.DagsterInstance.get() as instance, run_lock(settings.home / RUN_LOCK_FILE) as lock:
+        wait_for_warehouse(instance, settings.warehouse_path, lock, settings.run_wait_seconds)
+        with open(log_path, "w") as log, contextlib.redirect_stdout(log):
+            return job.execute_in_process(
+                instance=instance,
+                raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                tags=tags,
+            )
 
 
 def run_job(job_name: str, as_of: str | None = None, dry_run: bool = False, dbt_tests: bool = True) -> bool:

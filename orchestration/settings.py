@@ -21,6 +21,9 @@ REAL_BASE_URLS = {
     "stripe": "https://api.stripe.com",
 }
 
+DEFAULT_RUN_WAIT_SECONDS = 1800
+"""How long ``lifecycle run`` waits for another run (or another process holding the warehouse) to finish."""
+
 
 class Secret:
     """A credential that never shows its value: str, repr and format give ``***``; json.dumps, pickling,
@@ -84,7 +87,10 @@ class Settings:
     stripe_base_url: str
     stripe_api_key: Secret = field(repr=False)
     stripe_webhook_secret: Secret = field(repr=False)
-    brevo_settle_seconds: float | None = None
+    run_wait_seconds: int
+    alert_webhook_url: Secret = field(repr=False)
+    """Slack-compatible incoming webhook for failed and partial runs; its URL usually embeds a token."""
+    brevo_settle_seconds: int | None = None
     """How long Brevo's event log is given before an email whose answer was lost is looked for
     (LIFECYCLE_BREVO_SETTLE_SECONDS); None: activations.sends.SETTLE_SECONDS."""
 
@@ -113,6 +119,15 @@ class Settings:
         def get(name: str, default: str = "") -> str:
             return environ.get(name) or default
 
+        def seconds(name: str, default: int | None) -> int | None:
+            """A whole number of seconds, 0 or more (the default when unset); a clear error for anything else."""
+            text = get(name).strip()
+            if not text:
+                return default
+            if not (text.isascii() and text.isdigit()):
+                raise ValueError(f"{name} must be a whole number of seconds (0 or more), got {text!r}")
+            return int(text)
+
         return cls(
             home=Path(get("LIFECYCLE_HOME", "./.lifecycle")).resolve(),
             hubspot_base_url=get("HUBSPOT_BASE_URL", REAL_BASE_URLS["hubspot"]).rstrip("/"),
@@ -125,21 +140,12 @@ class Settings:
             stripe_base_url=get("STRIPE_BASE_URL", REAL_BASE_URLS["stripe"]).rstrip("/"),
             stripe_api_key=Secret(get("STRIPE_API_KEY")),
             stripe_webhook_secret=Secret(get("STRIPE_WEBHOOK_SECRET")),
-            brevo_settle_seconds=_seconds(get("LIFECYCLE_BREVO_SETTLE_SECONDS"), "LIFECYCLE_BREVO_SETTLE_SECONDS"),
+            run_wait_seconds=seconds("LIFECYCLE_RUN_WAIT_SECONDS", DEFAULT_RUN_WAIT_SECONDS),
+            alert_webhook_url=Secret(get("LIFECYCLE_ALERT_WEBHOOK_URL")),
+            brevo_settle_seconds=seconds("LIFECYCLE_BREVO_SETTLE_SECONDS", None),
         )
 
 
-def _seconds(value: str, name: str) -> float | None:
-    """A duration setting in seconds (a non-negative number), None when unset."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds < float("inf"):
-        raise ValueError(f"{name} must be a number of seconds (0 or more), not {value!r}")
-    return seconds
 
 
 def sandbox_environment(sandbox_url: str, home: Path) -> dict[str, str]:

@@ -6,8 +6,13 @@ landing_zone_sensor -w workspace.yaml``; they need the daemon, which ``dagster d
 
 Every job of this code location (``lifecycle``, ``ingest``, ``transform``, ``activate``, and materializations
 launched from the asset graph) writes the one DuckDB warehouse, so neither requests a run while any run of
-the instance is in flight: they skip, naming the run, and try again on their next tick. A failed run needs
-nothing extra here: it shows as failed in the UI's run list, and the next tick starts a fresh one.
+the instance is in flight: they skip, naming the run, and try again on their next tick. Before that, every
+tick marks failed the runs whose process is gone (a killed ``lifecycle run``, a crashed run worker: see
+orchestration/liveness.py) and frees their pool slots, so a dead run never blocks them for long.
+
+Failed and partial runs (a run that succeeded with a failed asset check, e.g. ``no_rejections`` when a
+destination rejected rows) are posted as alerts by the sensor ``run_alerts`` (on by default; it posts only
+when ``LIFECYCLE_ALERT_WEBHOOK_URL`` is set): see orchestration/alerts.py.
 """
 
 from __future__ import annotations
@@ -18,24 +23,23 @@ from pathlib import Path
 import dagster as dg
 
 from ingestion.landing import STREAMS, landing_files
+from orchestration.alerts import alert_for, latest_outcome, post_alert, run_outcomes
+from orchestration.liveness import reap_dead_runs, run_in_flight
 from orchestration.settings import Settings
 
 LIFECYCLE_JOB = "lifecycle"
-IN_FLIGHT_STATUSES = (
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-)
-"""A run in any of these may be writing the warehouse, or will soon. NOT_STARTED is left out: a run whose
-launch failed can stay in it for good, and would block every later run."""
 SENSOR_INTERVAL_SECONDS = 60
+ALERT_INTERVAL_SECONDS = 30
+ALERT_RUNS_PER_TICK = 50
 
 
-def run_in_flight(instance: dg.DagsterInstance) -> str | None:
-    """The id of a queued, starting, started or cancelling run of this instance, if there is one."""
-    records = instance.get_run_records(filters=dg.RunsFilter(statuses=list(IN_FLIGHT_STATUSES)), limit=1)
-    return records[0].dagster_run.run_id if records else None
+def blocking_run(context: dg.ScheduleEvaluationContext | dg.SensorEvaluationContext, found_by: str) -> str | None:
+    """The id of a queued, starting, started or cancelling run of this instance, if there is one, once the
+    runs whose process is gone have been marked failed and their pool slots freed (logged)."""
+    for line in reap_dead_runs(context.instance, found_by):
+        context.log.warning(line)
+    record = run_in_flight(context.instance)
+    return record.dagster_run.run_id if record else None
 
 
 def landing_signature(landing_dir: Path) -> tuple[int, str] | None:
@@ -70,7 +74,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                     "hour while another run is queued or running: they all write the same warehouse.",
     )
     def lifecycle_hourly(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-        blocking = run_in_flight(context.instance)
+        blocking = blocking_run(context, found_by="the schedule lifecycle_hourly")
         if blocking:
             return dg.SkipReason(f"run {blocking} is still in flight; the next hour will try again")
         return dg.RunRequest()
@@ -92,11 +96,44 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         cursor = f"{files} files {digest}"
         if cursor == context.cursor:
             return dg.SkipReason("no new or grown landing files since the last requested run")
-        blocking = run_in_flight(context.instance)
+        blocking = blocking_run(context, found_by="the sensor landing_zone_sensor")
         if blocking:
             # The cursor stays put, so the change is picked up once the run is over.
             return dg.SkipReason(f"landing files changed, waiting for run {blocking} to finish")
         context.update_cursor(cursor)
         return dg.RunRequest(run_key=f"landing-{digest}")
 
-    return dg.Definitions(schedules=[lifecycle_hourly], sensors=[landing_zone_sensor])
+    @dg.sensor(
+        name="run_alerts",
+        minimum_interval_seconds=ALERT_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Posts a Slack-compatible JSON alert for every run that failed, or succeeded with a failed "
+                    "asset check (a partial run: rows rejected, emails unconfirmed), to the webhook in "
+                    "LIFECYCLE_ALERT_WEBHOOK_URL; posts nothing while it is unset. A post that fails is logged "
+                    "and tried again on the next tick.",
+    )
+    def run_alerts(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+        instance = context.instance
+        url = settings.alert_webhook_url
+        if not url or context.cursor is None:
+            # Alerts are about what happens from now on: no flood of old failures when they are turned on.
+            context.update_cursor(str(latest_outcome(instance)))
+            return dg.SkipReason("LIFECYCLE_ALERT_WEBHOOK_URL is not set: no alerts are posted" if not url
+                                 else "watching for failed and partial runs from now on")
+        posted = []
+        for storage_id, run in run_outcomes(instance, int(context.cursor), ALERT_RUNS_PER_TICK):
+            alert = alert_for(instance, run, settings)
+            if alert is not None:
+                problem = post_alert(url, alert)
+                if problem is not None:
+                    # The cursor stays before this run: the next tick posts it again.
+                    context.log.warning(f"alert for run {run.run_id} not posted: {problem}; retrying next tick")
+                    return dg.SkipReason(f"alert for run {run.run_id} not posted: {problem}; "
+                                         "retrying on the next tick")
+                posted.append(f"{run.run_id} ({alert.status})")
+            context.update_cursor(str(storage_id))
+        if posted:
+            return dg.SkipReason(f"posted alerts for runs {', '.join(posted)}")
+        return dg.SkipReason("no failed or partial run since the last tick")
+
+    return dg.Definitions(schedules=[lifecycle_hourly], sensors=[landing_zone_sensor, run_alerts])

@@ -11,6 +11,7 @@ import pytest
 from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
 
 from orchestration.defs import automation
+from orchestration.liveness import HOST_TAG, IN_FLIGHT_STATUSES, PID_TAG, PROCESS_STARTED_TAG, this_host
 from orchestration.settings import Settings
 
 
@@ -93,7 +94,7 @@ def test_schedule_requests_a_run_when_nothing_is_in_flight(defs: dg.Definitions,
     assert isinstance(result, dg.RunRequest)
 
 
-@pytest.mark.parametrize("status", list(automation.IN_FLIGHT_STATUSES))
+@pytest.mark.parametrize("status", list(IN_FLIGHT_STATUSES))
 def test_schedule_skips_while_a_run_is_in_flight(defs: dg.Definitions, instance: dg.DagsterInstance,
                                                  status: dg.DagsterRunStatus) -> None:
     run = add_run(instance, lifecycle_stand_in, status)
@@ -108,6 +109,15 @@ def test_schedule_skips_while_another_warehouse_job_runs(defs: dg.Definitions,
     result = schedule_of(defs)(dg.build_schedule_context(instance=instance))
     assert isinstance(result, dg.SkipReason)
     assert run.run_id in result.skip_message
+
+
+def test_schedule_marks_a_run_whose_process_is_gone_failed_and_runs(defs: dg.Definitions,
+                                                                     instance: dg.DagsterInstance) -> None:
+    dead = add_run(instance, lifecycle_stand_in, dg.DagsterRunStatus.STARTED)
+    instance.add_run_tags(dead.run_id, {HOST_TAG: this_host(), PID_TAG: "4194304", PROCESS_STARTED_TAG: "1.0"})
+    assert isinstance(schedule_of(defs)(dg.build_schedule_context(instance=instance)), dg.RunRequest)
+    reaped = instance.get_run_by_id(dead.run_id)
+    assert reaped is not None and reaped.status == dg.DagsterRunStatus.FAILURE
 
 
 def test_schedule_runs_again_once_the_blocking_run_has_failed(defs: dg.Definitions,
@@ -214,3 +224,5 @@ def test_root_definitions_carry_the_schedule_and_sensor_on_the_lifecycle_job() -
     assert repository.get_schedule_def("lifecycle_hourly").job_name == "lifecycle"
     assert repository.get_sensor_def("landing_zone_sensor").job_name == "lifecycle"
     assert repository.has_job("lifecycle")
+    alerts = repository.get_sensor_def("run_alerts")
+    assert alerts.default_status == dg.DefaultSensorStatus.RUNNING and not alerts.targets

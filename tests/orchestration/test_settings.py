@@ -51,9 +51,9 @@ def test_secrets_are_masked_in_repr_str_format_and_logs(tmp_path: Path, caplog) 
 
 def test_the_brevo_settle_time_is_a_setting_in_seconds() -> None:
     assert Settings.from_env({}).brevo_settle_seconds is None
-    assert Settings.from_env({"LIFECYCLE_BREVO_SETTLE_SECONDS": "90"}).brevo_settle_seconds == 90.0
-    for bad in ("soon", "-5", "nan", "inf"):
-        with pytest.raises(ValueError, match="LIFECYCLE_BREVO_SETTLE_SECONDS must be a number of seconds"):
+    assert Settings.from_env({"LIFECYCLE_BREVO_SETTLE_SECONDS": "90"}).brevo_settle_seconds == 90
+    for bad in ("soon", "-5", "nan", "1.5"):
+        with pytest.raises(ValueError, match="LIFECYCLE_BREVO_SETTLE_SECONDS must be a whole number of seconds"):
             Settings.from_env({"LIFECYCLE_BREVO_SETTLE_SECONDS": bad})
 
 
@@ -92,3 +92,16 @@ def test_secret_values_lists_every_configured_secret_for_the_clients_to_mask(tmp
     assert sorted(secret_values(Settings.from_env(env))) == sorted(
         env[name] for name in ("HUBSPOT_TOKEN", "BREVO_API_KEY", "CALENDLY_WEBHOOK_SIGNING_KEY",
                                "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET"))
+
+
+def test_run_wait_and_alert_webhook_are_read_and_checked() -> None:
+    assert Settings.from_env({}).run_wait_seconds == 1800
+    assert Settings.from_env({"LIFECYCLE_RUN_WAIT_SECONDS": " 0 "}).run_wait_seconds == 0
+    for bad in ("-1", "ten", "1.5", "²"):
+        with pytest.raises(ValueError, match="LIFECYCLE_RUN_WAIT_SECONDS must be a whole number of seconds"):
+            Settings.from_env({"LIFECYCLE_RUN_WAIT_SECONDS": bad})
+    url = "https://hooks.slack.com/services/T000/B000/very-secret"
+    settings = Settings.from_env({"LIFECYCLE_ALERT_WEBHOOK_URL": url})
+    assert settings.alert_webhook_url.reveal() == url
+    assert "very-secret" not in repr(settings) and "very-secret" not in f"{settings.alert_webhook_url}"
+    assert not Settings.from_env({}).alert_webhook_url

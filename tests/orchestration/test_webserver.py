@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -66,7 +67,7 @@ RUN_QUERY = """
 query($runId: ID!) {
   runOrError(runId: $runId) {
     __typename
-    ... on Run { status }
+    ... on Run { status tags { key value } }
     ... on Error { message }
   }
 }
@@ -205,7 +206,7 @@ def test_webserver_shows_one_connected_graph_and_runs_the_lifecycle_job(
     schedules = {s["name"]: s["scheduleState"]["status"] for s in repository["schedules"]}
     sensors = {s["name"]: (s["sensorState"]["status"], s["minIntervalSeconds"]) for s in repository["sensors"]}
     assert schedules == {"lifecycle_hourly": "STOPPED"}
-    assert sensors == {"landing_zone_sensor": ("STOPPED", 60)}
+    assert sensors == {"landing_zone_sensor": ("STOPPED", 60), "run_alerts": ("RUNNING", 30)}
 
     nodes = graphql(client, ASSET_NODES_QUERY)["assetNodes"]
     graph = {"/".join(n["assetKey"]["path"]): ["/".join(d["path"]) for d in n["dependencyKeys"]] for n in nodes}
@@ -229,10 +230,13 @@ def test_webserver_shows_one_connected_graph_and_runs_the_lifecycle_job(
     deadline = time.monotonic() + RUN_SECONDS
     status = None
     while time.monotonic() < deadline:
-        status = graphql(client, RUN_QUERY, {"runId": run_id})["runOrError"]["status"]
+        run = graphql(client, RUN_QUERY, {"runId": run_id})["runOrError"]
+        status = run["status"]
         if status in ("SUCCESS", "FAILURE", "CANCELED"):
             break
         time.sleep(2)
+    # the instance's launcher tags the run with its host, so a dead run worker can be told from a live one
+    assert {"key": "lifecycle/host", "value": socket.gethostname()} in run["tags"]
     assert status == "SUCCESS", (
         f"run {run_id} ended {status}:\n{run_errors(client, run_id)}\n--- dagster dev ---\n{log_tail(log_path)}"
     )
