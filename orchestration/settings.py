@@ -49,10 +49,18 @@ class Settings:
     stripe_base_url: str
     stripe_api_key: Secret = field(repr=False)
     stripe_webhook_secret: Secret = field(repr=False)
+    scratch: Path | None = None
+    """A dry run's throwaway copy of the warehouse and the dlt state; None for a real run."""
+
+    @property
+    def data_dir(self) -> Path:
+        """Where the warehouse and the dlt state are read and written: the home, or a dry run's scratch copy.
+        The landing zone, the logs and the Dagster home always stay in the home."""
+        return self.scratch or self.home
 
     @property
     def warehouse_path(self) -> Path:
-        return self.home / "warehouse.duckdb"
+        return self.data_dir / "warehouse.duckdb"
 
     @property
     def landing_dir(self) -> Path:
@@ -60,7 +68,7 @@ class Settings:
 
     @property
     def dlt_pipelines_dir(self) -> Path:
-        return self.home / "dlt"
+        return self.data_dir / "dlt"
 
     @property
     def dagster_home(self) -> Path:

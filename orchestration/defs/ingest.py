@@ -13,6 +13,7 @@ from dagster_dlt import DagsterDltResource, DagsterDltTranslator, build_dlt_asse
 from dagster_dlt.translator import DltResourceTranslatorData
 
 from ingestion.pipelines import LOADER_FILE_FORMAT, SOURCE_NAMES, build_source, make_pipeline
+from orchestration.preflight import SOURCE_VENDORS
 from orchestration.resources import LifecycleSettings, ingestion_config
 from orchestration.settings import Settings
 
@@ -54,7 +55,7 @@ def _source_assets(name: str, settings: Settings) -> dg.AssetsDefinition:
     def source_assets(
         context: AssetExecutionContext, dlt: DagsterDltResource, lifecycle: LifecycleSettings
     ) -> Iterator:
-        config = ingestion_config(lifecycle.settings())
+        config = ingestion_config(lifecycle.require(*SOURCE_VENDORS[name]))
         yield from dlt.run(
             context=context,
             dlt_source=build_source(name, config),
