@@ -141,4 +141,4 @@ def check_activation_clock(con: duckdb.DuckDBPyConnection, as_of: datetime | Non
 
 
 def _iso(moment: datetime) -> str:
-    return f"{moment.isoformat()}Z"
+    return f"{moment.isoformat(timespec='seconds')}Z"
