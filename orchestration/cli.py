@@ -391,6 +391,8 @@ def simulate_days(first: datetime, days: int) -> bool:
         result = execute_job(RUN_JOBS["all"], as_of, dbt_tests=last,
                              groups=None if day == 0 or last else REPLAY_GROUPS)
         print(_day_line(as_of, result, (datetime.now(UTC) - started).total_seconds()), flush=True)
+        for line in failure_lines(result):
+            print(f"    {line}")
         ok = ok and result.success
     return ok
 

@@ -71,13 +71,8 @@ SOURCE_VENDORS: dict[str, tuple[str, ...]] = {
     "forms": (), "calendly": ("calendly",), "stripe": ("stripe",), "crm": ("hubspot",), "marketing": ("brevo",)}
 """The vendors each ingestion source reads (forms come from the landing zone only)."""
 
-DESTINATION_VENDORS = ("hubspot", "brevo")
 JOB_VENDORS: dict[str, tuple[str, ...]] = {
-    "ingest": ("hubspot", "brevo", "calendly", "stripe"),
-    "transform": (),
-    "activate": DESTINATION_VENDORS,
-    "lifecycle": ("hubspot", "brevo", "calendly", "stripe"),
-}
+    "ingest": tuple(VENDORS), "transform": (), "activate": ("hubspot", "brevo"), "lifecycle": tuple(VENDORS)}
 """The vendors each Dagster job talks to."""
 
 

@@ -277,7 +277,8 @@ def build_definitions() -> dg.Definitions:
         selection=dg.AssetSelection.groups(ACTIVATE_GROUP),
         description="Sync the dbt sync models to HubSpot and Brevo (contacts first, then notes and list "
                     "members) and send the lifecycle emails due. Tag a run "
-                    f"`{DRY_RUN_TAG}=true` to report the changes without writing them.",
+                    f"`{DRY_RUN_TAG}=true` to report the changes without writing them, `{REPLAY_TAG}=true` to "
+                    "activate as of a moment before the latest activation's.",
         executor_def=dg.in_process_executor,
     )
     return dg.Definitions(assets=assets, jobs=[activate_job])

@@ -2,6 +2,10 @@
 
 Asset keys are ``[dataset, table]`` (e.g. ``raw_crm/contacts``), the same keys dagster-dbt gives the dbt
 sources named after the dlt datasets, so dlt -> dbt -> activations form one lineage graph.
+
+Each source first checks the settings and the credential of the system it reads (orchestration/preflight.py),
+so a missing or refused token fails the step with one line. A dry run loads into its scratch copy of the
+warehouse and the dlt state (orchestration/resources.py).
 """
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at definition time.

@@ -8,7 +8,8 @@ read by dbt but left out of the graph: the activations write them after dbt, so 
 cycle. dbt tests become asset checks (dagster-dbt's default).
 
 Time travel: a run tagged ``lifecycle/as_of`` (``lifecycle run --as-of``, or a tag set in the UI's
-launchpad) passes it to dbt as the ``as_of`` var; without the tag, dbt uses the run's start time.
+launchpad) passes it to dbt as the ``as_of`` var; without the tag, dbt uses the run's start time. A dry run
+builds its scratch copy of the warehouse (orchestration/resources.py).
 """
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at definition time.

@@ -108,16 +108,16 @@ def test_a_dry_run_changes_nothing_yet_prints_what_it_would_do(world: World, tmp
     completed = run_lifecycle(world.env, "run", "--select", "all", "--dry-run", "--as-of", future.isoformat())
 
     assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert snapshot(world.home) == before
+    assert write_calls(world.sandbox_url, calls_before) == {}
+    assert world.emails() == emails_before
+    assert not any((world.home / "scratch").iterdir()), "the scratch copy is thrown away"
     out = completed.stdout
     assert "dry run raw_forms/submissions: would load 1 rows" in out
     assert "dry run hubspot/contacts: would add 1," in out and "dry run brevo/contacts: would add 1," in out
     assert f"add {NEW_LEAD} " in out
     assert "dry run brevo/emails: would send " in out
     assert "rows per raw table" not in out, "the live warehouse's counts did not change: not printed"
-    assert snapshot(world.home) == before
-    assert write_calls(world.sandbox_url, calls_before) == {}
-    assert world.emails() == emails_before
-    assert not any((world.home / "scratch").iterdir()), "the scratch copy is thrown away"
     [listed] = (world.home / "logs").glob("dry-run-*-hubspot-contacts.csv")
     assert f"{NEW_LEAD},add," in listed.read_text()
 
