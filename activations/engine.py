@@ -174,18 +174,19 @@ class _Pending:
 
 
 def sync(con: duckdb.DuckDBPyConnection, source: SyncObject, destination: Destination, *,
-         dry_run: bool = False, preview_limit: int = 1000) -> SyncResult:
+         dry_run: bool = False, preview_limit: int = 1000, as_of: datetime | None = None) -> SyncResult:
     """Diff `source` against the accepted state and send the difference to `destination`.
 
     Records the run in activations.sync_runs (status ok, partial when some rows were rejected, failed when
-    an exception stopped it: the exception is re-raised after the accepted batches were kept).
+    an exception stopped it: the exception is re-raised after the accepted batches were kept), with `as_of`,
+    the moment the model was computed for (default: now).
     """
     if destination.batch_size < 1:
         raise ValueError("a destination's batch_size must be at least 1")
     ensure_tables(con)
     result = SyncResult(run_id=uuid.uuid4().hex, destination=destination.name, object=destination.object,
                         dry_run=dry_run, started_at=_now())
-    start_run(con, result.run_id, result.destination, result.object, result.started_at, dry_run)
+    start_run(con, result.run_id, result.destination, result.object, result.started_at, dry_run, as_of)
     calls_before = dict(destination.api_calls())
     error: str | None = None
     try:

@@ -227,7 +227,7 @@ def send_due(con: duckdb.DuckDBPyConnection, client: Mailer, *, as_of: datetime 
         raise ValueError("rounds must be at least 1")
     ensure_tables(con)
     result = SendResult(run_id=uuid.uuid4().hex, dry_run=dry_run, started_at=_now())
-    start_run(con, result.run_id, DESTINATION, OBJECT, result.started_at, dry_run)
+    start_run(con, result.run_id, DESTINATION, OBJECT, result.started_at, dry_run, as_of)
     calls_before = dict(client.stats.calls)
     error: str | None = None
     try:

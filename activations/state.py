@@ -8,7 +8,8 @@ never got it and the rules no longer allow it; activations/sends.py), and `send_
 handed over under, with the wall-clock time of the attempt. dbt's on-run-start hooks create send_ledger and
 sync_state (dbt_project/macros/activation_tables.sql), whichever runs first, so the column lists here must
 match the macro's. `sync_runs` and `sync_log` are for analysts and the operator: one row per run,
-one row per key sent (or that a dry run would send).
+one row per key sent (or that a dry run would send). `sync_runs.as_of` is the moment a run computed for (its
+`--as-of`, else when it started): a real run older than the latest one would push older state to a destination.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -63,6 +64,7 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("api_calls", "varchar"),
         ("status", "varchar"),
         ("error", "varchar"),
+        ("as_of", "timestamp"),
     ),
     "sync_log": (
         ("run_id", "varchar"),
@@ -189,13 +191,14 @@ def insert_log(con: duckdb.DuckDBPyConnection, run_id: str | None, destination: 
 
 
 def start_run(con: duckdb.DuckDBPyConnection, run_id: str, destination: str, object_name: str,
-              started_at: datetime, dry_run: bool) -> None:
-    """Insert the run as `running`: a run killed before `finish_run` stays visible as such."""
+              started_at: datetime, dry_run: bool, as_of: datetime | None = None) -> None:
+    """Insert the run as `running`: a run killed before `finish_run` stays visible as such. `as_of` defaults
+    to `started_at`."""
     con.execute(
         f"""insert into "{SCHEMA}".sync_runs (run_id, destination, object, started_at, dry_run, considered,
-            changed, sent, rejected, api_calls, status)
-        values (?, ?, ?, ?, ?, 0, 0, 0, 0, '{{}}', 'running')""",
-        [run_id, destination, object_name, started_at, dry_run],
+            changed, sent, rejected, api_calls, status, as_of)
+        values (?, ?, ?, ?, ?, 0, 0, 0, 0, '{{}}', 'running', ?)""",
+        [run_id, destination, object_name, started_at, dry_run, utc_naive(as_of or started_at)],
     )
 
 
@@ -209,6 +212,11 @@ def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, finished_at: datetim
         [finished_at, counts["considered"], counts["changed"], counts["sent"], counts["rejected"],
          dumps(api_calls), status, error, run_id],
     )
+
+
+def utc_naive(moment: datetime) -> datetime:
+    """UTC without a zone, as every timestamp here is stored; a moment without a zone is taken as UTC."""
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def dumps(value: Any) -> str:

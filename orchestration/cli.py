@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
+import traceback
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +28,11 @@ if TYPE_CHECKING:
 DEMO_MARKER = ".lifecycle-demo"
 RUN_JOBS = {"ingest": "ingest", "transform": "transform", "activate": "activate", "all": "lifecycle"}
 """``lifecycle run --select`` -> the Dagster job it executes."""
+ACTIVATING_JOBS = ("activate", "lifecycle")
+EXIT_FAILED = 1
+EXIT_REFUSED = 2
+"""``lifecycle run``'s exit codes: the run failed; or it was refused before it started (a setting, a
+vendor's answer, an activation older than the latest one)."""
 REPLAY_GROUPS = ("transform", "activate")
 """What a simulated day re-runs once everything is ingested: dbt as of that day, then the activations."""
 WRITTEN_BY_LIFECYCLE = "# Written by `lifecycle`"
@@ -69,11 +76,13 @@ def job_log_path(settings: Settings, job_name: str) -> Path:
 
 
 def execute_job(job_name: str, as_of: str | None = None, dry_run: bool = False, dbt_tests: bool = True,
-                groups: tuple[str, ...] | None = None) -> dg.ExecuteInProcessResult:
+                groups: tuple[str, ...] | None = None, replay: bool = False) -> dg.ExecuteInProcessResult:
     """Execute one Dagster job in-process on the persistent instance (the runs ``dagster dev`` shows).
 
     ``as_of`` (ISO 8601, UTC) becomes the run's ``lifecycle/as_of`` tag: the moment the run computes for.
-    ``dry_run`` tags it ``lifecycle/dry_run=true``: the syncs report what they would write, and write nothing.
+    ``dry_run`` tags it ``lifecycle/dry_run=true``: the run works on a scratch copy of the warehouse and the
+    dlt state and reports what the syncs would write, changing nothing a later run reads. ``replay`` tags it
+    ``lifecycle/replay=true``: its activations may push state older than the latest activation's.
     ``dbt_tests=False`` leaves out the dbt data tests (asset checks): a replay of many simulated days runs
     them once at the end instead of every day, each day taking less than half the time. ``groups`` runs only
     the job's assets in those asset groups (e.g. transform and activate: a day whose sources have nothing new).
@@ -88,9 +97,9 @@ def execute_job(job_name: str, as_of: str | None = None, dry_run: bool = False, 
     settings = Settings.from_env()
     _use_dagster_home(settings)
     from orchestration.definitions import defs
-    from orchestration.defs.activate import DRY_RUN_TAG
     from orchestration.defs.transform import AS_OF_TAG, TRANSFORM_GROUP
     from orchestration.liveness import RUN_LOCK_FILE, process_tags, run_lock, wait_for_warehouse
+    from orchestration.resources import DRY_RUN_TAG, REPLAY_TAG
 
     job = defs.resolve_job_def(job_name)
     if not dbt_tests or groups:
@@ -102,15 +111,15 @@ def execute_job(job_name: str, as_of: str | None = None, dry_run: bool = False, 
         checks = {check for check in graph.asset_check_keys
                   if check.asset_key in keys and (dbt_tests or check.asset_key not in dbt_models)}
         job = job.get_subset(asset_selection=keys, asset_check_selection=checks)
-    # The full event log is in the instance (the Dagster UI); the terminal gets warnings and errors, and
-    # what the steps print (dbt's log lines) goes to a file.
+    # The full event log is in the instance (the Dagster UI). What the steps print (dbt's log lines) and
+    # Dagster's warnings and errors, tracebacks included, go to a file; the caller prints a summary.
     log_path = job_log_path(settings, job_name)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tags = {**({AS_OF_TAG: as_of} if as_of else {}), **({DRY_RUN_TAG: "true"} if dry_run else {}),
-            **process_tags()}
+            **({REPLAY_TAG: "true"} if replay else {}), **process_tags()}
     with dg.DagsterInstance.get() as instance, run_lock(settings.home / RUN_LOCK_FILE) as lock:
         wait_for_warehouse(instance, settings.warehouse_path, lock, settings.run_wait_seconds)
-        with open(log_path, "w") as log, contextlib.redirect_stdout(log):
+        with open(log_path, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
             return job.execute_in_process(
                 instance=instance,
                 raise_on_error=False,
@@ -119,17 +128,47 @@ def execute_job(job_name: str, as_of: str | None = None, dry_run: bool = False, 
             )
 
 
-def run_job(job_name: str, as_of: str | None = None, dry_run: bool = False, dbt_tests: bool = True) -> bool:
-    """``execute_job``, then one line on the terminal (and the dry run's would-be writes); True on success."""
+def run_job(job_name: str, as_of: str | None = None, dry_run: bool = False, dbt_tests: bool = True,
+            replay: bool = False) -> bool:
+    """``execute_job``, then one line on the terminal, one more per failed step (its error's first line)
+    and the dry run's would-be writes; True on success."""
     started = datetime.now(UTC)
-    result = execute_job(job_name, as_of, dry_run, dbt_tests)
+    result = execute_job(job_name, as_of, dry_run, dbt_tests, replay=replay)
     seconds = (datetime.now(UTC) - started).total_seconds()
-    status = "succeeded" if result.success else "FAILED"
     log_path = job_log_path(Settings.from_env(), job_name)
-    print(f"job {job_name!r} {status} in {seconds:.1f} s (run id {result.run_id}; step output in {log_path})")
+    if result.success:
+        print(f"job {job_name!r} succeeded in {seconds:.1f} s (run id {result.run_id}; step output in {log_path})")
+    else:
+        print(f"job {job_name!r} FAILED in {seconds:.1f} s (run id {result.run_id}; step output and "
+              f"tracebacks in {log_path})")
+        for line in failure_lines(result):
+            print(f"  {line}")
     if dry_run:
         _print_dry_run(result)
     return result.success
+
+
+def failure_lines(result: dg.ExecuteInProcessResult) -> list[str]:
+    """Per failed step, ``step: first line of its error`` (a refused check's own line); the run's error
+    when no step failed (e.g. a resource that could not start)."""
+    import dagster as dg
+
+    steps = [(event.step_key, event.step_failure_data) for event in result.all_events
+             if event.event_type == dg.DagsterEventType.STEP_FAILURE]
+    if steps:
+        return [f"{step}: {_first_line(data.user_failure_data, data.error)}" for step, data in steps]
+    return [f"run: {_first_line(None, event.event_specific_data.error)}" for event in result.all_events
+            if event.event_type == dg.DagsterEventType.RUN_FAILURE and event.event_specific_data.error]
+
+
+def _first_line(failure: Any, error: Any) -> str:
+    """A ``dg.Failure``'s description, else the first line of the error Dagster wrapped, as ``Class: text``."""
+    if failure is not None and failure.description:
+        return failure.description.splitlines()[0]
+    while error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
+        error = error.cause
+    _, _, text = error.message.partition("\n")[0].partition(": ")
+    return f"{error.cls_name}: {text}" if text else error.cls_name
 
 
 def _materializations(result: dg.ExecuteInProcessResult) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -141,9 +180,11 @@ def _materializations(result: dg.ExecuteInProcessResult) -> Iterator[tuple[str, 
 
 
 def _print_dry_run(result: dg.ExecuteInProcessResult) -> None:
-    """Per destination object, what the sync would have written, and the emails that would go out (from
-    the materialization metadata)."""
+    """Per raw table the rows the ingestion would load, per destination object what the sync would have
+    written, and the emails that would go out (from the materialization metadata)."""
     for asset, metadata in _materializations(result):
+        if "rows_loaded" in metadata:
+            print(f"dry run {asset}: would load {metadata['rows_loaded']} rows")
         if not metadata.get("dry_run"):
             continue
         if "per_step" in metadata:
@@ -157,14 +198,59 @@ def _print_dry_run(result: dg.ExecuteInProcessResult) -> None:
             print(f"  {line}")
 
 
+def preflight(job_name: str, as_of: str | None, *, dry_run: bool, replay: bool) -> None:
+    """What must hold before the job starts (orchestration/preflight.py): the settings it needs; for a real
+    activation, an as-of not before the latest activation's (unless ``replay``); then each vendor's answer
+    to one authenticated read. Raises ``Refused`` with the one line to show."""
+    import duckdb
+
+    from orchestration.preflight import JOB_VENDORS, check_access, check_activation_clock, check_settings
+
+    settings = Settings.from_env()
+    check_settings(settings, JOB_VENDORS[job_name])
+    if job_name in ACTIVATING_JOBS and not dry_run and settings.warehouse_path.exists():
+        with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+            check_activation_clock(con, datetime.fromisoformat(as_of) if as_of else None, replay)
+    for vendor in JOB_VENDORS[job_name]:
+        check_access(settings, vendor)
+
+
+def refused(job_name: str, as_of: str | None, *, dry_run: bool, replay: bool) -> str | None:
+    """``preflight``'s refusal as the line to print, None when the job may start. A probe's retries and the
+    traceback behind a vendor's refusal go to the job's log file, which the line then names."""
+    from orchestration.preflight import Refused
+
+    log_path = job_log_path(Settings.from_env(), job_name)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_path, delay=True)
+    logging.getLogger().addHandler(handler)
+    try:
+        preflight(job_name, as_of, dry_run=dry_run, replay=replay)
+    except Refused as refusal:
+        if refusal.__cause__ is None:
+            return str(refusal)
+        with open(log_path, "a") as log:
+            traceback.print_exception(refusal, file=log)
+        return f"{refusal} (details in {log_path})"
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    ok = run_job(RUN_JOBS[args.select], args.as_of, args.dry_run, dbt_tests=not args.skip_dbt_tests)
-    if ok and args.select in ("ingest", "all"):
+    job_name = RUN_JOBS[args.select]
+    refusal = refused(job_name, args.as_of, dry_run=args.dry_run, replay=args.replay)
+    if refusal:
+        print(f"lifecycle run: {refusal}", file=sys.stderr)
+        return EXIT_REFUSED
+    ok = run_job(job_name, args.as_of, args.dry_run, dbt_tests=not args.skip_dbt_tests, replay=args.replay)
+    if ok and args.select in ("ingest", "all") and not args.dry_run:
         from orchestration.reporting import format_counts, raw_table_counts
 
         print("rows per raw table:")
         print(format_counts(raw_table_counts(Settings.from_env().warehouse_path)))
-    return 0 if ok else 1
+    return 0 if ok else EXIT_FAILED
 
 
 def as_of_timestamp(text: str) -> str:
@@ -328,6 +414,8 @@ def simulate_days(first: datetime, days: int) -> bool:
         result = execute_job(RUN_JOBS["all"], as_of, dbt_tests=last,
                              groups=None if day == 0 or last else REPLAY_GROUPS)
         print(_day_line(as_of, result, (datetime.now(UTC) - started).total_seconds()), flush=True)
+        for line in failure_lines(result):
+            print(f"    {line}")
         ok = ok and result.success
     return ok
 
@@ -386,7 +474,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--as-of", type=as_of_timestamp, default=None,
                      help="compute as of this moment (ISO 8601, e.g. 2026-09-01T00:00:00Z; default: now)")
     run.add_argument("--dry-run", action="store_true",
-                     help="compute and print what the syncs would write, writing nothing to the destinations")
+                     help="compute and print what the run would load, sync and send, on a scratch copy of the "
+                          "warehouse and the dlt state: changes nothing anywhere")
+    run.add_argument("--replay", action="store_true",
+                     help="let the activations push state older than the latest activation's (an --as-of "
+                          "before it): refused without this flag")
     run.add_argument("--skip-dbt-tests", action="store_true",
                      help="leave out the dbt data tests (asset checks): faster, e.g. when replaying many days")
     run.set_defaults(func=cmd_run)

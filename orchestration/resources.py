@@ -2,23 +2,105 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 from dagster_dbt import DbtCliResource
 from dagster_dlt import DagsterDltResource
+from pydantic import PrivateAttr
 
 from ingestion.pipelines import IngestionConfig
+from orchestration.preflight import Refused, check_access, check_settings
 from orchestration.settings import Secret, Settings, secret_values
+
+DRY_RUN_TAG = "lifecycle/dry_run"
+REPLAY_TAG = "lifecycle/replay"
+SCRATCH_DIR = "scratch"
+"""Under ``$LIFECYCLE_HOME``: the dry runs' copies of the warehouse and the dlt state, each removed when its
+run ends (one left behind by a killed process can be deleted)."""
+
+
+def tag_is_set(tags: Mapping[str, str], name: str) -> bool:
+    return tags.get(name, "").strip().lower() in ("true", "1", "yes")
+
+
+@contextlib.contextmanager
+def refusal_as_failure() -> Iterator[None]:
+    """A refused check fails the step with its one line as the error, and no retry."""
+    try:
+        yield
+    except Refused as refusal:
+        raise dg.Failure(description=str(refusal), allow_retries=False) from refusal
+
+
+def copy_for_dry_run(settings: Settings) -> Path:
+    """A scratch copy of the warehouse and the dlt state, for a dry run to ingest, build and record into.
+
+    Copied while a read-only connection is open: DuckDB keeps writers out meanwhile, so a run writing the
+    warehouse makes this fail with DuckDB's lock error rather than copy a half-written file. The landing zone
+    is not copied: ingestion only reads it, and its read offsets are part of the dlt state.
+    """
+    root = settings.home / SCRATCH_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="dry-run-", dir=root))
+    warehouse = settings.warehouse_path
+    with contextlib.ExitStack() as stack:
+        if warehouse.exists():
+            stack.enter_context(duckdb.connect(str(warehouse), read_only=True))
+            for path in (warehouse, warehouse.with_name(f"{warehouse.name}.wal")):
+                if path.exists():
+                    shutil.copyfile(path, scratch / path.name)
+        if settings.dlt_pipelines_dir.exists():
+            shutil.copytree(settings.dlt_pipelines_dir, scratch / settings.dlt_pipelines_dir.name)
+    return scratch
 
 
 class LifecycleSettings(dg.ConfigurableResource):
-    """Reads the environment (and ``.env``) when a run starts, so a changed credential needs no reload."""
+    """Reads the environment (and ``.env``) when a run starts, so a changed credential needs no reload.
+
+    A dry run (tagged ``lifecycle/dry_run=true``, from ``lifecycle run --dry-run`` or the UI) gets settings
+    whose warehouse and dlt state are a scratch copy, made when a step first asks and deleted when the run
+    ends: what it ingests, builds and records there is thrown away, so nothing a later real run reads changes.
+    """
+
+    _dry_run: bool = PrivateAttr(default=False)
+    _scratch: Path | None = PrivateAttr(default=None)
+    _accessible: set[str] = PrivateAttr(default_factory=set)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._dry_run = context.run is not None and tag_is_set(context.run.tags, DRY_RUN_TAG)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
     def settings(self) -> Settings:
-        return Settings.from_env()
+        settings = Settings.from_env()
+        if not self._dry_run:
+            return settings
+        if self._scratch is None:
+            self._scratch = copy_for_dry_run(settings)
+        return replace(settings, scratch=self._scratch)
+
+    def require(self, *vendors: str) -> Settings:
+        """The settings, once these vendors' variables are set and their credentials accepted (each vendor
+        is asked once per run); otherwise the step fails with the one line that says what to fix."""
+        settings = Settings.from_env()
+        with refusal_as_failure():
+            check_settings(settings, vendors)
+            for vendor in vendors:
+                if vendor not in self._accessible:
+                    check_access(settings, vendor)
+                    self._accessible.add(vendor)
+        return self.settings()
 
 
 def ingestion_config(settings: Settings, *, with_credentials: bool = True) -> IngestionConfig:

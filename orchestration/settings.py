@@ -93,10 +93,18 @@ class Settings:
     brevo_settle_seconds: int | None = None
     """How long Brevo's event log is given before an email whose answer was lost is looked for
     (LIFECYCLE_BREVO_SETTLE_SECONDS); None: activations.sends.SETTLE_SECONDS."""
+    scratch: Path | None = None
+    """A dry run's throwaway copy of the warehouse and the dlt state; None for a real run."""
+
+    @property
+    def data_dir(self) -> Path:
+        """Where the warehouse and the dlt state are read and written: the home, or a dry run's scratch copy.
+        The landing zone, the logs and the Dagster home always stay in the home."""
+        return self.scratch or self.home
 
     @property
     def warehouse_path(self) -> Path:
-        return self.home / "warehouse.duckdb"
+        return self.data_dir / "warehouse.duckdb"
 
     @property
     def landing_dir(self) -> Path:
@@ -104,7 +112,7 @@ class Settings:
 
     @property
     def dlt_pipelines_dir(self) -> Path:
-        return self.home / "dlt"
+        return self.data_dir / "dlt"
 
     @property
     def dagster_home(self) -> Path:

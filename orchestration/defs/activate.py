@@ -13,14 +13,22 @@ which fails when the run left a row rejected or an email unconfirmed; its metada
 
 Dry run: a run tagged ``lifecycle/dry_run=true`` (``lifecycle run --dry-run``) computes every diff and
 every email due and reports them (counts, and a preview of the rows it would add, change or remove and of
-the emails it would send) without calling a destination or writing sync state or the ledger.
+the emails it would send) without calling a destination. It works on the run's scratch copy of the warehouse
+(orchestration/resources.py), which is thrown away, so the full list goes to a CSV file in
+``$LIFECYCLE_HOME/logs``.
+
+Before anything is sent, each asset checks its destination's settings and credential (orchestration/
+preflight.py), and a real run refuses to push state older than the latest real activation's (its
+``lifecycle/as_of``, else now, before the latest recorded in ``activations.sync_runs``) unless it is tagged
+``lifecycle/replay=true``: each fails with one line saying what to fix.
 """
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at definition time.
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -43,15 +51,16 @@ from activations.destinations import (
 from activations.engine import SyncObject, SyncResult, sync
 from activations.hubspot import HubSpotClient
 from activations.sends import SETTLE_SECONDS, SendResult, send_due
+from activations.state import SCHEMA
 from orchestration.defs.ingest import WAREHOUSE_POOL
 from orchestration.defs.transform import AS_OF_TAG
-from orchestration.resources import LifecycleSettings
+from orchestration.preflight import check_activation_clock
+from orchestration.resources import DRY_RUN_TAG, REPLAY_TAG, LifecycleSettings, refusal_as_failure, tag_is_set
 from orchestration.settings import Settings, secret_values
 
 Adapter = HubSpotContacts | HubSpotNotes | BrevoContacts | BrevoListMembers
 
 ACTIVATE_GROUP = "activate"
-DRY_RUN_TAG = "lifecycle/dry_run"
 PREVIEW_ROWS = 20
 """Rows of a dry run's preview shown in the metadata and printed; sync_log holds all of them."""
 REJECTION_ROWS = 20
@@ -95,27 +104,53 @@ ACTIVATIONS = (
 )
 
 
-def is_dry_run(tags: dict[str, str]) -> bool:
-    return tags.get(DRY_RUN_TAG, "").strip().lower() in ("true", "1", "yes")
+def is_dry_run(tags: Mapping[str, str]) -> bool:
+    return tag_is_set(tags, DRY_RUN_TAG)
 
 
-def preview_lines(result: SyncResult, limit: int = PREVIEW_ROWS) -> list[str]:
+def preview_lines(result: SyncResult, limit: int = PREVIEW_ROWS, listed_in: Path | None = None) -> list[str]:
     """One line per row sent (or that a dry run would send): action, key and the fields written."""
     lines = [f"{change.action} {change.key} {json.dumps(dict(change.fields), sort_keys=True, default=str)}"
              for change in result.preview[:limit]]
     if result.changed > len(lines):
-        more = result.changed - len(lines)
-        lines.append(f"... and {more} more (activations.sync_log, run {result.run_id})")
+        lines.append(_more(result.changed - len(lines), result.run_id, listed_in))
     return lines
 
 
-def send_preview_lines(result: SendResult, limit: int = PREVIEW_ROWS) -> list[str]:
+def send_preview_lines(result: SendResult, limit: int = PREVIEW_ROWS, listed_in: Path | None = None) -> list[str]:
     """One line per email sent (or that a dry run would send): sequence/step, recipient, template, params."""
     lines = [f"{m.step_label} to {m.email} template {m.template_id} key {m.key} "
              f"{json.dumps(dict(m.params), sort_keys=True, default=str)}" for m in result.preview[:limit]]
     if result.sent > len(lines):
-        lines.append(f"... and {result.sent - len(lines)} more (activations.sync_log, run {result.run_id})")
+        lines.append(_more(result.sent - len(lines), result.run_id, listed_in))
     return lines
+
+
+def _more(count: int, run_id: str, listed_in: Path | None) -> str:
+    return f"... and {count} more ({listed_in or f'activations.sync_log, run {run_id}'})"
+
+
+def dry_run_list(settings: Settings, context: AssetExecutionContext, key: tuple[str, str]) -> Path | None:
+    """Where a dry run lists everything one asset would write (its scratch warehouse is thrown away);
+    None for a real run, whose rows stay in activations.sync_log."""
+    if not is_dry_run(context.run.tags):
+        return None
+    return settings.home / "logs" / f"dry-run-{context.run_id}-{'-'.join(key)}.csv"
+
+
+def export_would_send(con: duckdb.DuckDBPyConnection, run_id: str, path: Path) -> None:
+    """The sync_log rows of a dry run (key, action, fields), as CSV."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con.execute(f"""copy (select key, action, fields from "{SCHEMA}".sync_log
+                          where run_id = '{run_id}' and outcome = 'would_send' order by key)
+                    to '{str(path).replace("'", "''")}' (header)""")
+
+
+def refuse_older_state(con: duckdb.DuckDBPyConnection, tags: Mapping[str, str]) -> None:
+    """A real activation as of a moment before the latest one would overwrite newer state in a live
+    destination: the step fails with one line, unless the run is tagged ``lifecycle/replay=true``."""
+    with refusal_as_failure():
+        check_activation_clock(con, parse_as_of(tags.get(AS_OF_TAG)), replay=tag_is_set(tags, REPLAY_TAG))
 
 
 def no_rejections(key: tuple[str, str], counts: dict[str, int]) -> dg.AssetCheckResult:
@@ -142,14 +177,14 @@ def parse_as_of(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.strip())
 
 
-def materialization_metadata(result: SyncResult) -> dict[str, Any]:
+def materialization_metadata(result: SyncResult, listed_in: Path | None = None) -> dict[str, Any]:
     """The engine's numbers, plus a sample of the rejections and the preview, as Dagster metadata."""
     metadata: dict[str, Any] = dict(result.metadata())
     metadata["api_calls"] = dg.MetadataValue.json(result.api_calls)
     metadata["rejection_reasons"] = dg.MetadataValue.json(dict(result.rejection_reasons))
     metadata["rejections"] = dg.MetadataValue.json(
         [{"key": outcome.key, "reason": outcome.reason} for outcome in result.rejections[:REJECTION_ROWS]])
-    metadata["preview"] = dg.MetadataValue.text("\n".join(preview_lines(result)))
+    metadata["preview"] = dg.MetadataValue.text("\n".join(preview_lines(result, listed_in=listed_in)))
     return metadata
 
 
@@ -167,23 +202,30 @@ def _activation_asset(activation: Activation) -> dg.AssetsDefinition:
                     "and changed fields are sent.",
     )
     def activate(context: AssetExecutionContext, lifecycle: LifecycleSettings) -> dg.MaterializeResult:
-        settings = lifecycle.settings()
-        dry_run = is_dry_run(context.run.tags)
+        settings = lifecycle.require(destination)
+        tags = context.run.tags
+        dry_run = is_dry_run(tags)
+        listed_in = dry_run_list(settings, context, activation.key)
         with duckdb.connect(str(settings.warehouse_path)) as con:
+            if not dry_run:
+                refuse_older_state(con, tags)
             target = activation.destination(settings, con)
             try:
-                result = sync(con, activation.source, target, dry_run=dry_run)
+                result = sync(con, activation.source, target, dry_run=dry_run,
+                              as_of=parse_as_of(tags.get(AS_OF_TAG)))
             finally:
                 target.client.close()
+            if listed_in:
+                export_would_send(con, result.run_id, listed_in)
         context.log.info(f"{destination} {object_}{' (dry run)' if dry_run else ''}: {result.changed} of "
                          f"{result.considered} rows changed, {result.sent} sent, {result.rejected} rejected")
-        for line in preview_lines(result) if dry_run else []:
+        for line in preview_lines(result, listed_in=listed_in) if dry_run else []:
             context.log.info(f"{destination} {object_} dry run: {line}")
         if result.rejected:
             context.log.warning(f"{destination} {object_}: {result.rejected} rows rejected "
                                 f"({dict(result.rejection_reasons)}); they are retried next run")
         check = no_rejections(activation.key, {"rejected": result.rejected})
-        return dg.MaterializeResult(metadata=materialization_metadata(result), check_results=[check])
+        return dg.MaterializeResult(metadata=materialization_metadata(result, listed_in), check_results=[check])
 
     return activate
 
@@ -198,18 +240,24 @@ def _activation_asset(activation: Activation) -> dg.AssetsDefinition:
                 "ever (write-ahead send ledger; lost answers are looked up in Brevo's event log).",
 )
 def brevo_emails(context: AssetExecutionContext, lifecycle: LifecycleSettings) -> dg.MaterializeResult:
-    settings = lifecycle.settings()
-    dry_run = is_dry_run(context.run.tags)
+    settings = lifecycle.require("brevo")
+    tags = context.run.tags
+    dry_run = is_dry_run(tags)
+    listed_in = dry_run_list(settings, context, EMAILS_KEY)
     with duckdb.connect(str(settings.warehouse_path)) as con, _brevo(settings) as client:
+        if not dry_run:
+            refuse_older_state(con, tags)
         settle_seconds = SETTLE_SECONDS if settings.brevo_settle_seconds is None else settings.brevo_settle_seconds
-        result = send_due(con, client, as_of=parse_as_of(context.run.tags.get(AS_OF_TAG)), dry_run=dry_run,
+        result = send_due(con, client, as_of=parse_as_of(tags.get(AS_OF_TAG)), dry_run=dry_run,
                           preview_limit=PREVIEW_ROWS, settle_seconds=settle_seconds)
+        if listed_in:
+            export_would_send(con, result.run_id, listed_in)
     verb = "would send" if dry_run else "sent"
     context.log.info(f"brevo emails{' (dry run)' if dry_run else ''}: {verb} {result.sent} of "
                      f"{result.considered} messages, {result.rejected} rejected, {result.reconciled} "
                      f"reconciled, {result.resent} sent again after a lost answer, {result.withdrawn} "
                      f"withdrawn, {result.unconfirmed} unconfirmed")
-    for line in send_preview_lines(result) if dry_run else []:
+    for line in send_preview_lines(result, listed_in=listed_in) if dry_run else []:
         context.log.info(f"brevo emails dry run: {line}")
     if result.rejected or result.unconfirmed:
         context.log.warning(f"brevo emails: {result.rejected} rejected ({dict(result.rejection_reasons)}), "
@@ -222,7 +270,7 @@ def brevo_emails(context: AssetExecutionContext, lifecycle: LifecycleSettings) -
         [{"key": key, "reason": reason} for key, reason in result.rejections[:REJECTION_ROWS]])
     metadata["unconfirmed_keys"] = dg.MetadataValue.json(result.unconfirmed_keys[:REJECTION_ROWS])
     metadata["withdrawal_reasons"] = dg.MetadataValue.json(dict(result.withdrawal_reasons))
-    metadata["preview"] = dg.MetadataValue.text("\n".join(send_preview_lines(result)))
+    metadata["preview"] = dg.MetadataValue.text("\n".join(send_preview_lines(result, listed_in=listed_in)))
     check = no_rejections(EMAILS_KEY, {"rejected": result.rejected, "unconfirmed": result.unconfirmed})
     return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
@@ -234,7 +282,8 @@ def build_definitions() -> dg.Definitions:
         selection=dg.AssetSelection.groups(ACTIVATE_GROUP),
         description="Sync the dbt sync models to HubSpot and Brevo (contacts first, then notes and list "
                     "members) and send the lifecycle emails due. Tag a run "
-                    f"`{DRY_RUN_TAG}=true` to report the changes without writing them.",
+                    f"`{DRY_RUN_TAG}=true` to report the changes without writing them, `{REPLAY_TAG}=true` to "
+                    "activate as of a moment before the latest activation's.",
         executor_def=dg.in_process_executor,
     )
     return dg.Definitions(assets=assets, jobs=[activate_job])

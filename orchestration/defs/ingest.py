@@ -2,6 +2,10 @@
 
 Asset keys are ``[dataset, table]`` (e.g. ``raw_crm/contacts``), the same keys dagster-dbt gives the dbt
 sources named after the dlt datasets, so dlt -> dbt -> activations form one lineage graph.
+
+Each source first checks the settings and the credential of the system it reads (orchestration/preflight.py),
+so a missing or refused token fails the step with one line. A dry run loads into its scratch copy of the
+warehouse and the dlt state (orchestration/resources.py).
 """
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at definition time.
@@ -13,6 +17,7 @@ from dagster_dlt import DagsterDltResource, DagsterDltTranslator, build_dlt_asse
 from dagster_dlt.translator import DltResourceTranslatorData
 
 from ingestion.pipelines import LOADER_FILE_FORMAT, SOURCE_NAMES, build_source, make_pipeline
+from orchestration.preflight import SOURCE_VENDORS
 from orchestration.resources import LifecycleSettings, ingestion_config
 from orchestration.settings import Settings
 
@@ -54,7 +59,7 @@ def _source_assets(name: str, settings: Settings) -> dg.AssetsDefinition:
     def source_assets(
         context: AssetExecutionContext, dlt: DagsterDltResource, lifecycle: LifecycleSettings
     ) -> Iterator:
-        config = ingestion_config(lifecycle.settings())
+        config = ingestion_config(lifecycle.require(*SOURCE_VENDORS[name]))
         yield from dlt.run(
             context=context,
             dlt_source=build_source(name, config),

@@ -8,10 +8,12 @@ read by dbt but left out of the graph: the activations write them after dbt, so 
 cycle. dbt tests become asset checks (dagster-dbt's default).
 
 Time travel: a run tagged ``lifecycle/as_of`` (``lifecycle run --as-of``, or a tag set in the UI's
-launchpad) passes it to dbt as the ``as_of`` var; without the tag, dbt uses the run's start time.
+launchpad) passes it to dbt as the ``as_of`` var; without the tag, dbt uses the run's start time. A dry run
+builds its scratch copy of the warehouse (orchestration/resources.py).
 """
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at definition time.
+import contextlib
 import json
 import os
 import signal
@@ -138,6 +140,21 @@ def stop_dbt(process: subprocess.Popen, grace_seconds: float = DBT_STOP_GRACE_SE
         process.wait()
 
 
+@contextlib.contextmanager
+def environment(**variables: str) -> Iterator[None]:
+    """Set these environment variables for the block (the dbt process started in it inherits them)."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def dbt_build_args(as_of: str | None) -> list[str]:
     """Models, seeds and data tests. Unit tests check the SQL, not the data: they run in the test suite
     (``dbt test --select test_type:unit``), and they need the raw tables, which a fresh warehouse lacks."""
@@ -157,12 +174,13 @@ def build_definitions() -> dg.Definitions:
     )
     def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, lifecycle: LifecycleSettings) -> Iterator:
         settings = lifecycle.settings()
-        # profiles.yml reads LIFECYCLE_HOME, relative to where dbt runs (dbt_project/): hand it the resolved path.
-        os.environ["LIFECYCLE_HOME"] = str(settings.home)
         # One artifacts folder per warehouse, reused run after run (dbt's partial parse is kept there too).
-        target_path = settings.home / "dbt" / "target"
-        invocation = dbt.cli(dbt_build_args(context.run.tags.get(AS_OF_TAG)), context=context,
-                             target_path=target_path)
+        target_path = settings.data_dir / "dbt" / "target"
+        # profiles.yml reads LIFECYCLE_HOME (the folder of warehouse.duckdb), relative to where dbt runs
+        # (dbt_project/): hand dbt the resolved folder, a dry run's scratch copy included.
+        with environment(LIFECYCLE_HOME=str(settings.data_dir)):
+            invocation = dbt.cli(dbt_build_args(context.run.tags.get(AS_OF_TAG)), context=context,
+                                 target_path=target_path)
         try:
             yield from invocation.stream()
         finally:
