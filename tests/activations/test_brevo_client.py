@@ -216,9 +216,11 @@ def test_a_vendor_echoing_the_key_never_gets_it_logged_raised_or_stored(
     would: in the retried 429s and 500s of imports (logged), in the reason of a rejected list change
     (stored in sync_log), and in the 401 that is raised. None of them shows the key."""
     admin.post("/limits", json={"service": "brevo", "off": True}).raise_for_status()  # sleeps are not real
+    admin.post("/brevo/import_delay", json={"seconds": 0}).raise_for_status()
     admin.post("/echo_credentials", json={"on": True, "service": "brevo"}).raise_for_status()
     with caplog.at_level(logging.INFO, logger="activations"), \
-            BrevoClient(KEY, sandbox_url + "/brevo/v3", policy=FAST, sleep=lambda _: None) as client:
+            BrevoClient(KEY, sandbox_url + "/brevo/v3", policy=FAST, sleep=lambda s: time.sleep(min(s, 0.05))
+                        ) as client:
         list_id = client.ensure_lists(["Churned"])["Churned"]
         admin.post("/faults", json={"service": "brevo", "rate_429": 0.3, "rate_500": 0.2, "seed": 5})
         imported = [client.upsert_contacts([{"email": f"p{i}@example.com"}]) for i in range(6)]
