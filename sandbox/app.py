@@ -1,7 +1,7 @@
 """The sandbox: emulated HubSpot, Brevo, Calendly and Stripe behind one port, plus the admin API.
 
 Path prefixes: ``/hubspot``, ``/brevo``, ``/calendly``, ``/stripe`` (point each client's base URL
-there) and ``/_sandbox`` for what tests, the demo and the world generator drive (SPEC §5.3).
+there) and ``/_sandbox`` for what tests, the demo and the world generator drive.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import copy
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -35,6 +36,7 @@ class Sandbox:
             "calendly": Calendly(self.calls, self.webhooks),
             "stripe": Stripe(self.calls, self.webhooks),
         }
+        self._saved: dict[str, dict] | None = None
 
     def reset(self) -> None:
         self.calls.clear()
@@ -47,10 +49,32 @@ class Sandbox:
             emulator.service.echo_credentials = False
             emulator.service.echoed = 0
 
+    def snapshot(self) -> None:
+        """Keep a copy of every emulator's stores (not the shared call counts, faults, limits or webhook
+        sender), for ``restore``: a test can replay from one exact state, ids and timestamps included."""
+        if self.emulators["brevo"].pending_imports():
+            raise RuntimeError("Brevo imports are still running; POST /_sandbox/brevo/imports/wait first")
+        self._saved = {name: copy.deepcopy(_stores(emulator)) for name, emulator in self.emulators.items()}
+
+    def restore(self) -> None:
+        if self._saved is None:
+            raise RuntimeError("no snapshot taken; POST /_sandbox/snapshot first")
+        for name, emulator in self.emulators.items():
+            vars(emulator).update(copy.deepcopy(self._saved[name]))
+
     def services(self, name: str | None) -> list:
         if name is None:
             return [e.service for e in self.emulators.values()]
         return [self.emulators[name].service] if name in self.emulators else []
+
+
+SHARED_ATTRIBUTES = frozenset({"service", "calls", "webhooks", "_imports"})
+"""What an emulator holds that is not its stores: its gate (faults, limits), the shared call counter and
+webhook sender, and running import tasks."""
+
+
+def _stores(emulator: object) -> dict:
+    return {name: value for name, value in vars(emulator).items() if name not in SHARED_ATTRIBUTES}
 
 
 def admin_routes(sandbox: Sandbox) -> list[Route]:
@@ -73,6 +97,7 @@ def admin_routes(sandbox: Sandbox) -> list[Route]:
                 rate_429=float(body.get("rate_429", 0)), rate_500=float(body.get("rate_500", 0)),
                 rate_timeout=float(body.get("rate_timeout", 0)), seed=int(body.get("seed", 0)),
                 timeout_seconds=float(body.get("timeout_seconds", 5.0)),
+                latency_seconds=float(body.get("latency_seconds", 0.0)),
             )
         return JSONResponse({"faults": body})
 
@@ -115,6 +140,20 @@ def admin_routes(sandbox: Sandbox) -> list[Route]:
         return JSONResponse({e.service.name: {"on": e.service.echo_credentials, "echoed": e.service.echoed}
                              for e in sandbox.emulators.values()})
 
+    async def snapshot(request: Request) -> JSONResponse:
+        try:
+            sandbox.snapshot()
+        except RuntimeError as error:
+            return JSONResponse({"error": str(error)}, status_code=409)
+        return JSONResponse({"snapshot": True})
+
+    async def restore(request: Request) -> JSONResponse:
+        try:
+            sandbox.restore()
+        except RuntimeError as error:
+            return JSONResponse({"error": str(error)}, status_code=409)
+        return JSONResponse({"restored": True})
+
     async def webhook_deliveries(request: Request) -> JSONResponse:
         return JSONResponse(sandbox.webhooks.summary())
 
@@ -130,6 +169,8 @@ def admin_routes(sandbox: Sandbox) -> list[Route]:
         Route("/echo_credentials", echo_credentials, methods=["GET", "POST"]),
         Route("/webhooks", webhook_deliveries, methods=["GET"]),
         Route("/webhooks/flush", flush_webhooks, methods=["POST"]),
+        Route("/snapshot", snapshot, methods=["POST"]),
+        Route("/restore", restore, methods=["POST"]),
     ]
     for emulator in sandbox.emulators.values():
         routes.extend(emulator.admin_routes())

@@ -1457,6 +1457,9 @@ class Brevo:
         self.import_delay = seconds
         return JSONResponse({"import_delay_seconds": seconds})
 
+    def pending_imports(self) -> int:
+        return sum(not task.done() for task in self._imports)
+
     async def wait_for_imports(self, request: Request) -> Response:
         pending = list(self._imports)
         await asyncio.gather(*pending, return_exceptions=True)

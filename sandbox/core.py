@@ -62,6 +62,9 @@ class Faults:
     rate_timeout: float = 0.0
     timeout_seconds: float = 5.0
     rng: random.Random = field(default_factory=lambda: random.Random(0))
+    latency_seconds: float = 0.0
+    """Every answer comes this long after the request was handled, as a real API's does: a client killed in
+    that time has had its write applied without learning it (what the crash suite needs to hit)."""
 
     def draw(self) -> str | None:
         if not (self.rate_429 or self.rate_500 or self.rate_timeout):
@@ -123,8 +126,9 @@ class Service:
         self.windows = {g: RollingWindow(limit, window) for g, (limit, window) in groups.items()}
 
     def set_faults(self, rate_429: float = 0, rate_500: float = 0, rate_timeout: float = 0,
-                   seed: int = 0, timeout_seconds: float = 5.0) -> None:
-        self.faults = Faults(rate_429, rate_500, rate_timeout, timeout_seconds, random.Random(seed))
+                   seed: int = 0, timeout_seconds: float = 5.0, latency_seconds: float = 0.0) -> None:
+        self.faults = Faults(rate_429, rate_500, rate_timeout, timeout_seconds, random.Random(seed),
+                             latency_seconds)
 
     def _limit(self, group: str) -> Limited | None:
         window = self.windows.get(group)
@@ -162,6 +166,8 @@ class Service:
                 if fault == "429":
                     return self.too_many_requests(Limited(False, 1, 0, 1.0, 1.0, group or "default"))
                 response = await handler(request)
+                if self.faults.latency_seconds:
+                    await asyncio.sleep(self.faults.latency_seconds)
                 if fault == "timeout":
                     # The write has happened; the answer never arrives in time. The hardest case for
                     # a client, and the one that exactly-once sending has to survive.
