@@ -201,22 +201,35 @@ def _print_dry_run(result: dg.ExecuteInProcessResult) -> None:
 def preflight(job_name: str, as_of: str | None, *, dry_run: bool, replay: bool) -> None:
     """What must hold before the job starts (orchestration/preflight.py): the settings it needs; for a real
     activation, an as-of not before the latest activation's (unless ``replay``); then each vendor's answer
-    to one authenticated read. Raises ``Refused`` with the one line to show."""
+    to one authenticated read of every vendor the job needs. Raises ``Refused`` with the one line to show, or
+    an ``ExceptionGroup`` of one per vendor that refused (so that one run names every credential to fix)."""
     import duckdb
 
-    from orchestration.preflight import JOB_VENDORS, check_access, check_activation_clock, check_settings
+    from orchestration.preflight import (
+        JOB_VENDORS,
+        Refused,
+        check_access,
+        check_activation_clock,
+        check_settings,
+    )
 
     settings = Settings.from_env()
     check_settings(settings, JOB_VENDORS[job_name])
     if job_name in ACTIVATING_JOBS and not dry_run and settings.warehouse_path.exists():
         with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
             check_activation_clock(con, datetime.fromisoformat(as_of) if as_of else None, replay)
+    refusals = []
     for vendor in JOB_VENDORS[job_name]:
-        check_access(settings, vendor)
+        try:
+            check_access(settings, vendor)
+        except Refused as refusal:
+            refusals.append(refusal)
+    if refusals:
+        raise ExceptionGroup("refused", refusals)
 
 
-def refused(job_name: str, as_of: str | None, *, dry_run: bool, replay: bool) -> str | None:
-    """``preflight``'s refusal as the line to print, None when the job may start. A probe's retries and the
+def refused(job_name: str, as_of: str | None, *, dry_run: bool, replay: bool) -> list[str]:
+    """``preflight``'s refusals as the lines to print, none when the job may start. A probe's retries and the
     traceback behind a vendor's refusal go to the job's log file, which the line then names."""
     from orchestration.preflight import Refused
 
@@ -224,25 +237,29 @@ def refused(job_name: str, as_of: str | None, *, dry_run: bool, replay: bool) ->
     log_path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_path, delay=True)
     logging.getLogger().addHandler(handler)
+    lines: list[str] = []
     try:
         preflight(job_name, as_of, dry_run=dry_run, replay=replay)
-    except Refused as refusal:
-        if refusal.__cause__ is None:
-            return str(refusal)
-        with open(log_path, "a") as log:
-            traceback.print_exception(refusal, file=log)
-        return f"{refusal} (details in {log_path})"
+    except* Refused as group:
+        for refusal in group.exceptions:
+            if refusal.__cause__ is None:
+                lines.append(str(refusal))
+                continue
+            with open(log_path, "a") as log:
+                traceback.print_exception(refusal, file=log)
+            lines.append(f"{refusal} (details in {log_path})")
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
-    return None
+    return lines
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     job_name = RUN_JOBS[args.select]
-    refusal = refused(job_name, args.as_of, dry_run=args.dry_run, replay=args.replay)
-    if refusal:
+    refusals = refused(job_name, args.as_of, dry_run=args.dry_run, replay=args.replay)
+    for refusal in refusals:
         print(f"lifecycle run: {refusal}", file=sys.stderr)
+    if refusals:
         return EXIT_REFUSED
     ok = run_job(job_name, args.as_of, args.dry_run, dbt_tests=not args.skip_dbt_tests, replay=args.replay)
     if ok and args.select in ("ingest", "all") and not args.dry_run:

@@ -86,8 +86,8 @@ def holds_pool_slot(instance: dg.DagsterInstance, run_id: str, step_key: str) ->
 
 def kill_mid_step(world: World) -> str:
     """Start ``lifecycle run --select ingest``, SIGKILL its process group once its run holds the warehouse
-    pool slot in the hanging HubSpot step; return the dead run's id (still "started", still holding it)."""
-    world.hubspot_hangs(True)
+    pool slot in the hanging HubSpot step; return the dead run's id (still "started", still holding it).
+    HubSpot hangs from the moment the run exists: the CLI's pre-run check of the credentials comes first."""
     with world.instance() as instance:
         known = {run.run_id for run in instance.get_runs()}
         process = world.lifecycle_run("--select", "ingest", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -97,7 +97,10 @@ def kill_mid_step(world: World) -> str:
             while not (run_id and holds_pool_slot(instance, run_id, HANGING_STEP)):
                 assert process.poll() is None, f"the run ended before its step {HANGING_STEP} ({process.returncode})"
                 assert time.monotonic() < deadline, f"the run did not reach {HANGING_STEP} in {STEP_SECONDS} s"
-                run_id = next((run.run_id for run in instance.get_runs() if run.run_id not in known), None)
+                if run_id is None:
+                    run_id = next((run.run_id for run in instance.get_runs() if run.run_id not in known), None)
+                    if run_id is not None:
+                        world.hubspot_hangs(True)
                 time.sleep(0.2)
         finally:
             os.killpg(process.pid, signal.SIGKILL)

@@ -77,6 +77,16 @@ def test_a_refused_credential_gives_the_vendors_answer_in_one_line(
     assert dagster_runs(home) == []
 
 
+def test_every_refused_credential_has_its_line(sandbox_url: str, home: Path) -> None:
+    completed = run_lifecycle(lifecycle_env(sandbox_url, home, HUBSPOT_TOKEN="pat-na1-wrong",
+                                            BREVO_API_KEY="xkeysib-wrong"), "run", "--select", "activate")
+
+    assert completed.returncode == 2, completed.stdout + completed.stderr
+    assert [line.split(":")[1].strip() for line in completed.stderr.splitlines()] == [
+        "HUBSPOT_TOKEN was refused by HubSpot", "BREVO_API_KEY was refused by Brevo"]
+    assert dagster_runs(home) == []
+
+
 def test_an_unreachable_vendor_names_its_base_url_variable_and_the_network_error(
         sandbox_url: str, home: Path) -> None:
     nowhere = f"http://127.0.0.1:{free_port()}/brevo/v3"

@@ -55,12 +55,13 @@ def instance(home: Path) -> Iterator[dg.DagsterInstance]:
 
 
 class Waiter:
-    """``lifecycle run --select ingest`` in a subprocess, its stderr read line by line as it comes."""
+    """``lifecycle run --select transform`` (a job that needs no vendor credentials, so nothing is checked
+    before the wait) in a subprocess, its stderr read line by line as it comes."""
 
     def __init__(self, home: Path, **env: str) -> None:
         environment = {**os.environ, "LIFECYCLE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), **env}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "orchestration.cli", "run", "--select", "ingest"], cwd=REPO_ROOT,
+            [sys.executable, "-m", "orchestration.cli", "run", "--select", "transform"], cwd=REPO_ROOT,
             env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []

@@ -168,7 +168,8 @@ def test_no_secret_reaches_output_files_dagster_or_the_warehouse(tmp_path: Path)
         echoed = {name: state["echoed"] for name, state in httpx.get(f"{admin}/echo_credentials").json().items()}
         webhooks = httpx.get(f"{admin}/webhooks").json()
 
-    assert exits == {"ingest-wrong": 1, "ingest": 0, "transform": 0, "activate-wrong": 1, "activate": 0}
+    assert exits == {"ingest-wrong": 2, "ingest": 0, "transform": 0, "activate-wrong": 2, "activate": 0}, \
+        "wrong credentials are refused by the pre-run check (exit 2), the vendor's echoing answer in its line"
     assert all(count > 0 for count in echoed.values()), f"every vendor echoed a credential: {echoed}"
     assert {d["service"] for d in webhooks if d["status"] == "delivered"} == {"calendly", "stripe"}, \
         "the collector accepted the world's webhooks, signed with the fake signing secrets"
