@@ -20,7 +20,7 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup
 
 dagster: $(INSTALLED)
 	$(VENV)/bin/dagster dev -w workspace.yaml

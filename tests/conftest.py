@@ -1,4 +1,5 @@
-"""Fixtures shared by every test suite: a live sandbox on a free port, reset before each test."""
+"""Fixtures shared by every test suite: a live sandbox on a free port, reset before each test; and how the
+suite is split between pytest-xdist workers (`make test` runs two)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,18 @@ import pytest
 
 from sandbox.app import Sandbox, create_app
 from tests.servers import serve
+
+SHARED_FIXTURE_GROUPS = {"tests/scenarios": "scenarios"}
+"""Folders whose modules share a session fixture that is costly to build (the scenario story): one worker."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test module runs whole on one worker (`--dist loadgroup`): module fixtures are built once and the
+    world tests that continue where the previous one ended keep their order."""
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        group = next((name for folder, name in SHARED_FIXTURE_GROUPS.items() if module.startswith(folder)), module)
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
