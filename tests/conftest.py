@@ -15,6 +15,7 @@ SHARED_FIXTURE_GROUPS = {"tests/scenarios": "scenarios"}
 """Folders whose modules share a session fixture that is costly to build (the scenario story): one worker."""
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Each test module runs whole on one worker (`--dist loadgroup`): module fixtures are built once and the
     world tests that continue where the previous one ended keep their order."""
