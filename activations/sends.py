@@ -75,7 +75,16 @@ import duckdb
 
 from activations.brevo import MESSAGE_VERSIONS_MAX
 from activations.http import ApiError, MaybeApplied, TransportStats
-from activations.state import SCHEMA, LogRow, ensure_tables, finish_run, insert_log, start_run, transaction
+from activations.state import (
+    SCHEMA,
+    LogRow,
+    ensure_tables,
+    finish_run,
+    insert_log,
+    start_run,
+    transaction,
+    utc_naive,
+)
 
 DESTINATION = "brevo"
 OBJECT = "emails"
@@ -530,6 +539,8 @@ class _Run:
             try:
                 found[tag] = self.client.find_sent_to(tag)
             except ApiError as error:
+                if error.status in ACCOUNT_ERRORS:
+                    raise
                 return found, f"not looked up: the event-log look-up failed: {error}"
         return found, ""
 
@@ -633,9 +644,7 @@ _NAME_SQL = "nullif(trim(concat_ws(' ', contacts.first_name, contacts.last_name)
 
 def _clock_value(as_of: datetime | None) -> datetime:
     """The run's clock as DuckDB stores it: UTC without a zone (a naive `as_of` is taken as UTC)."""
-    if as_of is None:
-        return _now()
-    return as_of.astimezone(UTC).replace(tzinfo=None) if as_of.tzinfo else as_of
+    return _now() if as_of is None else utc_naive(as_of)
 
 
 def _now() -> datetime:

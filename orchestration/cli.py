@@ -354,7 +354,9 @@ def generate_world(settings: Settings, *, contacts: int, seed: int, sandbox_url:
             collector_url,
             calendly_base_url=sandbox_env["CALENDLY_BASE_URL"],
             calendly_token=sandbox_env["CALENDLY_TOKEN"],
-            calendly_signing_key=sandbox_env["CALENDLY_WEBHOOK_SIGNING_KEY"],
+            # Signed with the key the collector checks, so the generated bookings are accepted.
+            calendly_signing_key=(settings.calendly_webhook_signing_key.reveal()
+                                  or sandbox_env["CALENDLY_WEBHOOK_SIGNING_KEY"]),
             stripe_base_url=sandbox_env["STRIPE_BASE_URL"],
             stripe_api_key=sandbox_env["STRIPE_API_KEY"],
         )

@@ -298,6 +298,24 @@ def test_a_refused_account_stops_the_run_and_leaves_the_messages_planned(
     assert con.execute("select status from activations.sync_runs").fetchall() == [("failed",)]
 
 
+def test_a_refused_account_during_a_look_up_stops_the_run_and_leaves_the_email_uncertain(
+        con: duckdb.DuckDBPyConnection, sandbox_url: str, admin: httpx.Client) -> None:
+    """A refused key says nothing about whether the email went: the message stays `sending`, neither sent
+    again nor withdrawn, until a look-up with a good key can tell."""
+    add_message(con, "k-crash", "ada@example.com", due=False)
+    crashed_mid_send(con, "k-crash", "ada@example.com", AS_OF)
+
+    with BrevoClient("xkeysib-wrong", sandbox_url + "/brevo/v3", policy=FAST) as client, \
+            pytest.raises(ApiError) as caught:
+        send_due(con, client, as_of=AS_OF + timedelta(days=1), settle_seconds=0)
+
+    assert caught.value.status == 401
+    assert emails(admin) == [] and sends(admin) == 0 and lookups(admin) == 1
+    assert [(key, status) for key, status, _, _ in ledger(con)] == [("k-crash", "sending")]
+    assert log(con) == []
+    assert con.execute("select status from activations.sync_runs").fetchall() == [("failed",)]
+
+
 def test_a_dry_run_sends_nothing_and_writes_no_ledger(con: duckdb.DuckDBPyConnection, brevo: BrevoClient,
                                                       admin: httpx.Client) -> None:
     add_message(con, "k-1", "ada@example.com", "demo_nurture", 1)
