@@ -212,6 +212,20 @@ def int_param(request: Request, name: str, default: int, low: int, high: int | N
     return value
 
 
+def page_params(request: Request, default_limit: int, max_limit: int) -> tuple[int, int, bool] | JSONResponse:
+    """``limit``, ``offset`` and ``sort`` (creation order, default desc) of a Brevo listing: (limit, offset,
+    newest first), or the 400 Brevo gives for a bad one."""
+    limit = int_param(request, "limit", default_limit, 0, max_limit)
+    offset = int_param(request, "offset", 0, 0, None)
+    for value in (limit, offset):
+        if isinstance(value, JSONResponse):
+            return value
+    sort = request.query_params.get("sort", "desc")
+    if sort not in ("asc", "desc"):
+        return bad("invalid_parameter", "sort must be asc or desc")
+    return limit, offset, sort == "desc"
+
+
 def is_int_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
 
@@ -970,15 +984,11 @@ class Brevo:
 
     async def list_processes(self, request: Request) -> Response:
         """``limit`` (default 10, at most 50), ``offset``, ``sort`` by creation (default desc)."""
-        limit = int_param(request, "limit", 10, 0, PROCESSES_PAGE_MAX)
-        offset = int_param(request, "offset", 0, 0, None)
-        for value in (limit, offset):
-            if isinstance(value, JSONResponse):
-                return value
-        sort = request.query_params.get("sort", "desc")
-        if sort not in ("asc", "desc"):
-            return bad("invalid_parameter", "sort must be asc or desc")
-        ids = sorted(self.processes, reverse=sort == "desc")[offset : offset + limit]
+        page = page_params(request, 10, PROCESSES_PAGE_MAX)
+        if isinstance(page, JSONResponse):
+            return page
+        limit, offset, newest_first = page
+        ids = sorted(self.processes, reverse=newest_first)[offset : offset + limit]
         return JSONResponse({"processes": [self.processes[i] for i in ids], "count": len(self.processes)})
 
     # ----- folders and lists -------------------------------------------------------------------------
@@ -1038,15 +1048,11 @@ class Brevo:
         return JSONResponse({"id": folder_id}, status_code=201)
 
     async def list_lists(self, request: Request) -> Response:
-        limit = int_param(request, "limit", 10, 0, LISTS_PAGE_MAX)
-        offset = int_param(request, "offset", 0, 0, None)
-        for value in (limit, offset):
-            if isinstance(value, JSONResponse):
-                return value
-        sort = request.query_params.get("sort", "desc")
-        if sort not in ("asc", "desc"):
-            return bad("invalid_parameter", "sort must be asc or desc")
-        ids = sorted(self.lists, reverse=sort == "desc")[offset : offset + limit]
+        page = page_params(request, 10, LISTS_PAGE_MAX)
+        if isinstance(page, JSONResponse):
+            return page
+        limit, offset, newest_first = page
+        ids = sorted(self.lists, reverse=newest_first)[offset : offset + limit]
         return JSONResponse({"lists": [self._list_view(i) for i in ids], "count": len(self.lists)})
 
     async def create_list(self, request: Request) -> Response:

@@ -135,7 +135,7 @@ def dry_run_list(settings: Settings, context: AssetExecutionContext, key: tuple[
     None for a real run, whose rows stay in activations.sync_log."""
     if not is_dry_run(context.run.tags):
         return None
-    return settings.home / "logs" / f"dry-run-{context.run_id}-{'-'.join(key)}.csv"
+    return settings.home / "logs" / f"dry-run-{context.run.run_id}-{'-'.join(key)}.csv"
 
 
 def export_would_send(con: duckdb.DuckDBPyConnection, run_id: str, path: Path) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import stripe
 
 from ingestion.landing import STREAMS, landing_files, read_complete_lines
-from orchestration.services import free_port, wait_healthy
+from orchestration.services import free_port, stop, wait_healthy
 
 CALENDLY_KEY = "calendly-test-key"
 STRIPE_SECRET = "whsec_test_secret"
@@ -99,10 +99,4 @@ def collector_process(home: Path) -> Iterator[CollectorProcess]:
         wait_healthy(f"{url}/healthz", process)
         yield CollectorProcess(url, home / "landing", process, log_path)
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process)

@@ -21,6 +21,7 @@ from orchestration.defs import automation
 from orchestration.defs.activate import no_rejections
 from orchestration.liveness import HOST_TAG, PID_TAG, PROCESS_STARTED_TAG, reap_dead_runs, this_host
 from orchestration.settings import Settings
+from tests.orchestration.stand_ins import lifecycle_stand_in
 from tests.servers import serve
 
 WEBHOOK_TOKEN = "T0001/B0002/webhook-secret-token"
@@ -60,16 +61,6 @@ def receiver() -> Iterator[tuple[Receiver, str]]:
 def instance() -> Iterator[dg.DagsterInstance]:
     with dg.instance_for_test() as test_instance:
         yield test_instance
-
-
-@dg.op
-def _noop() -> None:
-    """Stand-in step, so the automation's targets resolve."""
-
-
-@dg.job(name="lifecycle")
-def lifecycle_stand_in() -> None:
-    _noop()
 
 
 def alert_sensor(tmp_path, webhook_url: str | None) -> dg.SensorDefinition:

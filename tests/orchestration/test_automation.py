@@ -13,21 +13,7 @@ from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobO
 from orchestration.defs import automation
 from orchestration.liveness import HOST_TAG, IN_FLIGHT_STATUSES, PID_TAG, PROCESS_STARTED_TAG, this_host
 from orchestration.settings import Settings
-
-
-@dg.op
-def _noop() -> None:
-    """Stand-in step: these tests only need runs of the job's name in the instance's run storage."""
-
-
-@dg.job(name="lifecycle")
-def lifecycle_stand_in() -> None:
-    _noop()
-
-
-@dg.job(name="activate")
-def activate_stand_in() -> None:
-    _noop()
+from tests.orchestration.stand_ins import activate_stand_in, lifecycle_stand_in
 
 
 def add_run(instance: dg.DagsterInstance, job: dg.JobDefinition, status: dg.DagsterRunStatus) -> dg.DagsterRun:

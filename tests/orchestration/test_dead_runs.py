@@ -28,6 +28,7 @@ from orchestration.defs import automation
 from orchestration.defs.ingest import WAREHOUSE_POOL
 from orchestration.settings import Settings, sandbox_environment
 from sandbox.app import Sandbox
+from tests.orchestration.stand_ins import lifecycle_stand_in
 
 CONTACTS = int(os.environ.get("LIFECYCLE_TEST_DEAD_RUN_CONTACTS", "30"))
 HANGING_STEP = "ingest_crm"
@@ -140,16 +141,6 @@ def test_a_run_after_a_killed_run_completes_by_itself(world: World) -> None:
         assert_found_dead(instance, dead, "`lifecycle run` before starting")
         (latest, *_) = instance.get_runs(limit=1)
         assert latest.run_id != dead and latest.status == dg.DagsterRunStatus.SUCCESS
-
-
-@dg.op
-def _noop() -> None:
-    """Stand-in step: the schedule and sensor are evaluated, not run."""
-
-
-@dg.job(name="lifecycle")
-def lifecycle_stand_in() -> None:
-    _noop()
 
 
 @pytest.mark.timeout(2 * STEP_SECONDS + 120)

@@ -27,18 +27,9 @@ from orchestration.liveness import (
     reap_dead_runs,
     this_host,
 )
+from tests.orchestration.stand_ins import lifecycle_stand_in
 
 POOL = "warehouse"
-
-
-@dg.op
-def _noop() -> None:
-    """Stand-in step: these tests only need run records."""
-
-
-@dg.job(name="lifecycle")
-def lifecycle_stand_in() -> None:
-    _noop()
 
 
 @pytest.fixture()

@@ -25,20 +25,11 @@ import pytest
 from orchestration import cli
 from orchestration.defs.ingest import WAREHOUSE_POOL
 from orchestration.liveness import HOST_TAG, PID_TAG, PROCESS_STARTED_TAG, process_tags
+from tests.orchestration.stand_ins import lifecycle_stand_in
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LINE_SECONDS = 180
 """How long the test waits for the waiting line (a generous bound for a loaded machine, not a measure)."""
-
-
-@dg.op
-def _noop() -> None:
-    """Stand-in step: the other party's run only has to exist in the instance."""
-
-
-@dg.job(name="lifecycle")
-def lifecycle_stand_in() -> None:
-    _noop()
 
 
 @pytest.fixture()

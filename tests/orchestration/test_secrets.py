@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 import pytest
 from dlt.common.versioned_state import decompress_state
 
-from orchestration.services import free_port, wait_healthy
+from orchestration.services import free_port, stop, wait_healthy
 from orchestration.settings import sandbox_environment
 
 MARKER = "LEAKCANARY"
@@ -69,8 +69,7 @@ def service(args: list[str], health_url: str, env: dict[str, str], outputs: Path
             wait_healthy(health_url, process)
             yield
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            stop(process, timeout=30)
 
 
 def run_cli(outputs: Path, name: str, env: dict[str, str], *args: str) -> int:
