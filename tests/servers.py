@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -11,11 +10,13 @@ from contextlib import contextmanager
 import httpx
 import uvicorn
 
+from orchestration.services import free_port
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+
+def fresh_sandbox(sandbox_url: str) -> None:
+    """Empty every emulator and lift the rate limits: a world of the test's own, at our own cost."""
+    httpx.post(f"{sandbox_url}/_sandbox/reset").raise_for_status()
+    httpx.post(f"{sandbox_url}/_sandbox/limits", json={"off": True}).raise_for_status()
 
 
 @contextmanager

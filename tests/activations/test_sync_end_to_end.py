@@ -22,7 +22,7 @@ from ingestion.landing import LandingZone
 from orchestration import cli
 from orchestration.settings import Settings, sandbox_environment
 from sandbox.app import Sandbox
-from tests.servers import serve
+from tests.servers import fresh_sandbox, serve
 
 WORLD_CONTACTS = 60
 WORLD_SEED = 5
@@ -156,8 +156,7 @@ def crm_contacts(sandbox_url: str) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def world(sandbox_server: tuple[str, Sandbox], tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     sandbox_url, _ = sandbox_server
-    httpx.post(f"{sandbox_url}/_sandbox/reset").raise_for_status()
-    httpx.post(f"{sandbox_url}/_sandbox/limits", json={"off": True}).raise_for_status()
+    fresh_sandbox(sandbox_url)
     home = tmp_path_factory.mktemp("sync-world")
     env = {**sandbox_environment(sandbox_url, home), "DAGSTER_HOME": str(home / "dagster")}
     with pytest.MonkeyPatch.context() as patch:

@@ -45,6 +45,7 @@ from orchestration import cli
 from orchestration.defs.automation import run_in_flight
 from orchestration.settings import Settings, sandbox_environment
 from sandbox.app import Sandbox
+from tests.servers import fresh_sandbox
 
 TRIALS = int(os.environ.get("LIFECYCLE_TEST_CRASH_TRIALS", "20"))
 SEED = int(os.environ.get("LIFECYCLE_TEST_CRASH_SEED", "2026"))
@@ -141,8 +142,7 @@ def save(home: Path, snapshot: Path) -> None:
 def make_world(sandbox_url: str, home: Path) -> None:
     """The world in a reset sandbox and in the home's landing zone; the sandbox keeps a snapshot of it, which
     every trial restores (the same ids and timestamps the reference run saw)."""
-    httpx.post(f"{sandbox_url}/_sandbox/reset").raise_for_status()
-    httpx.post(f"{sandbox_url}/_sandbox/limits", json={"off": True}).raise_for_status()
+    fresh_sandbox(sandbox_url)
     settings = Settings.from_env(environment(sandbox_url, home))
     cli.generate_world(settings, contacts=WORLD_CONTACTS, seed=WORLD_SEED, sandbox_url=sandbox_url,
                        collector_url=None, start=WORLD_START, days=WORLD_DAYS)

@@ -26,7 +26,7 @@ from orchestration.defs import transform
 from orchestration.resources import RESOURCES, ingestion_config
 from orchestration.settings import Settings, sandbox_environment
 from sandbox.app import Sandbox
-from tests.servers import serve
+from tests.servers import fresh_sandbox, serve
 
 WORLD_CONTACTS = 200
 WORLD_SEED = 11
@@ -71,8 +71,7 @@ def add_bad_records(settings: Settings, sandbox_url: str, collector_url: str) ->
 @pytest.fixture(scope="session")
 def dbt_world(sandbox_server: tuple[str, Sandbox], tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltWorld]:
     sandbox_url, _ = sandbox_server
-    httpx.post(f"{sandbox_url}/_sandbox/reset").raise_for_status()
-    httpx.post(f"{sandbox_url}/_sandbox/limits", json={"off": True}).raise_for_status()
+    fresh_sandbox(sandbox_url)
     home = tmp_path_factory.mktemp("dbt-world")
     env = sandbox_environment(sandbox_url, home)
     with pytest.MonkeyPatch.context() as patch:

@@ -29,6 +29,7 @@ from orchestration.defs.ingest import WAREHOUSE_POOL
 from orchestration.settings import Settings, sandbox_environment
 from sandbox.app import Sandbox
 from tests.orchestration.stand_ins import lifecycle_stand_in
+from tests.servers import fresh_sandbox
 
 CONTACTS = int(os.environ.get("LIFECYCLE_TEST_DEAD_RUN_CONTACTS", "30"))
 HANGING_STEP = "ingest_crm"
@@ -65,8 +66,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(sandbox_server: tuple[str, Sandbox], tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     sandbox_url, _ = sandbox_server
-    httpx.post(f"{sandbox_url}/_sandbox/reset").raise_for_status()
-    httpx.post(f"{sandbox_url}/_sandbox/limits", json={"off": True}).raise_for_status()
+    fresh_sandbox(sandbox_url)
     home = tmp_path_factory.mktemp("dead-runs")
     env = {**os.environ, **sandbox_environment(sandbox_url, home), "DAGSTER_HOME": str(home / "dagster")}
     (home / "dagster").mkdir()

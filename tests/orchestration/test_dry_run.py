@@ -42,6 +42,7 @@ from tests.orchestration.cli_process import (
     sandbox_calls,
     write_calls,
 )
+from tests.servers import fresh_sandbox
 
 CONTACTS = int(os.environ.get("LIFECYCLE_TEST_DRY_RUN_CONTACTS", "40"))
 NEW_LEAD = "dry.run.lead@example.org"
@@ -82,8 +83,7 @@ def snapshot(home: Path) -> dict[str, object]:
 @pytest.fixture(scope="module")
 def world(sandbox_server: tuple[str, Sandbox], tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     sandbox_url, _ = sandbox_server
-    httpx.post(f"{sandbox_url}/_sandbox/reset").raise_for_status()
-    httpx.post(f"{sandbox_url}/_sandbox/limits", json={"off": True}).raise_for_status()
+    fresh_sandbox(sandbox_url)
     home = tmp_path_factory.mktemp("dry-run-world")
     cli.generate_world(Settings.from_env(sandbox_environment(sandbox_url, home)), contacts=CONTACTS, seed=11,
                        sandbox_url=sandbox_url, collector_url=None)
