@@ -29,7 +29,8 @@ Settling an uncertain email, at the start of a run (rows a crashed run left `sen
 run's lost answers), in rounds:
 1. Wait until `settle_seconds` have passed since the message's last attempt (Brevo's event log lags).
 2. Look up every tag the message was ever handed over under (`find_sent_to`, once per tag and round). An
-   email found under any of them -> `sent` with that messageId (outcome `reconciled`).
+   email found under any of them -> `sent` with that messageId (outcome `reconciled`). A look-up refused
+   for the account (401/402/403) stops the run with the message still `sending`: it says nothing of the email.
 3. Not found: the message goes again only if the rules still allow it now: `marts.fct_messages.may_send`,
    which dbt computes as of the run for `sending` keys with the same rules as a fresh send (an exit, a
    pause, an unsubscribe, an expired reminder or a later step that went out forbid it). One that is not
