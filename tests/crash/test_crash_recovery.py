@@ -42,7 +42,7 @@ import httpx
 import pytest
 
 from orchestration import cli
-from orchestration.defs.automation import run_in_flight
+from orchestration.liveness import run_in_flight
 from orchestration.settings import Settings, sandbox_environment
 from sandbox.app import Sandbox
 from tests.servers import fresh_sandbox
@@ -129,14 +129,10 @@ def environment(sandbox_url: str, home: Path) -> dict[str, str]:
     return {**sandbox_environment(sandbox_url, home), "DAGSTER_HOME": str(home / "dagster")}
 
 
-def restore(snapshot: Path, home: Path) -> None:
-    shutil.rmtree(home, ignore_errors=True)
-    shutil.copytree(snapshot, home, symlinks=True)
-
-
-def save(home: Path, snapshot: Path) -> None:
-    shutil.rmtree(snapshot, ignore_errors=True)
-    shutil.copytree(home, snapshot, symlinks=True)
+def copy_home(source: Path, target: Path) -> None:
+    """Make `target` an exact copy of `source` (a home folder or a snapshot of one)."""
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target, symlinks=True)
 
 
 def make_world(sandbox_url: str, home: Path) -> None:
@@ -203,12 +199,13 @@ def destinations(sandbox_url: str, contacts: list[str]) -> dict[str, Any]:
     return {"contacts": state, "emails (copies of each)": dict(received)}
 
 
-def stage_state(stage: str, baseline_or_url: str, home: Path, contacts: list[str]) -> Any:
+def stage_state(stage: str, sandbox_url: str, home: Path, contacts: list[str]) -> Any:
+    """What a stage leaves behind: raw tables, marts and sync models, or the destinations and emails."""
     if stage == "ingest":
         return table_rows(home, ("raw_forms", "raw_calendly", "raw_stripe", "raw_crm", "raw_marketing"))
     if stage == "transform":
         return table_rows(home, ("marts", "sync"))
-    return destinations(baseline_or_url, contacts)
+    return destinations(sandbox_url, contacts)
 
 
 def differences(expected: dict, actual: dict, depth: int = 2) -> list[str]:
@@ -253,7 +250,7 @@ def baseline(sandbox_server: tuple[str, Sandbox], tmp_path_factory: pytest.TempP
         reference: dict[str, Any] = {}
         contacts: list[str] = []
         for stage in ("ingest", "transform", "activate"):
-            save(home, snapshots[stage])
+            copy_home(home, snapshots[stage])
             calls_before = sandbox_calls(sandbox_url)
             run_stage(stage)
             if stage == "transform":
@@ -348,7 +345,7 @@ def kill_during(trial: Trial, baseline: Baseline) -> str:
 def test_a_run_killed_at_any_moment_converges_after_the_next_run(
         trial: Trial, baseline: Baseline, monkeypatch: pytest.MonkeyPatch) -> None:
     restore_world(baseline.sandbox_url)
-    restore(baseline.snapshots[trial.stage], baseline.home)
+    copy_home(baseline.snapshots[trial.stage], baseline.home)
     for name, value in baseline.env.items():
         monkeypatch.setenv(name, value)
 

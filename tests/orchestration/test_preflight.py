@@ -13,6 +13,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from orchestration.services import free_port
 from tests.orchestration.cli_process import (
     dagster_runs,
     lifecycle_env,
@@ -20,7 +21,6 @@ from tests.orchestration.cli_process import (
     sandbox_calls,
     write_calls,
 )
-from tests.servers import free_port
 
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from orchestration.cli import DAGSTER_INSTANCE_YAML
-from tests.servers import free_port
+from orchestration.services import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_START_SECONDS = 120

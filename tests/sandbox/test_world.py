@@ -22,9 +22,10 @@ import pytest
 from ingestion.backfill import import_forms
 from ingestion.collector.app import create_collector_app
 from ingestion.landing import LandingZone, landing_files
+from orchestration.services import free_port
 from sandbox import world
 from sandbox.__main__ import main as sandbox_main
-from tests.servers import free_port, serve
+from tests.servers import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTACTS = 200
