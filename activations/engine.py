@@ -127,6 +127,8 @@ class SyncResult:
     sent: int = 0
     accepted: int = 0
     rejected: int = 0
+    batches: int = 0
+    """Batches the changes filled: the fewest write calls the destination's batch limit allows for them."""
     rejection_reasons: Counter[str] = field(default_factory=Counter)
     rejections: list[Outcome] = field(default_factory=list)
     api_calls: dict[str, int] = field(default_factory=dict)
@@ -160,6 +162,7 @@ class SyncResult:
             "sent": self.sent,
             "accepted": self.accepted,
             "rejected": self.rejected,
+            "batches": self.batches,
             "rejection_reasons": dict(self.rejection_reasons),
             "api_calls": dict(self.api_calls),
             "write_calls": sum(self.api_calls.values()),
@@ -352,6 +355,7 @@ class _Run:
 
     def _flush(self, batch: list[_Pending]) -> None:
         at = _now()
+        self.result.batches += 1
         if self.result.dry_run:
             log = [LogRow(p.change.key, p.change.action, "would_send", None, p.change.fields) for p in batch]
             self.store.commit(at, self.result.run_id, [], [], log)

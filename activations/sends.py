@@ -191,6 +191,8 @@ class SendResult:
     resent: int = 0
     withdrawn: int = 0
     unconfirmed: int = 0
+    batches: int = 0
+    """Batches the due messages filled: the fewest send calls Brevo's limits allow for them."""
     per_step: Counter[str] = field(default_factory=Counter)
     """Emails sent (a dry run: that would be sent) per "sequence/step"."""
     rejection_reasons: Counter[str] = field(default_factory=Counter)
@@ -219,6 +221,7 @@ class SendResult:
             "resent": self.resent,
             "withdrawn": self.withdrawn,
             "unconfirmed": self.unconfirmed,
+            "batches": self.batches,
             "per_step": dict(sorted(self.per_step.items())),
             "rejection_reasons": dict(self.rejection_reasons),
             "withdrawal_reasons": dict(self.withdrawal_reasons),
@@ -395,6 +398,7 @@ class _Run:
         attempts table with all of them."""
         parts = [list(batch)]
         insert = new
+        self.result.batches += new
         lost: list[Message] = []
         while parts:
             tag = f"{TAG_PREFIX}{uuid.uuid4().hex}"

@@ -75,7 +75,7 @@ def job_log_path(settings: Settings, job_name: str) -> Path:
     return settings.home / "logs" / f"{job_name}.log"
 
 
-def execute_job(job_name: str, as_of: str | None = None, dry_run: bool = False, dbt_tests: bool = True,
+def execute_job(job_name: str, as_of: str | None = None, dry_run: bool = False, dbt_tests: bool | None = None,
                 groups: tuple[str, ...] | None = None, replay: bool = False) -> dg.ExecuteInProcessResult:
     """Execute one Dagster job in-process on the persistent instance (the runs ``dagster dev`` shows).
 
@@ -83,8 +83,8 @@ def execute_job(job_name: str, as_of: str | None = None, dry_run: bool = False, 
     ``dry_run`` tags it ``lifecycle/dry_run=true``: the run works on a scratch copy of the warehouse and the
     dlt state and reports what the syncs would write, changing nothing a later run reads. ``replay`` tags it
     ``lifecycle/replay=true``: its activations may push state older than the latest activation's.
-    ``dbt_tests=False`` leaves out the dbt data tests (asset checks): a replay of many simulated days runs
-    them once at the end instead of every day, each day taking less than half the time. ``groups`` runs only
+    ``dbt_tests`` runs the dbt data tests (asset checks) or leaves them out; by default only the ``transform``
+    job runs them, the whole pipeline (the hourly path) does not (see ``checks_to_run``). ``groups`` runs only
     the job's assets in those asset groups (e.g. transform and activate: a day whose sources have nothing new).
 
     The run is tagged with this process (host, pid, start time) so that, should the process die, a later run
@@ -97,20 +97,17 @@ def execute_job(job_name: str, as_of: str | None = None, dry_run: bool = False, 
     settings = Settings.from_env()
     _use_dagster_home(settings)
     from orchestration.definitions import defs
-    from orchestration.defs.transform import AS_OF_TAG, TRANSFORM_GROUP
+    from orchestration.defs.transform import AS_OF_TAG, checks_to_run
     from orchestration.liveness import RUN_LOCK_FILE, process_tags, run_lock, wait_for_warehouse
     from orchestration.resources import DRY_RUN_TAG, REPLAY_TAG
 
     job = defs.resolve_job_def(job_name)
-    if not dbt_tests or groups:
-        graph = defs.resolve_asset_graph()
-        keys = set(job.asset_layer.executable_asset_keys)
-        if groups:
-            keys &= dg.AssetSelection.groups(*groups).resolve(graph)
-        dbt_models = dg.AssetSelection.groups(TRANSFORM_GROUP).resolve(graph)
-        checks = {check for check in graph.asset_check_keys
-                  if check.asset_key in keys and (dbt_tests or check.asset_key not in dbt_models)}
-        job = job.get_subset(asset_selection=keys, asset_check_selection=checks)
+    graph = defs.resolve_asset_graph()
+    keys = set(job.asset_layer.executable_asset_keys)
+    if groups:
+        keys &= dg.AssetSelection.groups(*groups).resolve(graph)
+    checks = checks_to_run(graph, keys, dbt_tests=job_name == RUN_JOBS["transform"] if dbt_tests is None else dbt_tests)
+    job = job.get_subset(asset_selection=keys, asset_check_selection=checks)
     # The full event log is in the instance (the Dagster UI). What the steps print (dbt's log lines) and
     # Dagster's warnings and errors, tracebacks included, go to a file; the caller prints a summary.
     log_path = job_log_path(settings, job_name)
@@ -128,7 +125,7 @@ def execute_job(job_name: str, as_of: str | None = None, dry_run: bool = False, 
             )
 
 
-def run_job(job_name: str, as_of: str | None = None, dry_run: bool = False, dbt_tests: bool = True,
+def run_job(job_name: str, as_of: str | None = None, dry_run: bool = False, dbt_tests: bool | None = None,
             replay: bool = False) -> bool:
     """``execute_job``, then one line on the terminal, one more per failed step (its error's first line)
     and the dry run's would-be writes; True on success."""
@@ -261,7 +258,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"lifecycle run: {refusal}", file=sys.stderr)
     if refusals:
         return EXIT_REFUSED
-    ok = run_job(job_name, args.as_of, args.dry_run, dbt_tests=not args.skip_dbt_tests, replay=args.replay)
+    ok = run_job(job_name, args.as_of, args.dry_run, dbt_tests=args.dbt_tests, replay=args.replay)
     if ok and args.select in ("ingest", "all") and not args.dry_run:
         from orchestration.reporting import format_counts, raw_table_counts
 
@@ -476,6 +473,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from bench.runner import BenchConfig, bench, latest_results, table
+
+    results_dir = Path(args.results_dir)
+    if not args.table:
+        config = BenchConfig(contacts=args.contacts, seed=args.seed, limits=args.limits, results_dir=results_dir,
+                             home=Path(args.home) if args.home else None)
+        failed = any(not run["ok"] for path in bench(config) for run in json.loads(path.read_text())["runs"])
+        if failed:
+            return EXIT_FAILED
+    print(table(latest_results(results_dir)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lifecycle", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -498,8 +509,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--replay", action="store_true",
                      help="let the activations push state older than the latest activation's (an --as-of "
                           "before it): refused without this flag")
-    run.add_argument("--skip-dbt-tests", action="store_true",
-                     help="leave out the dbt data tests (asset checks): faster, e.g. when replaying many days")
+    tests = run.add_mutually_exclusive_group()
+    tests.add_argument("--dbt-tests", dest="dbt_tests", action="store_true", default=None,
+                       help="also run the dbt data tests (asset checks); by default only --select transform does")
+    tests.add_argument("--skip-dbt-tests", dest="dbt_tests", action="store_false",
+                       help="leave out the dbt data tests, also with --select transform")
     run.set_defaults(func=cmd_run)
 
     sandbox = sub.add_parser("sandbox", help="run the emulated HubSpot, Brevo, Calendly and Stripe APIs")
@@ -521,6 +535,21 @@ def build_parser() -> argparse.ArgumentParser:
     world.add_argument("--start", default=None, help="first day of the world, YYYY-MM-DD (default: --days ago)")
     world.add_argument("--days", type=int, default=None)
     world.set_defaults(func=cmd_world)
+
+    bench = sub.add_parser("bench", help="measure full, 1 %% change and no-change runs on a synthetic world",
+                           description="Generate a world of N contacts in a private sandbox and home, run the "
+                                       "pipeline full, after an hour of 1 % change, and with nothing new; "
+                                       "write each stage's seconds, memory, rows and API calls to JSON.")
+    bench.add_argument("--contacts", type=int, default=2000)
+    bench.add_argument("--seed", type=int, default=1)
+    bench.add_argument("--limits", choices=("off", "on", "both"), default="off",
+                       help="the sandbox's rate limits: off (our own cost), on (the API-bound cost) or both")
+    bench.add_argument("--results-dir", default="bench/results", help="where the JSON results go")
+    bench.add_argument("--home", default=None,
+                       help="the bench's own data folder, wiped first (default: $LIFECYCLE_HOME/bench/N)")
+    bench.add_argument("--table", action="store_true",
+                       help="only print the table of the latest results per size and limit mode")
+    bench.set_defaults(func=cmd_bench)
 
     from ingestion.backfill import format_help
 

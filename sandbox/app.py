@@ -102,8 +102,11 @@ def admin_routes(sandbox: Sandbox) -> list[Route]:
         return JSONResponse({"faults": body})
 
     async def limits(request: Request) -> JSONResponse:
-        """``{"off": true}`` lifts every limit (raw-speed runs); ``{"service", "per_second"|"per_10s"}``
-        sets a service's main bucket; ``{"on": true}`` restores the realistic defaults."""
+        """``POST {"off": true}`` lifts every limit (raw-speed runs); ``{"service", "per_second"|"per_10s"}``
+        sets a service's main bucket; ``{"on": true}`` restores the realistic defaults. ``GET``: per service,
+        whether limits are on, each group's limit and window, and the group of each limited endpoint."""
+        if request.method == "GET":
+            return JSONResponse({e.service.name: e.service.describe_limits() for e in sandbox.emulators.values()})
         body = await read_json(request)
         if not isinstance(body, dict):
             return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
@@ -165,7 +168,7 @@ def admin_routes(sandbox: Sandbox) -> list[Route]:
         Route("/reset", reset, methods=["POST"]),
         Route("/calls", calls, methods=["GET"]),
         Route("/faults", faults, methods=["POST"]),
-        Route("/limits", limits, methods=["POST"]),
+        Route("/limits", limits, methods=["GET", "POST"]),
         Route("/echo_credentials", echo_credentials, methods=["GET", "POST"]),
         Route("/webhooks", webhook_deliveries, methods=["GET"]),
         Route("/webhooks/flush", flush_webhooks, methods=["POST"]),

@@ -119,6 +119,8 @@ class Service:
         self.echo_credentials = False
         self.echoed = 0
         self.windows: dict[str, RollingWindow] = {}
+        self.route_groups: dict[str, str] = {}
+        """``METHOD /path/template`` -> its rate-limit group, for every limited endpoint."""
         self.reset_limits()
 
     def reset_limits(self, overrides: dict[str, tuple[int, float]] | None = None) -> None:
@@ -129,6 +131,15 @@ class Service:
                    seed: int = 0, timeout_seconds: float = 5.0, latency_seconds: float = 0.0) -> None:
         self.faults = Faults(rate_429, rate_500, rate_timeout, timeout_seconds, random.Random(seed),
                              latency_seconds)
+
+    def describe_limits(self) -> dict[str, Any]:
+        """The limits in force (what ``GET /_sandbox/limits`` shows, e.g. to compute a rate-limit floor)."""
+        return {
+            "on": self.limits_on,
+            "groups": {name: {"limit": window.limit, "window_seconds": window.window_seconds}
+                       for name, window in self.windows.items()},
+            "routes": dict(self.route_groups),
+        }
 
     def _limit(self, group: str) -> Limited | None:
         window = self.windows.get(group)
@@ -143,6 +154,8 @@ class Service:
               headers_on_success: bool = True) -> Callable[[Handler], Route]:
         """Declare an endpoint. ``group`` names the rate-limit bucket (None: not limited)."""
         key = f"{self.name} {method} {path}"
+        if group:
+            self.route_groups[f"{method} {path}"] = group
 
         def decorate(handler: Handler) -> Route:
             async def endpoint(request: Request) -> Response:

@@ -1,5 +1,6 @@
 """Dependencies run one way (SPEC §1): product code never imports the sandbox, the sandbox never imports
-product code, and ingestion and activations know nothing of Dagster's wiring or of each other."""
+product code, ingestion and activations know nothing of Dagster's wiring or of each other, and the bench
+drives the product and the sandbox only from the outside (the command line, HTTP, the warehouse)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ FORBIDDEN = {
     "ingestion": {"sandbox", "orchestration", "activations", "dagster", "dagster_dlt", "dagster_dbt"},
     "activations": {"sandbox", "orchestration", "ingestion", "dagster", "dagster_dlt", "dagster_dbt"},
     "orchestration": {"sandbox"},
-    "sandbox": {"orchestration", "ingestion", "activations"},
+    "sandbox": {"orchestration", "ingestion", "activations", "bench"},
+    "bench": {"sandbox", "ingestion", "activations"},
 }
 
 

@@ -1,8 +1,11 @@
-"""Unattended runs of the ``lifecycle`` job: an hourly schedule and a sensor on the landing zone (SPEC §0, §4).
+"""Unattended runs of the ``lifecycle`` job: an hourly schedule and a sensor on the landing zone (SPEC §0, §4),
+and of the ``transform`` job with the dbt data tests: a daily schedule.
 
-Both are off until an operator turns them on (Dagster's default for new schedules and sensors), in the UI's
-Automation page or with ``dagster schedule start lifecycle_hourly -w workspace.yaml`` / ``dagster sensor start
-landing_zone_sensor -w workspace.yaml``; they need the daemon, which ``dagster dev`` runs.
+The hourly path leaves the dbt data tests out (``checks_to_run`` in transform.py); ``dbt_tests_daily`` builds
+the dbt project with its tests once a day. All three are off until an operator turns them on (Dagster's
+default for new schedules and sensors), in the UI's Automation page or with ``dagster schedule start
+lifecycle_hourly -w workspace.yaml`` (``dbt_tests_daily``, ``dagster sensor start landing_zone_sensor``); they
+need the daemon, which ``dagster dev`` runs.
 
 Every job of this code location (``lifecycle``, ``ingest``, ``transform``, ``activate``, and materializations
 launched from the asset graph) writes the one DuckDB warehouse, so neither requests a run while any run of
@@ -24,10 +27,12 @@ import dagster as dg
 
 from ingestion.landing import STREAMS, landing_files
 from orchestration.alerts import alert_for, latest_outcome, post_alert, run_outcomes
+from orchestration.defs.transform import checks_to_run
 from orchestration.liveness import reap_dead_runs, run_in_flight
 from orchestration.settings import Settings
 
 LIFECYCLE_JOB = "lifecycle"
+TRANSFORM_JOB = "transform"
 SENSOR_INTERVAL_SECONDS = 60
 ALERT_INTERVAL_SECONDS = 30
 ALERT_RUNS_PER_TICK = 50
@@ -40,6 +45,17 @@ def blocking_run(context: dg.ScheduleEvaluationContext | dg.SensorEvaluationCont
         context.log.warning(line)
     record = run_in_flight(context.instance)
     return record.dagster_run.run_id if record else None
+
+
+def hourly_run(context: dg.ScheduleEvaluationContext | dg.SensorEvaluationContext,
+               run_key: str | None = None) -> dg.RunRequest:
+    """A run of the whole ``lifecycle`` job without the dbt data tests."""
+    repository = context.repository_def
+    keys = set(repository.get_job(LIFECYCLE_JOB).asset_layer.executable_asset_keys)
+    checks = checks_to_run(repository.asset_graph, keys, dbt_tests=False)
+    if checks == checks_to_run(repository.asset_graph, keys, dbt_tests=True):
+        return dg.RunRequest(run_key=run_key)
+    return dg.RunRequest(run_key=run_key, asset_selection=sorted(keys), asset_check_keys=sorted(checks))
 
 
 def landing_signature(landing_dir: Path) -> tuple[int, str] | None:
@@ -77,6 +93,21 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         blocking = blocking_run(context, found_by="the schedule lifecycle_hourly")
         if blocking:
             return dg.SkipReason(f"run {blocking} is still in flight; the next hour will try again")
+        return hourly_run(context)
+
+    @dg.schedule(
+        cron_schedule="30 4 * * *",
+        execution_timezone="UTC",
+        job_name=TRANSFORM_JOB,
+        name="dbt_tests_daily",
+        description="Builds the dbt project with its data tests (asset checks) every day at 04:30 UTC: the hourly "
+                    "runs leave the tests out. Off until turned on in the UI or with `dagster schedule start "
+                    "dbt_tests_daily`. Skips while another run is queued or running.",
+    )
+    def dbt_tests_daily(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        blocking = blocking_run(context, found_by="the schedule dbt_tests_daily")
+        if blocking:
+            return dg.SkipReason(f"run {blocking} is still in flight; tomorrow will try again")
         return dg.RunRequest()
 
     @dg.sensor(
@@ -101,7 +132,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             # The cursor stays put, so the change is picked up once the run is over.
             return dg.SkipReason(f"landing files changed, waiting for run {blocking} to finish")
         context.update_cursor(cursor)
-        return dg.RunRequest(run_key=f"landing-{digest}")
+        return hourly_run(context, run_key=f"landing-{digest}")
 
     @dg.sensor(
         name="run_alerts",
@@ -136,4 +167,4 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             return dg.SkipReason(f"posted alerts for runs {', '.join(posted)}")
         return dg.SkipReason("no failed or partial run since the last tick")
 
-    return dg.Definitions(schedules=[lifecycle_hourly], sensors=[landing_zone_sensor, run_alerts])
+    return dg.Definitions(schedules=[lifecycle_hourly, dbt_tests_daily], sensors=[landing_zone_sensor, run_alerts])

@@ -8,13 +8,13 @@ read by dbt but left out of the graph: the activations write them after dbt, so 
 cycle. dbt tests become asset checks (dagster-dbt's default).
 
 Time travel: a run tagged ``lifecycle/as_of`` (``lifecycle run --as-of``, or a tag set in the UI's
-launchpad) passes it to dbt as the ``as_of`` var; without the tag, dbt uses the run's start time. A dry run
+launchpad) passes it to dbt (``LIFECYCLE_AS_OF``, which the ``as_of`` macro reads like its var); without the
+tag, dbt uses the run's start time. A dry run
 builds its scratch copy of the warehouse (orchestration/resources.py).
 """
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at definition time.
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -155,13 +155,21 @@ def environment(**variables: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def dbt_build_args(as_of: str | None) -> list[str]:
-    """Models, seeds and data tests. Unit tests check the SQL, not the data: they run in the test suite
-    (``dbt test --select test_type:unit``), and they need the raw tables, which a fresh warehouse lacks."""
-    args = ["build", "--exclude-resource-type", "unit_test"]
-    if as_of:
-        args += ["--vars", json.dumps({"as_of": as_of})]
-    return args
+DBT_BUILD_ARGS = ["build", "--exclude-resource-type", "unit_test"]
+"""Models, seeds and data tests. Unit tests check the SQL, not the data: they run in the test suite
+(``dbt test --select test_type:unit``), and they need the raw tables, which a fresh warehouse lacks."""
+
+
+def checks_to_run(graph: Any, keys: set[dg.AssetKey], *, dbt_tests: bool) -> set[dg.AssetCheckKey]:
+    """The asset checks of ``keys`` that a run executes: all of them, or all but the dbt data tests.
+
+    The hourly path leaves the data tests out: they re-read every model (about 60 % of a build's time at
+    100,000 contacts) and check the data, not what a run sends. They run with the ``transform`` job, which
+    the ``dbt_tests_daily`` schedule launches every day, and in the test suite.
+    """
+    dbt_models = dg.AssetSelection.groups(TRANSFORM_GROUP).resolve(graph)
+    return {check for check in graph.asset_check_keys
+            if check.asset_key in keys and (dbt_tests or check.asset_key not in dbt_models)}
 
 
 def build_definitions() -> dg.Definitions:
@@ -177,10 +185,10 @@ def build_definitions() -> dg.Definitions:
         # One artifacts folder per warehouse, reused run after run (dbt's partial parse is kept there too).
         target_path = settings.data_dir / "dbt" / "target"
         # profiles.yml reads LIFECYCLE_HOME (the folder of warehouse.duckdb), relative to where dbt runs
-        # (dbt_project/): hand dbt the resolved folder, a dry run's scratch copy included.
-        with environment(LIFECYCLE_HOME=str(settings.data_dir)):
-            invocation = dbt.cli(dbt_build_args(context.run.tags.get(AS_OF_TAG)), context=context,
-                                 target_path=target_path)
+        # (dbt_project/): hand dbt the resolved folder, a dry run's scratch copy included. The as-of moment
+        # goes in LIFECYCLE_AS_OF rather than --vars, which would make dbt parse the whole project again.
+        with environment(LIFECYCLE_HOME=str(settings.data_dir), LIFECYCLE_AS_OF=context.run.tags.get(AS_OF_TAG, "")):
+            invocation = dbt.cli(DBT_BUILD_ARGS, context=context, target_path=target_path)
         try:
             yield from invocation.stream()
         finally:

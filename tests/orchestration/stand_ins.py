@@ -19,3 +19,8 @@ def lifecycle_stand_in() -> None:
 @dg.job(name="activate")
 def activate_stand_in() -> None:
     _noop()
+
+
+@dg.job(name="transform")
+def transform_stand_in() -> None:
+    _noop()

@@ -21,7 +21,7 @@ from orchestration.defs import automation
 from orchestration.defs.activate import no_rejections
 from orchestration.liveness import HOST_TAG, PID_TAG, PROCESS_STARTED_TAG, reap_dead_runs, this_host
 from orchestration.settings import Settings
-from tests.orchestration.stand_ins import lifecycle_stand_in
+from tests.orchestration.stand_ins import lifecycle_stand_in, transform_stand_in
 from tests.servers import serve
 
 WEBHOOK_TOKEN = "T0001/B0002/webhook-secret-token"
@@ -67,7 +67,7 @@ def alert_sensor(tmp_path, webhook_url: str | None) -> dg.SensorDefinition:
     env = {"LIFECYCLE_HOME": str(tmp_path), "HUBSPOT_TOKEN": HUBSPOT_TOKEN,
            **({"LIFECYCLE_ALERT_WEBHOOK_URL": webhook_url} if webhook_url else {})}
     defs = dg.Definitions.merge(automation.build_definitions(Settings.from_env(env)),
-                                dg.Definitions(jobs=[lifecycle_stand_in]))
+                                dg.Definitions(jobs=[lifecycle_stand_in, transform_stand_in]))
     return defs.resolve_sensor_def("run_alerts")
 
 

@@ -13,7 +13,7 @@ from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobO
 from orchestration.defs import automation
 from orchestration.liveness import HOST_TAG, IN_FLIGHT_STATUSES, PID_TAG, PROCESS_STARTED_TAG, this_host
 from orchestration.settings import Settings
-from tests.orchestration.stand_ins import activate_stand_in, lifecycle_stand_in
+from tests.orchestration.stand_ins import activate_stand_in, lifecycle_stand_in, transform_stand_in
 
 
 def add_run(instance: dg.DagsterInstance, job: dg.JobDefinition, status: dg.DagsterRunStatus) -> dg.DagsterRun:
@@ -43,8 +43,16 @@ def defs(tmp_path: Path) -> dg.Definitions:
     """The automation with a stand-in ``lifecycle`` job, so the targets resolve as in the root definitions."""
     return dg.Definitions.merge(
         automation.build_definitions(Settings.from_env({"LIFECYCLE_HOME": str(tmp_path)})),
-        dg.Definitions(jobs=[lifecycle_stand_in]),
+        dg.Definitions(jobs=[lifecycle_stand_in, transform_stand_in]),
     )
+
+
+def repository(defs: dg.Definitions) -> dg.RepositoryDefinition:
+    return defs.get_repository_def()
+
+
+def schedule_context(defs: dg.Definitions, instance: dg.DagsterInstance) -> dg.ScheduleEvaluationContext:
+    return dg.build_schedule_context(instance=instance, repository_def=repository(defs))
 
 
 def schedule_of(defs: dg.Definitions) -> dg.ScheduleDefinition:
@@ -76,7 +84,7 @@ def test_schedule_requests_a_run_when_nothing_is_in_flight(defs: dg.Definitions,
                                                            instance: dg.DagsterInstance) -> None:
     for finished in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
         add_run(instance, lifecycle_stand_in, finished)
-    result = schedule_of(defs)(dg.build_schedule_context(instance=instance))
+    result = schedule_of(defs)(schedule_context(defs, instance))
     assert isinstance(result, dg.RunRequest)
 
 
@@ -84,7 +92,7 @@ def test_schedule_requests_a_run_when_nothing_is_in_flight(defs: dg.Definitions,
 def test_schedule_skips_while_a_run_is_in_flight(defs: dg.Definitions, instance: dg.DagsterInstance,
                                                  status: dg.DagsterRunStatus) -> None:
     run = add_run(instance, lifecycle_stand_in, status)
-    result = schedule_of(defs)(dg.build_schedule_context(instance=instance))
+    result = schedule_of(defs)(schedule_context(defs, instance))
     assert isinstance(result, dg.SkipReason)
     assert run.run_id in result.skip_message
 
@@ -92,7 +100,7 @@ def test_schedule_skips_while_a_run_is_in_flight(defs: dg.Definitions, instance:
 def test_schedule_skips_while_another_warehouse_job_runs(defs: dg.Definitions,
                                                          instance: dg.DagsterInstance) -> None:
     run = add_run(instance, activate_stand_in, dg.DagsterRunStatus.STARTED)
-    result = schedule_of(defs)(dg.build_schedule_context(instance=instance))
+    result = schedule_of(defs)(schedule_context(defs, instance))
     assert isinstance(result, dg.SkipReason)
     assert run.run_id in result.skip_message
 
@@ -101,7 +109,7 @@ def test_schedule_marks_a_run_whose_process_is_gone_failed_and_runs(defs: dg.Def
                                                                      instance: dg.DagsterInstance) -> None:
     dead = add_run(instance, lifecycle_stand_in, dg.DagsterRunStatus.STARTED)
     instance.add_run_tags(dead.run_id, {HOST_TAG: this_host(), PID_TAG: "4194304", PROCESS_STARTED_TAG: "1.0"})
-    assert isinstance(schedule_of(defs)(dg.build_schedule_context(instance=instance)), dg.RunRequest)
+    assert isinstance(schedule_of(defs)(schedule_context(defs, instance)), dg.RunRequest)
     reaped = instance.get_run_by_id(dead.run_id)
     assert reaped is not None and reaped.status == dg.DagsterRunStatus.FAILURE
 
@@ -109,9 +117,9 @@ def test_schedule_marks_a_run_whose_process_is_gone_failed_and_runs(defs: dg.Def
 def test_schedule_runs_again_once_the_blocking_run_has_failed(defs: dg.Definitions,
                                                               instance: dg.DagsterInstance) -> None:
     run = add_run(instance, lifecycle_stand_in, dg.DagsterRunStatus.STARTED)
-    assert isinstance(schedule_of(defs)(dg.build_schedule_context(instance=instance)), dg.SkipReason)
+    assert isinstance(schedule_of(defs)(schedule_context(defs, instance)), dg.SkipReason)
     instance.report_run_failed(run)
-    assert isinstance(schedule_of(defs)(dg.build_schedule_context(instance=instance)), dg.RunRequest)
+    assert isinstance(schedule_of(defs)(schedule_context(defs, instance)), dg.RunRequest)
 
 
 # ----- landing-zone sensor -----------------------------------------------------------------------------------
@@ -125,7 +133,7 @@ def test_sensor_targets_lifecycle_every_minute_and_is_off_by_default(defs: dg.De
 
 def test_sensor_skips_without_a_landing_zone(defs: dg.Definitions, instance: dg.DagsterInstance,
                                              landing: Path) -> None:
-    context = dg.build_sensor_context(instance=instance)
+    context = dg.build_sensor_context(instance=instance, repository_def=repository(defs))
     assert isinstance(sensor_of(defs)(context), dg.SkipReason)
     (landing / "forms").mkdir(parents=True)
     assert isinstance(sensor_of(defs)(context), dg.SkipReason)
@@ -137,25 +145,25 @@ def test_sensor_requests_a_run_for_new_or_grown_files_only(defs: dg.Definitions,
     sensor = sensor_of(defs)
     append(landing / "forms" / "2026-11-27.collector.jsonl", '{"id": "f1"}\n')
 
-    first = dg.build_sensor_context(instance=instance)
+    first = dg.build_sensor_context(instance=instance, repository_def=repository(defs))
     request = sensor(first)
     assert isinstance(request, dg.RunRequest)
     assert request.run_key and request.run_key.startswith("landing-")
     assert first.cursor
 
-    again = dg.build_sensor_context(instance=instance, cursor=first.cursor)
+    again = dg.build_sensor_context(instance=instance, repository_def=repository(defs), cursor=first.cursor)
     assert isinstance(sensor(again), dg.SkipReason)
     assert again.cursor == first.cursor
 
     append(landing / "forms" / "2026-11-27.collector.jsonl", '{"id": "f2"}\n')
-    grown = dg.build_sensor_context(instance=instance, cursor=first.cursor)
+    grown = dg.build_sensor_context(instance=instance, repository_def=repository(defs), cursor=first.cursor)
     grown_request = sensor(grown)
     assert isinstance(grown_request, dg.RunRequest)
     assert grown_request.run_key != request.run_key
     assert grown.cursor != first.cursor
 
     append(landing / "stripe" / "2026-11-28.collector.jsonl", '{"id": "evt_1"}\n')
-    new_file = dg.build_sensor_context(instance=instance, cursor=grown.cursor)
+    new_file = dg.build_sensor_context(instance=instance, repository_def=repository(defs), cursor=grown.cursor)
     new_file_request = sensor(new_file)
     assert isinstance(new_file_request, dg.RunRequest)
     assert new_file_request.run_key not in (request.run_key, grown_request.run_key)
@@ -164,11 +172,11 @@ def test_sensor_requests_a_run_for_new_or_grown_files_only(defs: dg.Definitions,
 def test_sensor_ignores_files_outside_the_landing_streams(defs: dg.Definitions, instance: dg.DagsterInstance,
                                                           landing: Path) -> None:
     append(landing / "calendly" / "2026-11-27.collector.jsonl", '{"id": "c1"}\n')
-    context = dg.build_sensor_context(instance=instance)
+    context = dg.build_sensor_context(instance=instance, repository_def=repository(defs))
     assert isinstance(sensor_of(defs)(context), dg.RunRequest)
     append(landing / "calendly" / "notes.txt", "not a landing file\n")
     append(landing / "scratch" / "2026-11-27.collector.jsonl", '{"id": "x"}\n')
-    later = dg.build_sensor_context(instance=instance, cursor=context.cursor)
+    later = dg.build_sensor_context(instance=instance, repository_def=repository(defs), cursor=context.cursor)
     assert isinstance(sensor_of(defs)(later), dg.SkipReason)
 
 
@@ -178,14 +186,14 @@ def test_sensor_waits_for_a_run_in_flight_and_then_requests(defs: dg.Definitions
     append(landing / "forms" / "2026-11-27.collector.jsonl", '{"id": "f1"}\n')
     run = add_run(instance, lifecycle_stand_in, dg.DagsterRunStatus.QUEUED)
 
-    waiting = dg.build_sensor_context(instance=instance, cursor="an older signature")
+    waiting = dg.build_sensor_context(instance=instance, repository_def=repository(defs), cursor="an older signature")
     result = sensor(waiting)
     assert isinstance(result, dg.SkipReason)
     assert run.run_id in result.skip_message
     assert waiting.cursor == "an older signature"
 
     instance.report_run_canceled(run)
-    after = dg.build_sensor_context(instance=instance, cursor=waiting.cursor)
+    after = dg.build_sensor_context(instance=instance, repository_def=repository(defs), cursor=waiting.cursor)
     assert isinstance(sensor(after), dg.RunRequest)
 
 
@@ -212,3 +220,22 @@ def test_root_definitions_carry_the_schedule_and_sensor_on_the_lifecycle_job() -
     assert repository.has_job("lifecycle")
     alerts = repository.get_sensor_def("run_alerts")
     assert alerts.default_status == dg.DefaultSensorStatus.RUNNING and not alerts.targets
+
+
+def test_the_hourly_path_leaves_the_dbt_data_tests_to_the_daily_schedule(tmp_path: Path) -> None:
+    from orchestration.definitions import defs as root
+
+    repository = root.get_repository_def()
+    graph = root.resolve_asset_graph()
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        hourly = repository.get_schedule_def("lifecycle_hourly")(schedule_context(root, instance))
+        daily = repository.get_schedule_def("dbt_tests_daily")(schedule_context(root, instance))
+    assert isinstance(hourly, dg.RunRequest) and isinstance(daily, dg.RunRequest)
+    assert set(hourly.asset_selection) == set(repository.get_job("lifecycle").asset_layer.executable_asset_keys)
+    checks = set(hourly.asset_check_keys)
+    dbt_test = dg.AssetCheckKey(dg.AssetKey(["staging", "stg_forms__submissions"]),
+                                "unique_stg_forms__submissions_submission_id")
+    assert dbt_test in graph.asset_check_keys and dbt_test not in checks
+    assert dg.AssetCheckKey(dg.AssetKey(["hubspot", "contacts"]), "no_rejections") in checks
+    assert repository.get_schedule_def("dbt_tests_daily").job_name == "transform"
+    assert daily.asset_selection is None

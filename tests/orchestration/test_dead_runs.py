@@ -28,7 +28,7 @@ from orchestration.defs import automation
 from orchestration.defs.ingest import WAREHOUSE_POOL
 from orchestration.settings import Settings, sandbox_environment
 from sandbox.app import Sandbox
-from tests.orchestration.stand_ins import lifecycle_stand_in
+from tests.orchestration.stand_ins import lifecycle_stand_in, transform_stand_in
 from tests.servers import fresh_sandbox
 
 CONTACTS = int(os.environ.get("LIFECYCLE_TEST_DEAD_RUN_CONTACTS", "30"))
@@ -146,16 +146,18 @@ def test_a_run_after_a_killed_run_completes_by_itself(world: World) -> None:
 @pytest.mark.timeout(2 * STEP_SECONDS + 120)
 def test_schedule_and_sensor_request_a_run_after_a_killed_run(world: World) -> None:
     defs = dg.Definitions.merge(automation.build_definitions(Settings.from_env(world.env)),
-                                dg.Definitions(jobs=[lifecycle_stand_in]))
+                                dg.Definitions(jobs=[lifecycle_stand_in, transform_stand_in]))
 
     dead = kill_mid_step(world)
     with world.instance() as instance:
-        request = defs.resolve_sensor_def("landing_zone_sensor")(dg.build_sensor_context(instance=instance))
+        context = dg.build_sensor_context(instance=instance, repository_def=defs.get_repository_def())
+        request = defs.resolve_sensor_def("landing_zone_sensor")(context)
         assert isinstance(request, dg.RunRequest), request
         assert_found_dead(instance, dead, "the sensor landing_zone_sensor")
 
     dead = kill_mid_step(world)
     with world.instance() as instance:
-        request = defs.resolve_schedule_def("lifecycle_hourly")(dg.build_schedule_context(instance=instance))
+        context = dg.build_schedule_context(instance=instance, repository_def=defs.get_repository_def())
+        request = defs.resolve_schedule_def("lifecycle_hourly")(context)
         assert isinstance(request, dg.RunRequest), request
         assert_found_dead(instance, dead, "the schedule lifecycle_hourly")
