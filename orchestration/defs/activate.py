@@ -4,6 +4,8 @@ and ``brevo/emails``, which sends the lifecycle emails due (activations/sends.py
 Keys are ``[destination, object]`` (``hubspot/contacts``), each depending on its dbt model
 (``sync/sync_crm__contacts``); notes and list members also depend on their destination's contacts, which
 must exist first, and the emails follow both contact syncs (a template may read the contact's attributes).
+A run that sent emails then rebuilds the models that read the send ledger (orchestration/builds.py), and the
+list members follow the emails, so they are synced from the state after the sends.
 The engine writes ``activations.sync_state`` and the emails ``activations.send_ledger``, which dbt reads back
 as sources that are not asset dependencies (the loop stays out of the graph, see transform.py). The emails'
 ledger is on the run's clock: the ``lifecycle/as_of`` tag when there is one.
@@ -34,6 +36,7 @@ from typing import Any
 import dagster as dg
 import duckdb
 from dagster import AssetExecutionContext
+from dagster_dbt import DbtCliResource
 
 from activations.brevo import BrevoClient
 from activations.destinations import (
@@ -52,8 +55,9 @@ from activations.engine import SyncObject, SyncResult, sync
 from activations.hubspot import HubSpotClient
 from activations.sends import SETTLE_SECONDS, SendResult, send_due
 from activations.state import SCHEMA
+from orchestration import builds
 from orchestration.defs.ingest import WAREHOUSE_POOL
-from orchestration.defs.transform import AS_OF_TAG
+from orchestration.defs.transform import AS_OF_TAG, DBT_PROJECT, build_record_dir, rebuild_after_sends
 from orchestration.preflight import check_activation_clock
 from orchestration.resources import DRY_RUN_TAG, REPLAY_TAG, LifecycleSettings, refusal_as_failure, tag_is_set
 from orchestration.settings import Settings, secret_values
@@ -99,7 +103,7 @@ ACTIVATIONS = (
                                                   attempt_log(con, "hubspot", "notes"))),
     Activation(("brevo", "contacts"), MARKETING_CONTACTS, (),
                lambda settings, con: BrevoContacts(_brevo(settings))),
-    Activation(("brevo", "list_members"), MARKETING_LIST_MEMBERS, (("brevo", "contacts"),),
+    Activation(("brevo", "list_members"), MARKETING_LIST_MEMBERS, (("brevo", "contacts"), EMAILS_KEY),
                lambda settings, con: BrevoListMembers(_brevo(settings))),
 )
 
@@ -237,21 +241,36 @@ def _activation_asset(activation: Activation) -> dg.AssetsDefinition:
     pool=WAREHOUSE_POOL,
     check_specs=[_check_spec(EMAILS_KEY)],
     description="Send marts.messages_due through Brevo transactional email, each message key at most once "
-                "ever (write-ahead send ledger; lost answers are looked up in Brevo's event log).",
+                "ever (write-ahead send ledger; lost answers are looked up in Brevo's event log), then rebuild the "
+                "models that read the ledger (fct_messages, messages_due, list members) when it changed.",
 )
-def brevo_emails(context: AssetExecutionContext, lifecycle: LifecycleSettings) -> dg.MaterializeResult:
+def brevo_emails(context: AssetExecutionContext, lifecycle: LifecycleSettings,
+                 dbt: DbtCliResource) -> dg.MaterializeResult:
     settings = lifecycle.require("brevo")
     tags = context.run.tags
     dry_run = is_dry_run(tags)
     listed_in = dry_run_list(settings, context, EMAILS_KEY)
+    as_of = tags.get(AS_OF_TAG)
+    built_from = builds.fingerprint(settings.warehouse_path, DBT_PROJECT.manifest_path, as_of)
     with duckdb.connect(str(settings.warehouse_path)) as con, _brevo(settings) as client:
         if not dry_run:
             refuse_older_state(con, tags)
+        ledger_before = builds.ledger_state(con)
         settle_seconds = SETTLE_SECONDS if settings.brevo_settle_seconds is None else settings.brevo_settle_seconds
-        result = send_due(con, client, as_of=parse_as_of(tags.get(AS_OF_TAG)), dry_run=dry_run,
+        result = send_due(con, client, as_of=parse_as_of(as_of), dry_run=dry_run,
                           preview_limit=PREVIEW_ROWS, settle_seconds=settle_seconds)
         if listed_in:
             export_would_send(con, result.run_id, listed_in)
+        settle = not dry_run and builds.ledger_state(con) != ledger_before
+    if settle:
+        # The sends changed the ledger: rebuild what reads it, so that this run's marts and list memberships
+        # show its sends (orchestration/builds.py). The build record still holds when it held before.
+        was_current = built_from is not None and built_from == builds.recorded(build_record_dir(settings))
+        rebuild_after_sends(dbt, settings, as_of)
+        if was_current:
+            builds.remember(build_record_dir(settings),
+                            builds.fingerprint(settings.warehouse_path, DBT_PROJECT.manifest_path, as_of))
+        context.log.info("brevo emails: rebuilt the models that read the send ledger")
     verb = "would send" if dry_run else "sent"
     context.log.info(f"brevo emails{' (dry run)' if dry_run else ''}: {verb} {result.sent} of "
                      f"{result.considered} messages, {result.rejected} rejected, {result.reconciled} "
@@ -263,6 +282,7 @@ def brevo_emails(context: AssetExecutionContext, lifecycle: LifecycleSettings) -
         context.log.warning(f"brevo emails: {result.rejected} rejected ({dict(result.rejection_reasons)}), "
                             f"{result.unconfirmed} unconfirmed; they are retried next run")
     metadata: dict[str, Any] = dict(result.metadata())
+    metadata["settled"] = settle
     metadata["per_step"] = dg.MetadataValue.json(dict(sorted(result.per_step.items())))
     metadata["api_calls"] = dg.MetadataValue.json(result.api_calls)
     metadata["rejection_reasons"] = dg.MetadataValue.json(dict(result.rejection_reasons))

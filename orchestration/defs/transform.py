@@ -34,8 +34,10 @@ from dagster_dbt import (
 )
 from filelock import FileLock
 
+from orchestration import builds
 from orchestration.defs.ingest import WAREHOUSE_POOL
 from orchestration.resources import DBT_EXECUTABLE, DBT_PROJECT_DIR, LifecycleSettings
+from orchestration.settings import Settings
 
 TRANSFORM_GROUP = "transform"
 AS_OF_TAG = "lifecycle/as_of"
@@ -160,6 +162,34 @@ DBT_BUILD_ARGS = ["build", "--exclude-resource-type", "unit_test"]
 (``dbt test --select test_type:unit``), and they need the raw tables, which a fresh warehouse lacks."""
 
 
+def dbt_target_path(settings: Settings) -> Path:
+    """One artifacts folder per warehouse, reused run after run (dbt's partial parse is kept there too)."""
+    return settings.data_dir / "dbt" / "target"
+
+
+def build_record_dir(settings: Settings) -> Path:
+    return settings.data_dir / "dbt"
+
+
+def dbt_environment(settings: Settings, as_of: str | None) -> contextlib.AbstractContextManager[None]:
+    """profiles.yml reads LIFECYCLE_HOME (the folder of warehouse.duckdb), relative to where dbt runs
+    (dbt_project/): dbt gets the resolved folder, a dry run's scratch copy included. The as-of moment goes in
+    LIFECYCLE_AS_OF rather than ``--vars``, which would make dbt parse the whole project again (about 10 s)."""
+    return environment(LIFECYCLE_HOME=str(settings.data_dir), LIFECYCLE_AS_OF=as_of or "")
+
+
+def rebuild_after_sends(dbt: DbtCliResource, settings: Settings, as_of: str | None) -> None:
+    """Rebuild the models that read the send ledger (``builds.SETTLE_SELECTION``), without their tests."""
+    args = ["build", "--select", builds.SETTLE_SELECTION, "--exclude-resource-type", "test",
+            "--exclude-resource-type", "unit_test"]
+    with dbt_environment(settings, as_of):
+        invocation = dbt.cli(args, manifest=DBT_PROJECT.manifest_path, target_path=dbt_target_path(settings))
+    try:
+        invocation.wait()
+    finally:
+        stop_dbt(invocation.process)
+
+
 def checks_to_run(graph: Any, keys: set[dg.AssetKey], *, dbt_tests: bool) -> set[dg.AssetCheckKey]:
     """The asset checks of ``keys`` that a run executes: all of them, or all but the dbt data tests.
 
@@ -182,17 +212,23 @@ def build_definitions() -> dg.Definitions:
     )
     def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, lifecycle: LifecycleSettings) -> Iterator:
         settings = lifecycle.settings()
-        # One artifacts folder per warehouse, reused run after run (dbt's partial parse is kept there too).
-        target_path = settings.data_dir / "dbt" / "target"
-        # profiles.yml reads LIFECYCLE_HOME (the folder of warehouse.duckdb), relative to where dbt runs
-        # (dbt_project/): hand dbt the resolved folder, a dry run's scratch copy included. The as-of moment
-        # goes in LIFECYCLE_AS_OF rather than --vars, which would make dbt parse the whole project again.
-        with environment(LIFECYCLE_HOME=str(settings.data_dir), LIFECYCLE_AS_OF=context.run.tags.get(AS_OF_TAG, "")):
-            invocation = dbt.cli(DBT_BUILD_ARGS, context=context, target_path=target_path)
+        as_of = context.run.tags.get(AS_OF_TAG)
+        # A whole-project build without tests may be skipped when nothing it reads changed (builds.py).
+        whole = set(context.selected_asset_keys) == set(context.assets_def.keys) and not context.selected_asset_check_keys
+        current = builds.fingerprint(settings.warehouse_path, DBT_PROJECT.manifest_path, as_of) if whole else None
+        if current is not None and current == builds.recorded(build_record_dir(settings)):
+            context.log.info("dbt build skipped: nothing landed or was sent since the last build at this as-of")
+            return
+        builds.forget(build_record_dir(settings))
+        with dbt_environment(settings, as_of):
+            invocation = dbt.cli(DBT_BUILD_ARGS, context=context, target_path=dbt_target_path(settings))
         try:
             yield from invocation.stream()
         finally:
             stop_dbt(invocation.process)
+        if whole:
+            builds.remember(build_record_dir(settings),
+                            builds.fingerprint(settings.warehouse_path, DBT_PROJECT.manifest_path, as_of))
 
     transform_job = dg.define_asset_job(
         "transform",

@@ -1,0 +1,91 @@
+"""What the warehouse's models were last built from: a run skips a build that would change nothing, and a
+run that sent emails rebuilds what its sends changed before it ends.
+
+A full dbt build depends on the project (its manifest, seeds included), the raw data (each raw table's rows
+and the latest dlt load that wrote any), the send ledger (what was already sent decides what is due next) and the as-of moment. After a
+successful full build at a fixed as-of, its fingerprint is kept next to dbt's artifacts; a later run with the
+same fingerprint (nothing landed, nothing sent, the same as-of and project) skips the build: the models are
+already what it would produce. The record is removed before a build starts, so a build that dies midway
+never leaves a fingerprint vouching for half-built models. A run without a fixed as-of always builds: its
+clock moves, and with it what is due, which tier a contact is in, which demo is over.
+
+Settling: emails go out after the build, and the ledger rows they write feed the sequence models
+(``int_sequence_messages`` -> ``fct_messages``, ``fct_sequence_enrollments``, ``messages_due``,
+``sync_marketing__list_members``). Those are rebuilt right after the sends, so that a run ends with marts that
+show its own sends and the list memberships are synced from that state: nothing the run adds is undone by
+the next one, and a second run at the same as-of with nothing new writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import duckdb
+
+BUILD_RECORD = "last_build.json"
+SETTLE_SELECTION = "source:activations.send_ledger+"
+"""The models that read the send ledger, and what depends on them."""
+
+
+def _raw_tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, bool]]:
+    """Every table dlt loads rows into, and whether its rows carry their load id (rows loaded as Arrow
+    tables do not). dlt's own ``_dlt_*`` tables and merge staging schemas are left out: a load that only
+    moves a cursor changes them, not the data."""
+    return con.execute("""
+        select table_schema, table_name, bool_or(column_name = '_dlt_load_id')
+        from information_schema.columns
+        where starts_with(table_schema, 'raw_') and not ends_with(table_schema, '_staging')
+            and not starts_with(table_name, '_dlt')
+        group by all order by all""").fetchall()
+
+
+def _table_state(con: duckdb.DuckDBPyConnection, schema: str, table: str, has_load_id: bool) -> tuple:
+    """Row count and the latest load that wrote a row, or a digest of every column without load ids."""
+    content = "max(_dlt_load_id)" if has_load_id else "sum(hash(columns(*)))"
+    return con.execute(f'select count(*), {content} from "{schema}"."{table}"').fetchone()
+
+
+def ledger_state(con: duckdb.DuckDBPyConnection) -> str:
+    """The send ledger's rows and their states, as one value: it changes whenever a send changes a row."""
+    exists = con.execute("select count(*) from information_schema.tables "
+                         "where table_schema = 'activations' and table_name = 'send_ledger'").fetchone()[0]
+    if not exists:
+        return "no ledger"
+    count, digest = con.execute(
+        "select count(*), coalesce(sum(hash(message_key, status, send_tag, sent_at)), 0) "
+        "from activations.send_ledger").fetchone()
+    return f"{count}:{digest}"
+
+
+def fingerprint(warehouse: Path, manifest: Path, as_of: str | None) -> str | None:
+    """What a full build at ``as_of`` would be computed from; None without a fixed as-of or a warehouse."""
+    if not as_of or not warehouse.exists() or not manifest.exists():
+        return None
+    parts = [as_of.strip(), hashlib.sha256(manifest.read_bytes()).hexdigest()]
+    with duckdb.connect(str(warehouse)) as con:
+        for schema, table, has_load_id in _raw_tables(con):
+            parts.append(f"{schema}.{table}:{_table_state(con, schema, table, has_load_id)}")
+        parts.append(ledger_state(con))
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def recorded(record_dir: Path) -> str | None:
+    try:
+        return json.loads((record_dir / BUILD_RECORD).read_text())["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def forget(record_dir: Path) -> None:
+    (record_dir / BUILD_RECORD).unlink(missing_ok=True)
+
+
+def remember(record_dir: Path, value: str | None) -> None:
+    if value is None:
+        return
+    record_dir.mkdir(parents=True, exist_ok=True)
+    partial = record_dir / f"{BUILD_RECORD}.partial"
+    partial.write_text(json.dumps({"fingerprint": value}))
+    partial.replace(record_dir / BUILD_RECORD)
