@@ -17,7 +17,7 @@ import re
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import httpx
 import psutil
 
 SAMPLE_SECONDS = 0.1
+PROGRESS_SECONDS = 15.0
 STAGES = ("ingest", "transform", "activate")
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 READS_BY_POST = ("/search", "/batch/read")
@@ -78,16 +79,22 @@ class ChildRun:
     output: str
 
 
-def run_child(argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> ChildRun:
-    """Run ``argv`` to its end, sampling its process tree's memory; its output goes to ``log_path``."""
+def run_child(argv: Sequence[str], env: Mapping[str, str], log_path: Path,
+              progress: Callable[[float, int], None] | None = None) -> ChildRun:
+    """Run ``argv`` to its end, sampling its process tree's memory; its output goes to ``log_path``.
+    ``progress`` gets the seconds so far and the memory in use every ``PROGRESS_SECONDS``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     samples: list[Sample] = []
     started = time.time()
+    reported = started
     with open(log_path, "w") as log:
         child = subprocess.Popen(list(argv), env=dict(env), stdout=log, stderr=subprocess.STDOUT)
         process = psutil.Process(child.pid)
         while child.poll() is None:
             samples.append(Sample(time.time(), tree_rss(process)))
+            if progress and samples[-1].at - reported >= PROGRESS_SECONDS:
+                reported = samples[-1].at
+                progress(reported - started, samples[-1].rss)
             time.sleep(SAMPLE_SECONDS)
     return ChildRun(child.returncode, started, time.time() - started, tuple(samples), log_path.read_text())
 
@@ -145,11 +152,11 @@ def _endpoint(vendor: str, call: str) -> str:
 
 
 def measure_run(name: str, argv: Sequence[str], env: Mapping[str, str], *, home: Path, sandbox_url: str,
-                log_path: Path) -> dict[str, Any]:
+                log_path: Path, progress: Callable[[float, int], None] | None = None) -> dict[str, Any]:
     """Run one pipeline pass and return its numbers (see the module docstring)."""
     limits = sandbox_limits(sandbox_url)
     before = sandbox_calls(sandbox_url)
-    child = run_child(argv, env, log_path)
+    child = run_child(argv, env, log_path, progress)
     calls = calls_between(before, sandbox_calls(sandbox_url))
     found = RUN_ID.search(child.output)
     result: dict[str, Any] = {

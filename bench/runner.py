@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,14 +26,12 @@ import duckdb
 import httpx
 import psutil
 
-from bench.measure import MB, measure_run, tree_rss
+from bench.measure import MB, PROGRESS_SECONDS, measure_run
 from orchestration.settings import Settings, sandbox_environment
 
 RESULTS_DIR = Path("bench/results")
 BENCH_MARKER = ".lifecycle-bench"
 CHANGED_SHARE = 0.01
-HOUR = timedelta(hours=1)
-HEARTBEAT_SECONDS = 15.0
 RUNS = ("full", "change", "no_change")
 LIMIT_MODES = {"off": ("off",), "on": ("on",), "both": ("off", "on")}
 
@@ -78,6 +76,10 @@ def sandbox_admin(sandbox_url: str, action: str) -> None:
     httpx.post(f"{sandbox_url}/_sandbox/{action}", timeout=600).raise_for_status()
 
 
+def now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
@@ -94,15 +96,16 @@ def pick_known(warehouse: Path, count: int, seed: int, path: Path) -> int:
     return len(rows)
 
 
-def hour_of_change(config: BenchConfig, home: Path, start: datetime, urls: tuple[str, str]) -> dict:
-    """One realistic hour (sandbox/hour.py) for 1 % of the contacts, timestamped in ``[start, start + 1 h)``."""
+def hour_of_change(config: BenchConfig, home: Path, start: datetime, end: datetime, urls: tuple[str, str]) -> dict:
+    """One realistic hour's worth of change (sandbox/hour.py) for 1 % of the contacts, timestamped in
+    ``[start, end)``: the time since the full run's as-of, so that nothing lies in the vendors' future."""
     sandbox_url, collector_url = urls
     changed = max(1, round(config.contacts * CHANGED_SHARE))
     known = home / "bench-known-contacts.jsonl"
     pick_known(home / "warehouse.duckdb", changed, config.seed, known)
     completed = subprocess.run(
         [sys.executable, "-m", "sandbox", "hour", "--contacts", str(config.contacts), "--changed", str(changed),
-         "--known", str(known), "--start", iso(start), "--end", iso(start + HOUR), "--seed", str(config.seed),
+         "--known", str(known), "--start", iso(start), "--end", iso(end), "--seed", str(config.seed),
          "--sandbox-url", sandbox_url, "--collector-url", collector_url],
         check=False, capture_output=True, text=True)
     if completed.returncode != 0:
@@ -110,18 +113,19 @@ def hour_of_change(config: BenchConfig, home: Path, start: datetime, urls: tuple
     return json.loads(completed.stdout)
 
 
+def progress_line(label: str) -> Callable[[float, int], None]:
+    return lambda seconds, rss: say(f"    {label}: {seconds:.0f} s, {rss / MB:,.0f} MB in use")
+
+
 @contextmanager
 def heartbeat(label: str) -> Iterator[None]:
-    """A line every HEARTBEAT_SECONDS while a long step runs: elapsed time and this machine's memory in use
-    by the bench's children (the run)."""
+    """A line every PROGRESS_SECONDS while a long step runs in this process: the time so far."""
     done = threading.Event()
     started = datetime.now(UTC)
 
     def beat() -> None:
-        me = psutil.Process()
-        while not done.wait(HEARTBEAT_SECONDS):
-            rss = sum(tree_rss(child) for child in me.children())
-            say(f"    {label}: {(datetime.now(UTC) - started).total_seconds():.0f} s, {rss / MB:,.0f} MB")
+        while not done.wait(PROGRESS_SECONDS):
+            say(f"    {label}: {(datetime.now(UTC) - started).total_seconds():.0f} s")
 
     thread = threading.Thread(target=beat, daemon=True)
     thread.start()
@@ -148,21 +152,21 @@ def scenario(config: BenchConfig, home: Path, env: dict[str, str], urls: tuple[s
     """full -> 1 % change -> no change, each one ``lifecycle run`` measured."""
     sandbox_url = urls[0]
     set_limits(sandbox_url, limits_on)
-    start = datetime.now(UTC).replace(microsecond=0)
-    as_of = {"full": start, "change": start + HOUR, "no_change": start + HOUR}
+    start = now()
+    as_of = {"full": start}
     runs: list[dict[str, Any]] = []
     hour: dict[str, Any] = {}
     for name in RUNS:
         if name == "change":
-            say(f"  an hour of change for {CHANGED_SHARE:.0%} of the contacts ...")
+            say(f"  an hour's worth of change for {CHANGED_SHARE:.0%} of the contacts ...")
             set_limits(sandbox_url, False)
-            hour = hour_of_change(config, home, start, urls)
+            hour = hour_of_change(config, home, start, now(), urls)
             set_limits(sandbox_url, limits_on)
+            as_of["change"] = as_of["no_change"] = now() + timedelta(seconds=1)
         say(f"  run {name} (as of {iso(as_of[name])}) ...")
         argv = [sys.executable, "-m", "orchestration.cli", "run", "--select", "all", "--as-of", iso(as_of[name])]
-        with heartbeat(name):
-            result = measure_run(name, argv, env, home=home, sandbox_url=sandbox_url,
-                                 log_path=home / "logs" / f"bench-{name}.log")
+        result = measure_run(name, argv, env, home=home, sandbox_url=sandbox_url,
+                             log_path=home / "logs" / f"bench-{name}.log", progress=progress_line(name))
         result["as_of"] = iso(as_of[name])
         say(run_line(result))
         runs.append(result)
