@@ -12,7 +12,10 @@
 
 {#- The as_of moment as 'YYYY-MM-DD HH:MM:SS[.ffffff]', UTC, without an offset (every adapter reads it). -#}
 {% macro as_of_utc_text() -%}
-    {%- set value = var('as_of', env_var('LIFECYCLE_AS_OF', '')) -%}
+    {%- set value = var('as_of', none) -%}
+    {%- if value is none or (value is string and value | trim == '') -%}
+        {%- set value = env_var('LIFECYCLE_AS_OF', '') -%}
+    {%- endif -%}
     {%- set iso_8601 = '[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,6})?)?)?(Z|z|[+-][0-9]{2}:?[0-9]{2})?' -%}
     {%- if value is none or (value is string and value | trim == '') -%}
         {%- set moment = run_started_at -%}

@@ -26,7 +26,7 @@ from activations.hubspot import HubSpotClient
 from activations.sends import send_due
 from activations.state import ensure_tables
 from orchestration.defs.activate import brevo_emails
-from orchestration.resources import LifecycleSettings
+from orchestration.resources import RESOURCES, LifecycleSettings
 from orchestration.settings import sandbox_environment
 
 KEY = "xkeysib-sandbox"
@@ -343,7 +343,7 @@ def test_the_emails_asset_reports_counts_and_warns_on_rejections(
         add_message(connection, "k-good", "ada@example.com")
         add_message(connection, "k-bad", "not-an-address")
 
-    result = dg.materialize([brevo_emails], resources={"lifecycle": LifecycleSettings()},
+    result = dg.materialize([brevo_emails], resources={"lifecycle": LifecycleSettings(), "dbt": RESOURCES["dbt"]},
                             tags={"lifecycle/as_of": "2026-09-01T10:00:00Z"})
 
     [materialization] = result.asset_materializations_for_node("brevo__emails")
@@ -743,7 +743,7 @@ def test_the_operators_settle_time_outlasts_a_lagging_log(
                         lambda transport, request: scripted_send(script, request,
                                                                  lambda sent: connect(transport, sent)))
 
-    result = dg.materialize([brevo_emails], resources={"lifecycle": LifecycleSettings()},
+    result = dg.materialize([brevo_emails], resources={"lifecycle": LifecycleSettings(), "dbt": RESOURCES["dbt"]},
                             tags={"lifecycle/as_of": "2026-09-01T10:00:00Z"})
 
     [materialization] = result.asset_materializations_for_node("brevo__emails")

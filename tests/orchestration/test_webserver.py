@@ -205,7 +205,7 @@ def test_webserver_shows_one_connected_graph_and_runs_the_lifecycle_job(
     (repository,) = location["repositories"]
     schedules = {s["name"]: s["scheduleState"]["status"] for s in repository["schedules"]}
     sensors = {s["name"]: (s["sensorState"]["status"], s["minIntervalSeconds"]) for s in repository["sensors"]}
-    assert schedules == {"lifecycle_hourly": "STOPPED"}
+    assert schedules == {"lifecycle_hourly": "STOPPED", "dbt_tests_daily": "STOPPED"}
     assert sensors == {"landing_zone_sensor": ("STOPPED", 60), "run_alerts": ("RUNNING", 30)}
 
     nodes = graphql(client, ASSET_NODES_QUERY)["assetNodes"]
