@@ -1,4 +1,4 @@
-"""Unattended runs of the ``lifecycle`` job: an hourly schedule and a sensor on the landing zone (SPEC §0, §4),
+"""Unattended runs of the ``lifecycle`` job: an hourly schedule and a sensor on the landing zone,
 and of the ``transform`` job with the dbt data tests: a daily schedule.
 
 The hourly path leaves the dbt data tests out (``checks_to_run`` in transform.py); ``dbt_tests_daily`` builds
