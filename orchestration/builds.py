@@ -13,7 +13,9 @@ Settling: emails go out after the build, and the ledger rows they write feed the
 (``int_sequence_messages`` -> ``fct_messages``, ``fct_sequence_enrollments``, ``messages_due``,
 ``sync_marketing__list_members``). Those are rebuilt right after the sends, so that a run ends with marts that
 show its own sends and the list memberships are synced from that state: nothing the run adds is undone by
-the next one, and a second run at the same as-of with nothing new writes nothing.
+the next one, and a second run at the same as-of with nothing new writes nothing. The record keeps the
+ledger's state those models were built from, so a run killed between its sends and that rebuild leaves the
+next run to do it.
 """
 
 from __future__ import annotations
@@ -71,21 +73,27 @@ def fingerprint(warehouse: Path, manifest: Path, as_of: str | None) -> str | Non
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def recorded(record_dir: Path) -> str | None:
+def recorded(record_dir: Path) -> dict[str, str | None]:
+    """The last build's record: ``fingerprint`` (None unless a whole build at a fixed as-of) and ``ledger``,
+    the send ledger's state the sequence models were built from; empty when there is none."""
     try:
-        return json.loads((record_dir / BUILD_RECORD).read_text())["fingerprint"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        record = json.loads((record_dir / BUILD_RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def forget(record_dir: Path) -> None:
     (record_dir / BUILD_RECORD).unlink(missing_ok=True)
 
 
-def remember(record_dir: Path, value: str | None) -> None:
-    if value is None:
-        return
+def remember(record_dir: Path, fingerprint_value: str | None, ledger: str) -> None:
     record_dir.mkdir(parents=True, exist_ok=True)
     partial = record_dir / f"{BUILD_RECORD}.partial"
-    partial.write_text(json.dumps({"fingerprint": value}))
+    partial.write_text(json.dumps({"fingerprint": fingerprint_value, "ledger": ledger}))
     partial.replace(record_dir / BUILD_RECORD)
+
+
+def current_ledger(warehouse: Path) -> str:
+    with duckdb.connect(str(warehouse)) as con:
+        return ledger_state(con)

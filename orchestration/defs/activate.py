@@ -252,22 +252,23 @@ def brevo_emails(context: AssetExecutionContext, lifecycle: LifecycleSettings,
     dry_run = is_dry_run(tags)
     listed_in = dry_run_list(settings, context, EMAILS_KEY)
     as_of = tags.get(AS_OF_TAG)
+    record = builds.recorded(build_record_dir(settings))
     built_from = builds.fingerprint(settings.warehouse_path, DBT_PROJECT.manifest_path, as_of)
     with duckdb.connect(str(settings.warehouse_path)) as con, _brevo(settings) as client:
         if not dry_run:
             refuse_older_state(con, tags)
-        ledger_before = builds.ledger_state(con)
         settle_seconds = SETTLE_SECONDS if settings.brevo_settle_seconds is None else settings.brevo_settle_seconds
         result = send_due(con, client, as_of=parse_as_of(as_of), dry_run=dry_run,
                           preview_limit=PREVIEW_ROWS, settle_seconds=settle_seconds)
         if listed_in:
             export_would_send(con, result.run_id, listed_in)
-        settle = not dry_run and builds.ledger_state(con) != ledger_before
+        ledger = builds.ledger_state(con)
     settled: bool | str = False
-    if settle:
-        # The sends changed the ledger: rebuild what reads it, so that this run's marts and list memberships
-        # show its sends (orchestration/builds.py). The build record still holds when it held before.
-        was_current = built_from is not None and built_from == builds.recorded(build_record_dir(settings))
+    if not dry_run and ledger != record.get("ledger"):
+        # The ledger moved since the sequence models were built (this run's sends, or an earlier run's that
+        # died before this rebuild): rebuild what reads it, so that the marts and list memberships show the
+        # sends (orchestration/builds.py). The build record still holds when it held before.
+        was_current = built_from is not None and built_from == record.get("fingerprint")
         builds.forget(build_record_dir(settings))
         try:
             rebuild_after_sends(dbt, settings, as_of)
@@ -277,9 +278,8 @@ def brevo_emails(context: AssetExecutionContext, lifecycle: LifecycleSettings,
                                 "the next run's build catches up")
         else:
             settled = True
-            if was_current:
-                builds.remember(build_record_dir(settings),
-                                builds.fingerprint(settings.warehouse_path, DBT_PROJECT.manifest_path, as_of))
+            fingerprint = builds.fingerprint(settings.warehouse_path, DBT_PROJECT.manifest_path, as_of)
+            builds.remember(build_record_dir(settings), fingerprint if was_current else None, ledger)
             context.log.info("brevo emails: rebuilt the models that read the send ledger")
     verb = "would send" if dry_run else "sent"
     context.log.info(f"brevo emails{' (dry run)' if dry_run else ''}: {verb} {result.sent} of "

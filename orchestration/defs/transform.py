@@ -183,7 +183,7 @@ def rebuild_after_sends(dbt: DbtCliResource, settings: Settings, as_of: str | No
     args = ["build", "--select", builds.SETTLE_SELECTION, "--exclude-resource-type", "test",
             "--exclude-resource-type", "unit_test"]
     with dbt_environment(settings, as_of):
-        invocation = dbt.cli(args, manifest=DBT_PROJECT.manifest_path, target_path=dbt_target_path(settings))
+        invocation = dbt.cli(args, manifest=prepare_manifest(DBT_PROJECT), target_path=dbt_target_path(settings))
     try:
         invocation.wait()
     finally:
@@ -216,7 +216,7 @@ def build_definitions() -> dg.Definitions:
         # A whole-project build without tests may be skipped when nothing it reads changed (builds.py).
         whole = set(context.selected_asset_keys) == set(context.assets_def.keys) and not context.selected_asset_check_keys
         current = builds.fingerprint(settings.warehouse_path, DBT_PROJECT.manifest_path, as_of) if whole else None
-        if current is not None and current == builds.recorded(build_record_dir(settings)):
+        if current is not None and current == builds.recorded(build_record_dir(settings)).get("fingerprint"):
             context.log.info("dbt build skipped: nothing landed or was sent since the last build at this as-of")
             return
         builds.forget(build_record_dir(settings))
@@ -228,7 +228,8 @@ def build_definitions() -> dg.Definitions:
             stop_dbt(invocation.process)
         if whole:
             builds.remember(build_record_dir(settings),
-                            builds.fingerprint(settings.warehouse_path, DBT_PROJECT.manifest_path, as_of))
+                            builds.fingerprint(settings.warehouse_path, DBT_PROJECT.manifest_path, as_of),
+                            builds.current_ledger(settings.warehouse_path))
 
     transform_job = dg.define_asset_job(
         "transform",
