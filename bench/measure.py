@@ -73,7 +73,6 @@ class Sample:
 @dataclass(frozen=True)
 class ChildRun:
     returncode: int
-    started: float
     wall_seconds: float
     samples: tuple[Sample, ...]
     output: str
@@ -96,7 +95,7 @@ def run_child(argv: Sequence[str], env: Mapping[str, str], log_path: Path,
                 reported = samples[-1].at
                 progress(reported - started, samples[-1].rss)
             time.sleep(SAMPLE_SECONDS)
-    return ChildRun(child.returncode, started, time.time() - started, tuple(samples), log_path.read_text())
+    return ChildRun(child.returncode, time.time() - started, tuple(samples), log_path.read_text())
 
 
 def sandbox_calls(sandbox_url: str) -> dict[str, int]:
