@@ -8,14 +8,16 @@ Run it::
 Tables:
 - ``contacts``: merged on ``id``; every requested property is a top-level text column (HubSpot sends all
   values as strings; staging casts them), ``createdate`` / ``lastmodifieddate`` are timestamps. The first
-  run lists every contact (``GET /crm/v3/objects/contacts``); later runs search for contacts whose
-  ``lastmodifieddate`` is at or after the cursor, oldest change first (see ``search_modified_since``).
+  run lists every contact (``GET /crm/v3/objects/contacts``); later runs read the contacts whose
+  ``lastmodifieddate`` is at or after the cursor by the cheaper of a search and a listing (see
+  ``modified_contacts``).
 - ``owners``: ``GET /crm/v3/owners``, merged on ``id``, cursor on ``updatedAt``.
 """
 
 # ruff: noqa: B008 -- dlt declares incremental cursors as argument defaults
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -34,6 +36,8 @@ SEARCH_PAGE_SIZE = 200
 SEARCH_RESULT_CAP = 10_000
 SEARCH_REQUESTS_PER_SECOND = 4
 """Search allows 5 requests/s per account, shared by every app of the portal: leave one for the others."""
+LIST_REQUESTS_PER_SECOND = 10
+"""Other calls share a burst limit of 100 requests per 10 s on the smallest plans (190 on paid ones)."""
 
 DEFAULT_CONTACT_PROPERTIES: tuple[str, ...] = (
     "email", "firstname", "lastname", "company", "phone", "lifecyclestage", "hs_lead_status",
@@ -80,6 +84,23 @@ def list_contacts(client: RestClient, properties: Sequence[str]) -> Iterator[lis
         params["after"] = after
 
 
+def search_page(client: RestClient, properties: Sequence[str], since_ms: int | None, *, after: int = 0,
+                page_size: int = SEARCH_PAGE_SIZE, gate: RateGate | None = None) -> dict[str, Any]:
+    """One page of contacts with ``lastmodifieddate >= since_ms`` (every contact if ``None``), oldest change
+    first; its ``total`` counts every match."""
+    body: dict[str, Any] = {
+        "sorts": [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}],
+        "properties": list(properties),
+        "limit": page_size,
+    }
+    if since_ms is not None:
+        body["filterGroups"] = [{"filters": [
+            {"propertyName": "lastmodifieddate", "operator": "GTE", "value": str(since_ms)}]}]
+    if after:
+        body["after"] = str(after)
+    return client.post(SEARCH_PATH, body, gate=gate)
+
+
 def search_modified_since(
     client: RestClient,
     properties: Sequence[str],
@@ -88,6 +109,7 @@ def search_modified_since(
     page_size: int = SEARCH_PAGE_SIZE,
     cap: int = SEARCH_RESULT_CAP,
     gate: RateGate | None = None,
+    first_page: dict[str, Any] | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Contacts with ``lastmodifieddate >= since_ms``, oldest change first, past the search cap.
 
@@ -95,7 +117,7 @@ def search_modified_since(
     the next page would cross it, the search restarts from the last ``lastmodifieddate`` seen; contacts
     at exactly that instant that were already returned are skipped, so no contact is yielded twice. If a
     whole capped query shares one instant, the window cannot move and a ``RuntimeError`` says so rather
-    than looping.
+    than looping. ``first_page``: the first query's first page, when the caller already has it.
     """
     start = since_ms
     already_seen: set[str] = set()
@@ -104,16 +126,10 @@ def search_modified_since(
         last_ms = start
         ids_at_last: set[str] = set(already_seen)
         while True:
-            body: dict[str, Any] = {
-                "filterGroups": [{"filters": [
-                    {"propertyName": "lastmodifieddate", "operator": "GTE", "value": str(start)}]}],
-                "sorts": [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}],
-                "properties": list(properties),
-                "limit": page_size,
-            }
-            if after:
-                body["after"] = str(after)
-            page = client.post(SEARCH_PATH, body, gate=gate)
+            if first_page is not None:
+                page, first_page = first_page, None
+            else:
+                page = search_page(client, properties, start, after=after, page_size=page_size, gate=gate)
             fresh = []
             for contact in page.get("results") or []:
                 modified = epoch_ms((contact.get("properties") or {})["lastmodifieddate"])
@@ -136,6 +152,32 @@ def search_modified_since(
                 f"hubspot search: more than {cap} contacts share lastmodifieddate {start} (epoch ms); "
                 "the search window cannot advance")
         start, already_seen = last_ms, ids_at_last
+
+
+def listing_is_cheaper(modified: int, everyone: int) -> bool:
+    """Whether listing every contact takes less of the rate limits' time than searching for the modified ones."""
+    listing = math.ceil(everyone / LIST_PAGE_SIZE) / LIST_REQUESTS_PER_SECOND
+    searching = math.ceil(modified / SEARCH_PAGE_SIZE) / SEARCH_REQUESTS_PER_SECOND
+    return listing < searching
+
+
+def modified_contacts(client: RestClient, properties: Sequence[str], since_ms: int) -> Iterator[list[dict[str, Any]]]:
+    """Contacts modified at or after ``since_ms``, read the cheaper way.
+
+    An hour's changes are a few search pages. After a write to most contacts (the first full sync, a
+    backfill) the search would page through nearly all of them at 4 requests/s, while a listing reads 100
+    contacts a call under the larger burst limit: when the first search page's ``total`` says listing is
+    cheaper, every contact is listed and the incremental cursor drops those modified before ``since_ms``.
+    """
+    gate = RateGate(SEARCH_REQUESTS_PER_SECOND)
+    first = search_page(client, properties, since_ms, gate=gate)
+    modified = int(first.get("total") or 0)
+    if modified > SEARCH_PAGE_SIZE:
+        everyone = int(search_page(client, ["lastmodifieddate"], None, page_size=1, gate=gate).get("total") or 0)
+        if listing_is_cheaper(modified, everyone):
+            yield from list_contacts(client, properties)
+            return
+    yield from search_modified_since(client, properties, since_ms, gate=gate, first_page=first)
 
 
 @dlt.source(name="hubspot")
@@ -162,8 +204,7 @@ def hubspot_source(
             if lastmodifieddate.last_value is None:
                 pages = list_contacts(client, requested)
             else:
-                pages = search_modified_since(client, requested, epoch_ms(lastmodifieddate.last_value),
-                                              gate=RateGate(SEARCH_REQUESTS_PER_SECOND))
+                pages = modified_contacts(client, requested, epoch_ms(lastmodifieddate.last_value))
             for page in pages:
                 yield [contact_row(contact) for contact in page]
 

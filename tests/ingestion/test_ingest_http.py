@@ -19,7 +19,7 @@ from ingestion.sources.http import (
     hubspot_client,
     stripe_client,
 )
-from ingestion.sources.hubspot import search_modified_since
+from ingestion.sources.hubspot import listing_is_cheaper, search_modified_since
 from tests.leaks import leaks
 
 TOKEN = "pat-na1-very-secret"
@@ -228,6 +228,14 @@ def test_search_refuses_to_loop_when_a_whole_capped_query_shares_one_instant() -
 
     with client(fake, []) as api, pytest.raises(RuntimeError, match="cannot advance"):
         list(search_modified_since(api, ["email"], 2000, page_size=2, cap=4))
+
+
+def test_listing_every_contact_wins_only_when_most_of_them_changed() -> None:
+    # search: 200 a page at 4/s; listing: 100 a page at 10/s
+    assert listing_is_cheaper(modified=100_000, everyone=100_000)
+    assert listing_is_cheaper(modified=60_000, everyone=100_000)
+    assert not listing_is_cheaper(modified=40_000, everyone=100_000)
+    assert not listing_is_cheaper(modified=1_000, everyone=100_000)
 
 
 def test_sources_build_without_network_and_expose_the_contracted_tables(tmp_path) -> None:

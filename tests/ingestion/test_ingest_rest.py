@@ -134,6 +134,32 @@ def test_hubspot_lists_first_then_searches_for_changes(config: IngestionConfig, 
     assert query(config, "select firstname from raw_crm.contacts order by id") == [("C0",), ("Changed",), ("C2",)]
 
 
+def test_hubspot_lists_every_contact_when_most_changed_and_loads_only_the_changed(
+    config: IngestionConfig, sandbox_url: str
+) -> None:
+    emails = [f"bulk{n}@example.com" for n in range(450)]
+    httpx.post(f"{sandbox_url}/_sandbox/hubspot/contacts",
+               json=[{"properties": {"email": email, "firstname": "Old"}} for email in emails]).raise_for_status()
+    run_ingestion(config, only=["crm"])
+    for start in range(0, 400, 100):  # a bulk write to 400 of 450 contacts, e.g. a first full sync
+        httpx.post(f"{sandbox_url}/hubspot/crm/v3/objects/contacts/batch/upsert", headers=HUBSPOT, json={
+            "inputs": [{"idProperty": "email", "id": email, "properties": {"firstname": "New"}}
+                       for email in emails[start:start + 100]]}).raise_for_status()
+    before = calls(sandbox_url)
+
+    assert run_ingestion(config, only=["crm"])["crm"] == {"raw_crm.contacts": 400}
+
+    made = calls(sandbox_url)
+    # one search page says 400 changed, one counts everyone; 5 list pages beat 2 more search pages
+    new_calls = {endpoint: count - before.get(endpoint, 0) for endpoint, count in made.items()
+                 if count != before.get(endpoint)}
+    assert new_calls == {
+        "hubspot POST /crm/v3/objects/contacts/search": 2, "hubspot GET /crm/v3/objects/contacts": 5,
+        "hubspot GET /crm/v3/owners": 1}
+    assert query(config, "select firstname, count(*) from raw_crm.contacts group by all order by 1") == [
+        ("New", 400), ("Old", 50)]
+
+
 def test_brevo_loads_contacts_and_email_events_incrementally(config: IngestionConfig, sandbox_url: str) -> None:
     for n in range(2):
         httpx.post(f"{sandbox_url}/brevo/v3/contacts", headers=BREVO, json={
