@@ -10,11 +10,13 @@ Run it::
   flattened by dlt into ``attributes__<name>`` columns and ``listIds`` becomes the child table
   ``contacts__list_ids``.
 - ``email_events``: ``GET /smtp/statistics/events`` (opens, clicks, bounces, unsubscribes, ...). The API
-  filters by whole days and events have no id, so each run re-reads from the day before the cursor's day
-  (account time zones cannot make it miss an event) and the ``date`` cursor drops what was loaded; each
-  event gets ``event_key`` = sha256 of (messageId, event, email, date, link). The table is merged on that
-  key rather than appended: the incremental keeps each load small, and merge keeps the raw table free of
-  duplicates even if the dlt state is ever lost and the boundary days are read again.
+  filters by whole days and events have no id, so each run asks for the days from the one before the
+  cursor's day (account time zones cannot make it miss an event) to today, newest first, and stops at the
+  first page that reaches back past the cursor: a run reads what is new, not two days of history. The
+  ``date`` cursor drops what was loaded; each event gets ``event_key`` = sha256 of (messageId, event, email,
+  date, link). The table is merged on that key rather than appended: the incremental keeps each load small,
+  and merge keeps the raw table free of duplicates even if the dlt state is ever lost and the boundary days
+  are read again.
 """
 
 # ruff: noqa: B008 -- dlt declares incremental cursors as argument defaults
@@ -122,13 +124,17 @@ def brevo_source(base_url: str = BASE_URL, api_key: str = dlt.secrets.value, mas
     @dlt.resource(name="email_events", primary_key="event_key", write_disposition="merge",
                   columns=typed_columns(json=("extra",)))
     def email_events(date: dlt.sources.incremental[Any] = dlt.sources.incremental("date")) -> Iterator[TDataItems]:
-        params: dict[str, Any] = {"sort": "asc"}
-        if date.last_value is not None:
+        params: dict[str, Any] = {"sort": "desc"}
+        since = None if date.last_value is None else parse_timestamp(date.last_value)
+        if since is not None:
             today = datetime.now(UTC).date()
-            start = min(parse_timestamp(date.last_value).date() - timedelta(days=1), today)
+            start = min(since.date() - timedelta(days=1), today)
             params.update(startDate=start.isoformat(), endDate=today.isoformat())
         with brevo_client(base_url, api_key, mask) as client:
             for page in offset_pages(client, "/smtp/statistics/events", params, "events", EVENTS_PAGE_SIZE):
                 yield events_table(page)
+                oldest = parse_timestamp(page[-1].get("date"))
+                if since is not None and oldest is not None and oldest < since:
+                    return
 
     return [contacts, email_events]

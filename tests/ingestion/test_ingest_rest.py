@@ -13,6 +13,7 @@ import pytest
 
 from ingestion.landing import LandingZone
 from ingestion.pipelines import SOURCE_NAMES, IngestionConfig, run_ingestion
+from ingestion.sources import brevo as brevo_module
 
 HUBSPOT = {"Authorization": "Bearer pat-sandbox"}
 BREVO = {"api-key": "xkeysib-sandbox"}
@@ -189,6 +190,28 @@ def test_brevo_loads_contacts_and_email_events_incrementally(config: IngestionCo
     assert query(config, "select count(*) from raw_marketing.email_events") == [(3,)]
     assert query(config, "select attributes__firstname from raw_marketing.contacts "
                          "where email = 'sub0@example.com'") == [("Renamed",)]
+
+
+def test_brevo_reads_events_newest_first_and_stops_at_the_cursor(
+    config: IngestionConfig, sandbox_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(brevo_module, "EVENTS_PAGE_SIZE", 2)
+    httpx.post(f"{sandbox_url}/brevo/v3/contacts", headers=BREVO, json={"email": "sub0@example.com"}).raise_for_status()
+    httpx.post(f"{sandbox_url}/_sandbox/brevo/events", json=[
+        {"email": "sub0@example.com", "event": "opened", "at": iso(NOW - timedelta(hours=20, minutes=n))}
+        for n in range(6)]).raise_for_status()
+    assert run_ingestion(config, only=["marketing"])["marketing"]["raw_marketing.email_events"] == 6
+    httpx.post(f"{sandbox_url}/_sandbox/brevo/events", json={
+        "email": "sub0@example.com", "event": "clicked", "at": iso(NOW - timedelta(hours=1)),
+        "link": "https://example.com/new"}).raise_for_status()
+    before = calls(sandbox_url)["brevo GET /v3/smtp/statistics/events"]
+
+    assert run_ingestion(config, only=["marketing"])["marketing"] == {"raw_marketing.email_events": 1}
+
+    # page 1: the new click and the newest open (the cursor itself, which may share its instant with the next
+    # page); page 2 reaches back past the cursor, and the reading stops there (oldest first took 4 pages)
+    assert calls(sandbox_url)["brevo GET /v3/smtp/statistics/events"] - before == 2
+    assert query(config, "select count(*), count(distinct event_key) from raw_marketing.email_events") == [(7, 7)]
 
 
 def test_every_source_loads_then_a_second_run_loads_nothing(config: IngestionConfig, sandbox_url: str) -> None:
