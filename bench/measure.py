@@ -3,7 +3,8 @@ the Dagster instance and its API calls from the sandbox.
 
 Wall seconds per stage come from Dagster's step statistics (the run's steps execute one after another, so
 a stage spans its first step's start to its last step's end; what is left of the wall time is the fixed
-cost of a run: interpreter, imports, definitions, preflight). Memory is the resident set of the run's whole
+cost of a run: interpreter, imports, definitions, preflight); each step's own seconds are kept too
+(``steps``: the profile of where a run's time goes). Memory is the resident set of the run's whole
 process tree (the run and the dbt process it starts), sampled every ``SAMPLE_SECONDS``. Rows changed are the
 runs' own numbers (rows dlt loaded, models dbt built, rows and emails the activations sent). Write calls
 are the sandbox's count of the calls that change something (not searches or batch reads); their minimum is

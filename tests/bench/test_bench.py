@@ -63,6 +63,7 @@ def test_a_small_bench_measures_full_change_and_no_change_runs(tmp_path: Path) -
         assert set(run["stages"]) == {"ingest", "transform", "activate"}
         assert run["peak_rss_mb"] > 0
         assert run["stages"]["activate"]["write_calls"] >= run["stages"]["activate"]["batch_minimum"]
+        assert {"ingest_crm", "transform_dbt", "hubspot__contacts"} <= set(run["steps"])
     full, change, no_change = runs["full"], runs["change"], runs["no_change"]
     assert full["stages"]["activate"]["rows_changed"] > SMALL_WORLD
     assert record["hour_of_change"]["contacts_changed"] == SMALL_WORLD // 100
