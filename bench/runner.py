@@ -148,8 +148,9 @@ def run_line(result: dict[str, Any]) -> str:
 
 
 def scenario(config: BenchConfig, home: Path, env: dict[str, str], urls: tuple[str, str],
-             limits_on: bool) -> dict[str, Any]:
-    """full -> 1 % change -> no change, each one ``lifecycle run`` measured."""
+             limits_on: bool, save: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """full -> 1 % change -> no change, each one ``lifecycle run`` measured; ``save`` gets the outcome so far
+    after each run, so that a long bench stopped midway keeps the runs it finished."""
     sandbox_url = urls[0]
     set_limits(sandbox_url, limits_on)
     start = now()
@@ -170,6 +171,7 @@ def scenario(config: BenchConfig, home: Path, env: dict[str, str], urls: tuple[s
         result["as_of"] = iso(as_of[name])
         say(run_line(result))
         runs.append(result)
+        save({"limits": "on" if limits_on else "off", "hour_of_change": hour, "runs": runs})
         if not result["ok"]:
             say(f"  the run failed; its output is in {result['log']}")
             break
@@ -213,11 +215,14 @@ def bench(config: BenchConfig) -> list[Path]:
                 reset_home(home, landing_copy)
                 sandbox_admin(urls[0], "restore")
             say(f"limits {mode}:")
-            outcome = scenario(config, home, env, urls, limits_on=mode == "on")
-            record = {"contacts": config.contacts, "seed": config.seed, "started_at": iso(started),
+            header = {"contacts": config.contacts, "seed": config.seed, "started_at": iso(started),
                       "machine": machine(), "world": {"raw_events": world["raw_events"],
-                                                      "seconds": round(world_seconds, 1)}, **outcome}
-            written.append(write_result(config.results_dir, record))
+                                                      "seconds": round(world_seconds, 1)}}
+
+            def save(outcome: dict[str, Any], header: dict[str, Any] = header) -> Path:
+                return write_result(config.results_dir, {**header, **outcome})
+
+            written.append(save(scenario(config, home, env, urls, limits_on=mode == "on", save=save)))
             say(f"  results: {written[-1]}")
     return written
 
