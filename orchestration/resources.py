@@ -123,6 +123,7 @@ def ingestion_config(settings: Settings, *, with_credentials: bool = True) -> In
         stripe_base_url=settings.stripe_base_url,
         stripe_api_key=secret(settings.stripe_api_key),
         mask=secret_values(settings) if with_credentials else (),
+        duckdb_config=settings.duckdb_config,
     )
 
 

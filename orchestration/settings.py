@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -23,6 +24,11 @@ REAL_BASE_URLS = {
 
 DEFAULT_RUN_WAIT_SECONDS = 1800
 """How long ``lifecycle run`` waits for another run (or another process holding the warehouse) to finish."""
+
+DEFAULT_DUCKDB_MEMORY_LIMIT = "1GB"
+"""What DuckDB may hold in memory before it spills to disk, in every process that writes the warehouse (dlt's
+loads, dbt, the activations): without it DuckDB takes up to 80 % of the machine's memory."""
+_MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)", re.IGNORECASE)
 
 
 class Secret:
@@ -93,6 +99,8 @@ class Settings:
     brevo_settle_seconds: int | None = None
     """How long Brevo's event log is given before an email whose answer was lost is looked for
     (LIFECYCLE_BREVO_SETTLE_SECONDS); None: activations.sends.SETTLE_SECONDS."""
+    duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
+    """LIFECYCLE_DUCKDB_MEMORY_LIMIT, e.g. ``1GB`` or ``512MB``."""
     scratch: Path | None = None
     """A dry run's throwaway copy of the warehouse and the dlt state; None for a real run."""
 
@@ -105,6 +113,11 @@ class Settings:
     @property
     def warehouse_path(self) -> Path:
         return self.data_dir / "warehouse.duckdb"
+
+    @property
+    def duckdb_config(self) -> dict[str, str]:
+        """The settings every connection that writes the warehouse opens with (``duckdb.connect(config=...)``)."""
+        return {"memory_limit": self.duckdb_memory_limit}
 
     @property
     def landing_dir(self) -> Path:
@@ -136,6 +149,12 @@ class Settings:
                 raise ValueError(f"{name} must be a whole number of seconds (0 or more), got {text!r}")
             return int(text)
 
+        def memory_size(name: str, default: str) -> str:
+            text = get(name).strip() or default
+            if not _MEMORY_SIZE.fullmatch(text):
+                raise ValueError(f"{name} must be a size such as 1GB or 512MB, got {text!r}")
+            return text
+
         return cls(
             home=Path(get("LIFECYCLE_HOME", "./.lifecycle")).resolve(),
             hubspot_base_url=get("HUBSPOT_BASE_URL", REAL_BASE_URLS["hubspot"]).rstrip("/"),
@@ -151,6 +170,7 @@ class Settings:
             run_wait_seconds=seconds("LIFECYCLE_RUN_WAIT_SECONDS", DEFAULT_RUN_WAIT_SECONDS),
             alert_webhook_url=Secret(get("LIFECYCLE_ALERT_WEBHOOK_URL")),
             brevo_settle_seconds=seconds("LIFECYCLE_BREVO_SETTLE_SECONDS", None),
+            duckdb_memory_limit=memory_size("LIFECYCLE_DUCKDB_MEMORY_LIMIT", DEFAULT_DUCKDB_MEMORY_LIMIT),
         )
 
 

@@ -211,7 +211,7 @@ def _activation_asset(activation: Activation) -> dg.AssetsDefinition:
         tags = context.run.tags
         dry_run = is_dry_run(tags)
         listed_in = dry_run_list(settings, context, activation.key)
-        with duckdb.connect(str(settings.warehouse_path)) as con:
+        with duckdb.connect(str(settings.warehouse_path), config=settings.duckdb_config) as con:
             if not dry_run:
                 refuse_older_state(con, tags)
             target = activation.destination(settings, con)
@@ -254,7 +254,7 @@ def brevo_emails(context: AssetExecutionContext, lifecycle: LifecycleSettings,
     as_of = tags.get(AS_OF_TAG)
     record = builds.recorded(build_record_dir(settings))
     built_from = builds.fingerprint(settings.warehouse_path, DBT_PROJECT.manifest_path, as_of)
-    with duckdb.connect(str(settings.warehouse_path)) as con, _brevo(settings) as client:
+    with duckdb.connect(str(settings.warehouse_path), config=settings.duckdb_config) as con, _brevo(settings) as client:
         if not dry_run:
             refuse_older_state(con, tags)
         settle_seconds = SETTLE_SECONDS if settings.brevo_settle_seconds is None else settings.brevo_settle_seconds

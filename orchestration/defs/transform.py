@@ -174,8 +174,10 @@ def build_record_dir(settings: Settings) -> Path:
 def dbt_environment(settings: Settings, as_of: str | None) -> contextlib.AbstractContextManager[None]:
     """profiles.yml reads LIFECYCLE_HOME (the folder of warehouse.duckdb), relative to where dbt runs
     (dbt_project/): dbt gets the resolved folder, a dry run's scratch copy included. The as-of moment goes in
-    LIFECYCLE_AS_OF rather than ``--vars``, which would make dbt parse the whole project again (about 10 s)."""
-    return environment(LIFECYCLE_HOME=str(settings.data_dir), LIFECYCLE_AS_OF=as_of or "")
+    LIFECYCLE_AS_OF rather than ``--vars``, which would make dbt parse the whole project again (about 10 s).
+    The memory limit goes in as validated by the settings."""
+    return environment(LIFECYCLE_HOME=str(settings.data_dir), LIFECYCLE_AS_OF=as_of or "",
+                       LIFECYCLE_DUCKDB_MEMORY_LIMIT=settings.duckdb_memory_limit)
 
 
 def rebuild_after_sends(dbt: DbtCliResource, settings: Settings, as_of: str | None) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from ingestion.landing import LandingZone
-from ingestion.pipelines import IngestionConfig, run_ingestion
+from ingestion.pipelines import IngestionConfig, make_pipeline, run_ingestion
 
 UNREACHABLE = "http://127.0.0.1:9"
 
@@ -145,3 +146,14 @@ def test_a_reimported_backfill_merges_on_the_submission_id(config: IngestionConf
     assert ingest(config) == {"raw_forms.submissions": 2}
     assert query(config, "select id, first_name from raw_forms.submissions order by id") == [
         ("frm_1", "Ada Corrected"), ("frm_2", "Ada")]
+
+
+def test_the_loads_connection_keeps_the_configured_memory_limit(config: IngestionConfig) -> None:
+    """dlt's own DuckDB connection, where a load merges whole tables, gets the limit (DuckDB's default is 80 %
+    of the machine's memory)."""
+    pipeline = make_pipeline("forms", replace(config, duckdb_config={"memory_limit": "123MB"}))
+    with pipeline.sql_client() as client:
+        [(limit,)] = client.execute_sql("select current_setting('memory_limit')")
+    with duckdb.connect(config={"memory_limit": "123MB"}) as limited, duckdb.connect() as default:
+        assert limit == limited.execute("select current_setting('memory_limit')").fetchone()[0]
+        assert limit != default.execute("select current_setting('memory_limit')").fetchone()[0]

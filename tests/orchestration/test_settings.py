@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
 from pathlib import Path
 
 import pytest
 
+from orchestration.defs.transform import dbt_environment
+from orchestration.resources import ingestion_config
 from orchestration.settings import REAL_BASE_URLS, Secret, Settings, sandbox_environment, secret_values
 
 
@@ -55,6 +58,18 @@ def test_the_brevo_settle_time_is_a_setting_in_seconds() -> None:
     for bad in ("soon", "-5", "nan", "1.5"):
         with pytest.raises(ValueError, match="LIFECYCLE_BREVO_SETTLE_SECONDS must be a whole number of seconds"):
             Settings.from_env({"LIFECYCLE_BREVO_SETTLE_SECONDS": bad})
+
+
+def test_the_duckdb_memory_limit_reaches_dlt_dbt_and_the_activations(tmp_path: Path) -> None:
+    assert Settings.from_env({}).duckdb_config == {"memory_limit": "1GB"}
+    settings = Settings.from_env({"LIFECYCLE_DUCKDB_MEMORY_LIMIT": "512MB", "LIFECYCLE_HOME": str(tmp_path)})
+    assert settings.duckdb_config == {"memory_limit": "512MB"}
+    assert ingestion_config(settings, with_credentials=False).duckdb_config == {"memory_limit": "512MB"}
+    with dbt_environment(settings, None):
+        assert os.environ["LIFECYCLE_DUCKDB_MEMORY_LIMIT"] == "512MB"
+    for bad in ("lots", "1 000MB", "80%", "-1GB"):
+        with pytest.raises(ValueError, match="LIFECYCLE_DUCKDB_MEMORY_LIMIT must be a size such as 1GB"):
+            Settings.from_env({"LIFECYCLE_DUCKDB_MEMORY_LIMIT": bad})
 
 
 @pytest.mark.parametrize("use", [
