@@ -60,7 +60,7 @@ def test_the_brevo_settle_time_is_a_setting_in_seconds() -> None:
             Settings.from_env({"LIFECYCLE_BREVO_SETTLE_SECONDS": bad})
 
 
-def test_the_duckdb_memory_limit_reaches_dlt_dbt_and_the_activations(tmp_path: Path) -> None:
+def test_the_duckdb_memory_limit_is_validated_and_reaches_dlt_and_dbt(tmp_path: Path) -> None:
     assert Settings.from_env({}).duckdb_config == {"memory_limit": "1GB"}
     settings = Settings.from_env({"LIFECYCLE_DUCKDB_MEMORY_LIMIT": "512MB", "LIFECYCLE_HOME": str(tmp_path)})
     assert settings.duckdb_config == {"memory_limit": "512MB"}
