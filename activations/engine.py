@@ -30,7 +30,16 @@ from typing import Any, Literal, Protocol
 
 import duckdb
 
-from activations.state import SCHEMA, Accepted, LogRow, StateStore, ensure_tables, finish_run, start_run
+from activations.state import (
+    SCHEMA,
+    Accepted,
+    LogRow,
+    StateStore,
+    ensure_tables,
+    finish_run,
+    sql_literal,
+    start_run,
+)
 
 Action = Literal["add", "change", "remove"]
 
@@ -257,7 +266,7 @@ class _Run:
     def _payload_sql(self) -> str:
         if not self.payload_columns:
             return "'{}'"
-        pairs = ", ".join(f"{_literal(column)}, {_quote(column)}" for column in self.payload_columns)
+        pairs = ", ".join(f"{sql_literal(column)}, {_quote(column)}" for column in self.payload_columns)
         return f"cast(json_object({pairs}) as varchar)"
 
     def _group_sql(self, key_column: str) -> str:
@@ -414,10 +423,6 @@ def _relation(model: str) -> str:
 
 def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _iso(moment: datetime) -> str:

@@ -214,6 +214,18 @@ def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, finished_at: datetim
     )
 
 
+def written_payloads_sql(destination: str, object_name: str) -> str:
+    """A query of what the syncs last wrote to each key of a destination object keyed by email:
+    ``(email, payload, written_at)``, the payload as the destination accepted it. Ingestion reads it to
+    recognise these writes when the vendor returns them (ingestion/echoes.py)."""
+    return (f"select lower(key) as email, payload, synced_at as written_at from {SCHEMA}.sync_state "
+            f"where destination = {sql_literal(destination)} and object = {sql_literal(object_name)}")
+
+
+def sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def utc_naive(moment: datetime) -> datetime:
     """UTC without a zone, as every timestamp here is stored; a moment without a zone is taken as UTC."""
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment

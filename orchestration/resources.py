@@ -16,6 +16,8 @@ from dagster_dbt import DbtCliResource
 from dagster_dlt import DagsterDltResource
 from pydantic import PrivateAttr
 
+from activations.destinations import BrevoContacts, HubSpotContacts
+from activations.state import written_payloads_sql
 from ingestion.pipelines import IngestionConfig
 from orchestration.preflight import Refused, check_access, check_settings
 from orchestration.settings import Secret, Settings, secret_values
@@ -124,6 +126,9 @@ def ingestion_config(settings: Settings, *, with_credentials: bool = True) -> In
         stripe_api_key=secret(settings.stripe_api_key),
         mask=secret_values(settings) if with_credentials else (),
         duckdb_config=settings.duckdb_config,
+        own_writes={source: written_payloads_sql(destination.name, destination.object)
+                    for source, destination in (("crm", HubSpotContacts), ("marketing", BrevoContacts))}
+        if with_credentials else {},
     )
 
 

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+import logging
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import dlt
@@ -33,8 +35,11 @@ import pyarrow as pa
 from dlt.common.typing import TDataItems
 from dlt.extract.resource import DltResource
 
+from ingestion.echoes import EchoFilter, column_name, echo_filter
 from ingestion.sources import parse_timestamp, typed_columns
 from ingestion.sources.http import RestClient, brevo_client
+
+logger = logging.getLogger(__name__)
 
 BASE_URL = "https://api.brevo.com/v3"
 CONTACTS_PAGE_SIZE = 1000
@@ -103,11 +108,29 @@ def offset_pages(client: RestClient, path: str, params: dict[str, Any], key: str
         params["offset"] += limit
 
 
+def contact_echoes(warehouse: Path, duckdb_config: Mapping[str, str], dataset: str, writes_sql: str
+                   ) -> EchoFilter | None:
+    """Recognises contacts that come back holding only our own writes (ingestion/echoes.py). A payload holds
+    attributes (``FIRSTNAME``: the column ``attributes__firstname``); list ids are compared with the landed
+    ones as they are, so a contact whose lists changed lands."""
+    landed = f"""
+        select contacts.*, list_ids.list_ids
+        from "{dataset}"."contacts" as contacts
+        left join (
+            select _dlt_parent_id, list(value order by value) as list_ids
+            from "{dataset}"."contacts__list_ids" group by all
+        ) as list_ids on list_ids._dlt_parent_id = contacts._dlt_id"""
+    return echo_filter(warehouse, duckdb_config, dataset=dataset, landed_sql=landed, writes_sql=writes_sql,
+                       key="id", ignored=("modified_at",),
+                       rename=lambda payload: {column_name("attributes", name): value for name, value in payload.items()})
+
+
 @dlt.source(name="brevo")
-def brevo_source(base_url: str = BASE_URL, api_key: str = dlt.secrets.value, mask: Sequence[str] = ()
-                 ) -> list[DltResource]:
+def brevo_source(base_url: str = BASE_URL, api_key: str = dlt.secrets.value, mask: Sequence[str] = (),
+                 echoes: EchoFilter | None = None) -> list[DltResource]:
     """Brevo contacts (cursor ``modifiedAt``) and transactional email events (cursor ``date``). ``mask``:
-    other secrets to keep out of errors, should Brevo echo one."""
+    other secrets to keep out of errors, should Brevo echo one. ``echoes``: contacts not to load again
+    (``contact_echoes``)."""
 
     @dlt.resource(name="contacts", primary_key="id", write_disposition="merge", columns=CONTACT_COLUMNS,
                   max_table_nesting=1)
@@ -120,6 +143,11 @@ def brevo_source(base_url: str = BASE_URL, api_key: str = dlt.secrets.value, mas
         with brevo_client(base_url, api_key, mask) as client:
             for page in offset_pages(client, "/contacts", params, "contacts", CONTACTS_PAGE_SIZE):
                 yield [{**contact, "modifiedAt": parse_timestamp(contact.get("modifiedAt"))} for contact in page]
+        if echoes is not None and echoes.skipped:
+            logger.info("brevo contacts: %d read back holding only our own writes; not loaded", echoes.skipped)
+
+    if echoes is not None:
+        contacts.add_step(echoes.step())
 
     @dlt.resource(name="email_events", primary_key="event_key", write_disposition="merge",
                   columns=typed_columns(json=("extra",)))

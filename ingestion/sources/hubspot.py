@@ -17,16 +17,21 @@ Tables:
 # ruff: noqa: B008 -- dlt declares incremental cursors as argument defaults
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import dlt
 from dlt.common.typing import TDataItems
 from dlt.extract.resource import DltResource
 
+from ingestion.echoes import EchoFilter, echo_filter
 from ingestion.sources import parse_timestamp, typed_columns
 from ingestion.sources.http import RateGate, RestClient, hubspot_client
+
+logger = logging.getLogger(__name__)
 
 BASE_URL = "https://api.hubapi.com"
 CONTACTS_PATH = "/crm/v3/objects/contacts"
@@ -180,15 +185,24 @@ def modified_contacts(client: RestClient, properties: Sequence[str], since_ms: i
     yield from search_modified_since(client, properties, since_ms, gate=gate, first_page=first)
 
 
+def contact_echoes(warehouse: Path, duckdb_config: Mapping[str, str], dataset: str, writes_sql: str
+                   ) -> EchoFilter | None:
+    """Recognises contacts that come back holding only our own writes (ingestion/echoes.py); a payload names
+    properties as the ``contacts`` table does."""
+    return echo_filter(warehouse, duckdb_config, dataset=dataset, landed_sql=f'select * from "{dataset}"."contacts"',
+                       writes_sql=writes_sql, key="id", ignored=("lastmodifieddate", "updated_at"), rename=dict)
+
+
 @dlt.source(name="hubspot")
 def hubspot_source(
     base_url: str = BASE_URL,
     token: str = dlt.secrets.value,
     properties: Sequence[str] = DEFAULT_CONTACT_PROPERTIES,
     mask: Sequence[str] = (),
+    echoes: EchoFilter | None = None,
 ) -> list[DltResource]:
     """HubSpot contacts (incremental on ``lastmodifieddate``) and owners. ``mask``: other secrets to keep
-    out of errors, should HubSpot echo one."""
+    out of errors, should HubSpot echo one. ``echoes``: contacts not to load again (``contact_echoes``)."""
     requested = list(dict.fromkeys([*properties, *TIMESTAMP_PROPERTIES]))
     contact_columns = {
         **{name: {"data_type": "text"} for name in requested},
@@ -207,6 +221,11 @@ def hubspot_source(
                 pages = modified_contacts(client, requested, epoch_ms(lastmodifieddate.last_value))
             for page in pages:
                 yield [contact_row(contact) for contact in page]
+        if echoes is not None and echoes.skipped:
+            logger.info("hubspot contacts: %d read back holding only our own writes; not loaded", echoes.skipped)
+
+    if echoes is not None:
+        contacts.add_step(echoes.step())
 
     @dlt.resource(name="owners", primary_key="id", write_disposition="merge", columns=OWNER_COLUMNS)
     def owners(

@@ -246,10 +246,20 @@ def latest_runs(world: World) -> list[tuple]:
 def test_second_run_only_applies_what_the_first_runs_emails_changed(
         world: World, capsys: pytest.CaptureFixture[str]) -> None:
     """The first run's emails are in the ledger only after its dbt build: a sequence whose last email went
-    out ends (and leaves its marketing list) at the next build. Nothing else is written, no email resent."""
+    out ends (and leaves its marketing list) at the next build. Nothing else is written, no email resent.
+    HubSpot returns every contact the first run wrote: only those it created land (they bring their ids);
+    the ones the CRM already had come back holding only our writes, and are not loaded again."""
     before = world.calls()
+    loads_before = {load for (load,) in world.query("select distinct _dlt_load_id from raw_crm.contacts")}
     code, out = run(capsys, "--select", "all")
     assert code == 0, out
+    reloaded = {email for (email, load) in world.query("select lower(email), _dlt_load_id from raw_crm.contacts")
+                if load not in loads_before}
+    written = {email for (email,) in world.query("select key from activations.sync_state "
+                                                 "where destination = 'hubspot' and object = 'contacts'")}
+    already_there = {email.lower() for email in world.crm_before}
+    assert written & already_there, "the first run wrote to contacts the CRM already had"
+    assert reloaded == written - already_there
     assert set(write_calls(world, before)) <= {"brevo POST /v3/contacts/lists/{list_id}/contacts/remove"}
     runs = latest_runs(world)
     assert [row for row in runs if row[:2] != ("brevo", "list_members")] == [
