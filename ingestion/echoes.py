@@ -18,11 +18,11 @@ not read again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
-import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -35,12 +35,12 @@ from dlt.extract.items_transform import FilterItem
 logger = logging.getLogger(__name__)
 
 NAMING = NamingConvention()
-EPOCH_MILLISECONDS = re.compile(r"[1-9]\d{12}")
 FETCH_ROWS = 10_000
 WRITTEN = "__written"
 """The column, next to the landed fields, that carries what our syncs last wrote (a JSON object)."""
 
 
+@functools.cache
 def column_name(*path: str) -> str:
     """The warehouse column dlt makes of a (nested) record field, e.g. ``attributes__first_name``."""
     return NAMING.normalize_path(NAMING.make_path(*path))
@@ -64,35 +64,36 @@ def _epoch_ms(moment: datetime) -> str:
 
 
 def canonical(value: Any) -> str | None:
-    """One text form per value, whatever type the vendor, the warehouse or our payload gave it."""
+    """One text form per value, whatever type the vendor, the warehouse or our payload gave it: instants
+    (datetimes, dates and ISO 8601 text) become epoch milliseconds, as HubSpot also writes them."""
     if value is None or value == "":
         return None
-    if isinstance(value, bool):
+    kind = type(value)
+    if kind is str:
+        if len(value) >= 10 and value[4] == "-":
+            try:
+                return _epoch_ms(datetime.fromisoformat(value))
+            except ValueError:
+                return value
+        return value
+    if kind is bool:
         return "true" if value else "false"
     if isinstance(value, datetime):
         return _epoch_ms(value)
     if isinstance(value, date):
         return _epoch_ms(datetime.combine(value, time(), tzinfo=UTC))
-    if isinstance(value, float) and value.is_integer():
+    if kind is float and value.is_integer():
         return str(int(value))
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, (list, tuple)):
         return "\x1d".join(sorted(canonical(item) or "" for item in value)) or None
-    text = str(value)
-    if EPOCH_MILLISECONDS.fullmatch(text):
-        return text
-    if len(text) >= 10 and text[4:5] == "-":
-        try:
-            return canonical(datetime.fromisoformat(text))
-        except ValueError:
-            pass
-    return text
+    return str(value)
 
 
-def digest(fields: Mapping[str, Any], names: Iterable[str]) -> int:
-    """A 64-bit digest of ``names``' canonical values in ``fields`` (a missing field counts as null)."""
-    text = "\x1e".join(f"{name}\x1f{canonical(fields.get(name)) or chr(0)}" for name in sorted(names))
+def digest(fields: Mapping[str, Any], names: Sequence[str]) -> int:
+    """A 64-bit digest of the canonical values of ``names`` (sorted) in ``fields``; a missing field is null."""
+    text = "\x1e".join([f"{name}\x1f{canonical(fields.get(name)) or chr(0)}" for name in names])
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
@@ -107,24 +108,26 @@ class AfterIncremental(FilterItem):
 class EchoFilter:
     """Drops records that are echoes of our own writes; a resource takes it as ``add_step(f.step())``.
 
-    ``expected``: per record key, the digest of the record as we expect it back. ``compared``: the columns
-    the digest covers; ``ignored``: columns never compared (the key, modification times). ``flatten``: the
+    ``expected``: per record key (a top-level field, under the same name in the record and the warehouse),
+    the digest of the record as we expect it back. ``compared``: the columns
+    the digest covers (sorted); ``ignored``: columns never compared (the key, modification times). ``flatten``: the
     record as warehouse columns.
     """
 
     key: str
-    compared: frozenset[str]
+    compared: tuple[str, ...]
     ignored: frozenset[str]
     expected: dict[str, int]
     flatten: Callable[[Mapping[str, Any]], Mapping[str, Any]] = flatten
     skipped: int = 0
 
     def __call__(self, record: Mapping[str, Any]) -> bool:
-        fields = self.flatten(record)
-        wanted = self.expected.get(str(fields.get(self.key)))
+        wanted = self.expected.get(str(record.get(self.key)))
         if wanted is None:
             return True
-        unknown = (name for name in fields.keys() - self.compared - self.ignored if canonical(fields[name]) is not None)
+        fields = self.flatten(record)
+        unknown = (name for name in fields.keys() - self.ignored - set(self.compared)
+                   if canonical(fields[name]) is not None)
         if any(True for _ in unknown) or digest(fields, self.compared) != wanted:
             return True
         self.skipped += 1
@@ -177,14 +180,15 @@ def echo_filter(
                 select coalesce(timezone('UTC', max(inserted_at)), '-infinity'::timestamp)
                 from {loads} where status = 0)""")
         columns = [column[0] for column in cursor.description]
-        compared = frozenset(name for name in columns
-                             if name not in ignored and name != WRITTEN and not name.startswith("_dlt"))
+        compared = tuple(sorted(name for name in columns
+                                if name not in ignored and name != WRITTEN and not name.startswith("_dlt")))
+        overlaid = set(compared)
         expected: dict[str, int] = {}
         while rows := cursor.fetchmany(FETCH_ROWS):
             for row in rows:
                 fields = dict(zip(columns, row, strict=True))
                 written = fields.pop(WRITTEN)
                 fields.update((name, value) for name, value in rename(json.loads(written)).items()
-                              if name in compared)
+                              if name in overlaid)
                 expected[str(fields[key])] = digest(fields, compared)
     return EchoFilter(key=key, compared=compared, ignored=ignored, expected=expected)

@@ -137,7 +137,9 @@ candidates as (
         anchor_at,
         entry_params,
         row_number() over (partition by sequence, email order by entered_at, instance_key) as entry_number,
-        {{ dbt.hash(dbt.concat(['sequence', "'|'", 'email', "'|'", 'instance_key'])) }} as candidate_id
+        -- a 128-bit number rather than md5's hex text: it never leaves this model, and every step of every
+        -- instance carries it
+        md5_number({{ dbt.concat(['sequence', "'|'", 'email', "'|'", 'instance_key']) }}) as candidate_id
     from entries
     where key_copy = 1
 ),
@@ -209,9 +211,17 @@ resumes as (
     where role = 'resume' and previous_role = 'pause'
 ),
 
+-- the entry's params stay behind (they are joined back at the end): the rows from here on are one per step
 steps_of_candidates as (
     select
-        candidates.*,
+        candidates.sequence,
+        candidates.reentry_policy,
+        candidates.email,
+        candidates.instance_key,
+        candidates.entered_at,
+        candidates.anchor_at,
+        candidates.entry_number,
+        candidates.candidate_id,
         steps.step,
         steps.kind,
         steps.template_id,
@@ -484,9 +494,10 @@ select
         "case when messages.merge_policy = 'merge' then "
             ~ dbt.concat(["','", json_string_text('messages.merge_param'), "':['",
                           "coalesce(merged_params.merged_list, '')", "']'"])
-            ~ " else coalesce(" ~ dbt.concat(["','", "nullif(" ~ json_object_members('messages.entry_params') ~ ", '')"])
+            ~ " else coalesce(" ~ dbt.concat(["','", "nullif(" ~ json_object_members('entries.entry_params') ~ ", '')"])
             ~ ", '') end",
         "'}'",
     ]) }} as params
 from chosen_messages as messages
+inner join kept_candidates as entries on messages.candidate_id = entries.candidate_id
 left join merged_params on messages.message_key = merged_params.message_key
