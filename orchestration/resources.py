@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
+from functools import cached_property
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 from dagster_dbt import DbtCliResource
 from dagster_dlt import DagsterDltResource
+from packaging import version
 from pydantic import PrivateAttr
 
 from activations.destinations import BrevoContacts, HubSpotContacts
@@ -142,10 +145,23 @@ def _dbt_executable() -> str:
 
 DBT_EXECUTABLE = _dbt_executable()
 
+
+class DbtCli(DbtCliResource):
+    """dagster-dbt's dbt resource without two steps it takes before every dbt command, about 5 s of each run:
+    running ``dbt --version`` in a subprocess (the dbt-core installed with us, which runs, is pinned), and
+    opening a dbt adapter in this process, which only serves metadata fetches we do not make. Both methods
+    are dagster-dbt's private ones; ``tests/orchestration/test_dbt_resource.py`` fails if they move."""
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        return version.parse(importlib.metadata.version("dbt-core"))
+
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> None:
+        return None
+
 RESOURCES = {
     "lifecycle": LifecycleSettings(),
     "dlt": DagsterDltResource(),
     # profiles.yml is committed next to the project and reads LIFECYCLE_HOME (see orchestration/defs/transform.py)
-    "dbt": DbtCliResource(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR),
-                          dbt_executable=DBT_EXECUTABLE),
+    "dbt": DbtCli(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=DBT_EXECUTABLE),
 }
