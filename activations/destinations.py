@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 
 import duckdb
 
-from activations.brevo import IMPORT_MAX_ROWS, LIST_CHANGE_LIMIT, BrevoClient
+from activations.brevo import ALL_CONTACTS_LIST, IMPORT_MAX_ROWS, LIST_CHANGE_LIMIT, BrevoClient
 from activations.engine import Change, Outcome, SyncObject
 from activations.http import ApiError, RowOutcome
 from activations.hubspot import BATCH_LIMIT, HubSpotClient, Note
-from activations.state import SCHEMA, LogRow, insert_log, transaction
+from activations.state import SCHEMA, LogRow, insert_log, sql_literal, transaction, written_payloads_sql
 
 CRM_CONTACTS = SyncObject("sync.sync_crm__contacts", ("email",))
 CRM_NOTES = SyncObject("sync.sync_crm__notes", ("note_key",), create_only=True)
@@ -262,6 +262,39 @@ class BrevoListMembers:
 
     def api_calls(self) -> Mapping[str, int]:
         return self.client.stats.calls
+
+
+def hubspot_written_contacts_sql() -> str:
+    """What our syncs last wrote to each HubSpot contact (``written_payloads_sql``)."""
+    return written_payloads_sql(HubSpotContacts.name, HubSpotContacts.object)
+
+
+def brevo_written_contacts_sql() -> str:
+    """What our syncs last wrote to each Brevo contact (``written_payloads_sql``), lists included: the payload
+    gains ``lists``, the lists our syncs keep the contact in (every synced contact joins ``Lifecycle
+    contacts``; then its list memberships), and ``managed_lists``, every list they manage; ``written_at``
+    counts a list change too."""
+    members = (f"from {SCHEMA}.sync_state where destination = {sql_literal(BrevoListMembers.name)} "
+               f"and object = {sql_literal(BrevoListMembers.object)}")
+    every_contact = f"[{sql_literal(ALL_CONTACTS_LIST)}]"
+    return f"""
+        with members as (
+            select lower(json_extract_string(key, '$[0]')) as email,
+                list(json_extract_string(key, '$[1]')) as lists, max(synced_at) as written_at
+            {members}
+            group by all
+        ),
+        managed as (
+            select {every_contact} || coalesce(list(distinct json_extract_string(key, '$[1]')), []) as lists
+            {members}
+        )
+        select contacts.email,
+            json_merge_patch(contacts.payload, json_object(
+                'lists', {every_contact} || coalesce(members.lists, []), 'managed_lists', managed.lists)) as payload,
+            greatest(contacts.written_at, members.written_at) as written_at
+        from ({written_payloads_sql(BrevoContacts.name, BrevoContacts.object)}) as contacts
+        left join members on contacts.email = members.email
+        cross join managed"""
 
 
 def _instant(value: str | datetime | None) -> datetime | None:

@@ -154,14 +154,14 @@ def echo_filter(
     writes_sql: str,
     key: str,
     ignored: Iterable[str],
-    rename: Callable[[Mapping[str, Any]], Mapping[str, Any]],
+    overlay: Callable[[Mapping[str, Any], Mapping[str, Any]], Mapping[str, Any]],
 ) -> EchoFilter | None:
     """The filter for one table, or None when nothing has landed yet or our syncs never wrote.
 
     ``landed_sql``: the landed records, one row each (``key``, ``email`` and the compared columns; dlt's own
     columns are left out). ``writes_sql``: ``(email, payload, written_at)``, what our syncs last wrote per
-    lower-cased email (a JSON object of vendor field names that ``rename`` turns into warehouse columns) and
-    when (UTC). Only writes since ``dataset``'s last completed load can come back now: the ones before it came
+    lower-cased email (a JSON object of vendor field names) and when (UTC). ``overlay(landed, written)``: the
+    warehouse columns our write set, given the landed row and the payload. Only writes since ``dataset``'s last completed load can come back now: the ones before it came
     back in that load's read (ingestion and syncs take turns on the warehouse). So after the first full sync
     this reads every contact once, and an ordinary run reads only the contacts the last run wrote.
     """
@@ -188,7 +188,7 @@ def echo_filter(
             for row in rows:
                 fields = dict(zip(columns, row, strict=True))
                 written = fields.pop(WRITTEN)
-                fields.update((name, value) for name, value in rename(json.loads(written)).items()
+                fields.update((name, value) for name, value in overlay(fields, json.loads(written)).items()
                               if name in overlaid)
                 expected[str(fields[key])] = digest(fields, compared)
     return EchoFilter(key=key, compared=compared, ignored=ignored, expected=expected)

@@ -2,7 +2,8 @@
 
 ``run_ingestion`` runs them one after the other (DuckDB allows one writer at a time) and reports the rows
 each table received. Orchestration wraps the same ``build_source`` / ``make_pipeline`` in dagster-dlt
-assets; building a source makes no network call, so placeholder credentials are fine there.
+assets; building a source makes no network call, so placeholder credentials are fine there (at run time,
+with ``own_writes``, building Brevo's asks once for its list of lists, to recognise our list changes).
 """
 
 from __future__ import annotations
@@ -62,8 +63,10 @@ def _echoes(name: str, config: IngestionConfig) -> EchoFilter | None:
     writes = config.own_writes.get(name)
     if writes is None:
         return None
-    contact_echoes = hubspot.contact_echoes if name == "crm" else brevo.contact_echoes
-    return contact_echoes(config.warehouse_path, config.duckdb_config, DATASETS[name], writes)
+    if name == "crm":
+        return hubspot.contact_echoes(config.warehouse_path, config.duckdb_config, DATASETS[name], writes)
+    return brevo.contact_echoes(config.warehouse_path, config.duckdb_config, DATASETS[name], writes,
+                                lambda: brevo.list_ids(config.brevo_base_url, config.brevo_api_key, config.mask))
 
 
 def build_source(name: str, config: IngestionConfig) -> DltSource:

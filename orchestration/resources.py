@@ -19,8 +19,7 @@ from dagster_dlt import DagsterDltResource
 from packaging import version
 from pydantic import PrivateAttr
 
-from activations.destinations import BrevoContacts, HubSpotContacts
-from activations.state import written_payloads_sql
+from activations.destinations import brevo_written_contacts_sql, hubspot_written_contacts_sql
 from ingestion.pipelines import IngestionConfig
 from orchestration.preflight import Refused, check_access, check_settings
 from orchestration.settings import Secret, Settings, secret_values
@@ -129,8 +128,7 @@ def ingestion_config(settings: Settings, *, with_credentials: bool = True) -> In
         stripe_api_key=secret(settings.stripe_api_key),
         mask=secret_values(settings) if with_credentials else (),
         duckdb_config=settings.duckdb_config,
-        own_writes={source: written_payloads_sql(destination.name, destination.object)
-                    for source, destination in (("crm", HubSpotContacts), ("marketing", BrevoContacts))}
+        own_writes={"crm": hubspot_written_contacts_sql(), "marketing": brevo_written_contacts_sql()}
         if with_credentials else {},
     )
 

@@ -22,10 +22,11 @@ Run it::
 # ruff: noqa: B008 -- dlt declares incremental cursors as argument defaults
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -108,11 +109,38 @@ def offset_pages(client: RestClient, path: str, params: dict[str, Any], key: str
         params["offset"] += limit
 
 
-def contact_echoes(warehouse: Path, duckdb_config: Mapping[str, str], dataset: str, writes_sql: str
-                   ) -> EchoFilter | None:
+LISTS_PAGE_SIZE = 50
+OUR_LISTS = "lists"
+MANAGED_LISTS = "managed_lists"
+"""Two payload keys that are no attribute name: the lists our writes keep the contact in, and every list
+our syncs manage (names)."""
+
+
+def list_ids(base_url: str, api_key: str, mask: Sequence[str] = ()) -> dict[str, int]:
+    """Every list of the account, by name (``GET /contacts/lists``)."""
+    with brevo_client(base_url, api_key, mask) as client:
+        return {item["name"]: int(item["id"])
+                for page in offset_pages(client, "/contacts/lists", {}, "lists", LISTS_PAGE_SIZE) for item in page}
+
+
+def overlay_written(landed: Mapping[str, Any], written: Mapping[str, Any],
+                    lists_by_name: Callable[[], Mapping[str, int]]) -> dict[str, Any]:
+    """The columns our write set: attributes (``FIRSTNAME``: ``attributes__firstname``) and, when the payload
+    names lists, the list ids: the landed ones outside the lists we manage, plus the ones we keep it in."""
+    columns = {column_name("attributes", name): value for name, value in written.items()
+               if name not in (OUR_LISTS, MANAGED_LISTS)}
+    if OUR_LISTS in written:
+        ids = lists_by_name()
+        managed = {ids[name] for name in written.get(MANAGED_LISTS) or () if name in ids}
+        ours = {ids[name] for name in written[OUR_LISTS] if name in ids}
+        columns["list_ids"] = sorted((set(landed.get("list_ids") or ()) - managed) | ours)
+    return columns
+
+
+def contact_echoes(warehouse: Path, duckdb_config: Mapping[str, str], dataset: str, writes_sql: str,
+                   lists_by_name: Callable[[], Mapping[str, int]]) -> EchoFilter | None:
     """Recognises contacts that come back holding only our own writes (ingestion/echoes.py). A payload holds
-    attributes (``FIRSTNAME``: the column ``attributes__firstname``); list ids are compared with the landed
-    ones as they are, so a contact whose lists changed lands."""
+    attributes and may name lists (``overlay_written``); ``lists_by_name`` is asked once, only if one does."""
     landed = f"""
         select contacts.*, list_ids.list_ids
         from "{dataset}"."contacts" as contacts
@@ -120,9 +148,10 @@ def contact_echoes(warehouse: Path, duckdb_config: Mapping[str, str], dataset: s
             select _dlt_parent_id, list(value order by value) as list_ids
             from "{dataset}"."contacts__list_ids" group by all
         ) as list_ids on list_ids._dlt_parent_id = contacts._dlt_id"""
+    lists_once = functools.cache(lists_by_name)
     return echo_filter(warehouse, duckdb_config, dataset=dataset, landed_sql=landed, writes_sql=writes_sql,
                        key="id", ignored=("modified_at",),
-                       rename=lambda payload: {column_name("attributes", name): value for name, value in payload.items()})
+                       overlay=lambda landed, written: overlay_written(landed, written, lists_once))
 
 
 @dlt.source(name="brevo")

@@ -190,7 +190,8 @@ def contact_echoes(warehouse: Path, duckdb_config: Mapping[str, str], dataset: s
     """Recognises contacts that come back holding only our own writes (ingestion/echoes.py); a payload names
     properties as the ``contacts`` table does."""
     return echo_filter(warehouse, duckdb_config, dataset=dataset, landed_sql=f'select * from "{dataset}"."contacts"',
-                       writes_sql=writes_sql, key="id", ignored=("lastmodifieddate", "updated_at"), rename=dict)
+                       writes_sql=writes_sql, key="id", ignored=("lastmodifieddate", "updated_at"),
+                       overlay=lambda landed, written: written)
 
 
 @dlt.source(name="hubspot")

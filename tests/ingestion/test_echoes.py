@@ -11,10 +11,15 @@ import httpx
 import pytest
 
 from activations.brevo import BrevoClient
-from activations.destinations import BrevoContacts, HubSpotContacts
+from activations.destinations import (
+    BrevoContacts,
+    BrevoListMembers,
+    HubSpotContacts,
+    brevo_written_contacts_sql,
+    hubspot_written_contacts_sql,
+)
 from activations.engine import SyncObject, sync
 from activations.hubspot import HubSpotClient
-from activations.state import written_payloads_sql
 from ingestion.echoes import EchoFilter, canonical, digest
 from ingestion.pipelines import IngestionConfig, make_pipeline, run_ingestion
 from ingestion.sources import parse_timestamp
@@ -61,8 +66,7 @@ def config(tmp_path: Path, sandbox_url: str) -> IngestionConfig:
         brevo_base_url=f"{sandbox_url}/brevo/v3", brevo_api_key="xkeysib-sandbox",
         calendly_base_url=f"{sandbox_url}/calendly", calendly_token="calendly-sandbox",
         stripe_base_url=f"{sandbox_url}/stripe", stripe_api_key="sk_test_sandbox",
-        own_writes={"crm": written_payloads_sql("hubspot", "contacts"),
-                    "marketing": written_payloads_sql("brevo", "contacts")},
+        own_writes={"crm": hubspot_written_contacts_sql(), "marketing": brevo_written_contacts_sql()},
     )
 
 
@@ -124,24 +128,41 @@ def test_hubspot_contacts_holding_only_our_writes_are_not_loaded_again(
 def test_brevo_contacts_holding_only_our_writes_are_not_loaded_again(
     config: IngestionConfig, sandbox_url: str
 ) -> None:
-    for n in range(2):
+    newsletter = httpx.post(f"{sandbox_url}/brevo/v3/contacts/lists", headers=BREVO,
+                            json={"name": "Newsletter", "folderId": 1}).json()["id"]
+    for n in range(3):
         httpx.post(f"{sandbox_url}/brevo/v3/contacts", headers=BREVO, json={
-            "email": f"sub{n}@example.com", "attributes": {"FIRSTNAME": f"S{n}"}}).raise_for_status()
+            "email": f"sub{n}@example.com", "attributes": {"FIRSTNAME": f"S{n}"},
+            "listIds": [newsletter] if n == 2 else []}).raise_for_status()
     run_ingestion(config, only=["marketing"])
     columns = 'email varchar, "SEGMENT" varchar, "DEMO_BOOKED" boolean'
     with BrevoClient("xkeysib-sandbox", f"{sandbox_url}/brevo/v3") as client:
-        first = sync_rows(config, "marketing_contacts", columns, [(f"sub{n}@example.com", "B2B", False) for n in range(2)])
-        synced(config, first, BrevoContacts(client))
-        assert run_ingestion(config, only=["marketing"])["marketing"] == {
-            "raw_marketing.contacts": 2, "raw_marketing.contacts__list_ids": 2}, "the first sync put both in a list"
+        first = sync_rows(config, "marketing_contacts", columns, [(f"sub{n}@example.com", "B2B", False) for n in range(3)])
+        synced(config, first, BrevoContacts(client))  # every synced contact also joins "Lifecycle contacts"
+        assert run_ingestion(config, only=["marketing"])["marketing"]["raw_marketing.contacts"] == 3, (
+            "attributes the warehouse never held land")
 
-        again = sync_rows(config, "marketing_contacts", columns, [(f"sub{n}@example.com", "B2C", True) for n in range(2)])
+        again = sync_rows(config, "marketing_contacts", columns, [(f"sub{n}@example.com", "B2C", True) for n in range(3)])
         synced(config, again, BrevoContacts(client))
-        httpx.put(f"{sandbox_url}/brevo/v3/contacts/sub1%40example.com", headers=BREVO,
-                  json={"attributes": {"FIRSTNAME": "Renamed"}}).raise_for_status()
+        members = sync_rows(config, "marketing_list_members", "email varchar, list_name varchar",
+                            [("sub0@example.com", "B2C customers")])
+        synced(config, SyncObject(members.model, ("email", "list_name"), batch_by="list_name"), BrevoListMembers(client))
+    httpx.put(f"{sandbox_url}/brevo/v3/contacts/sub1%40example.com", headers=BREVO,
+              json={"attributes": {"FIRSTNAME": "Renamed"}}).raise_for_status()
 
     loaded = run_ingestion(config, only=["marketing"])["marketing"]
-    assert loaded["raw_marketing.contacts"] == 1, "sub0 came back holding only our write"
-    assert query(config, "select email, attributes__firstname, attributes__segment, attributes__demo_booked "
-                         "from raw_marketing.contacts order by email") == [
-        ("sub0@example.com", "S0", "B2B", False), ("sub1@example.com", "Renamed", "B2C", True)]
+
+    assert loaded["raw_marketing.contacts"] == 1, "sub0 and sub2 came back holding only our writes, lists included"
+    landed = """
+        select email, attributes__firstname, attributes__segment, count(list_ids.value)
+        from raw_marketing.contacts as contacts
+        left join raw_marketing.contacts__list_ids as list_ids on list_ids._dlt_parent_id = contacts._dlt_id
+        group by all order by email"""
+    assert query(config, landed) == [
+        ("sub0@example.com", "S0", "B2B", 1), ("sub1@example.com", "Renamed", "B2C", 1),
+        ("sub2@example.com", "S2", "B2B", 2)]
+
+    with BrevoClient("xkeysib-sandbox", f"{sandbox_url}/brevo/v3") as client:
+        client.remove_from_list(newsletter, ["sub2@example.com"])  # someone else's list: news
+    assert run_ingestion(config, only=["marketing"])["marketing"]["raw_marketing.contacts"] == 1
+    assert query(config, landed)[2] == ("sub2@example.com", "S2", "B2C", 1)
