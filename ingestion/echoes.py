@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -31,8 +30,6 @@ from typing import Any, ClassVar
 import duckdb
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 from dlt.extract.items_transform import FilterItem
-
-logger = logging.getLogger(__name__)
 
 NAMING = NamingConvention()
 FETCH_ROWS = 10_000
@@ -108,24 +105,22 @@ class AfterIncremental(FilterItem):
 class EchoFilter:
     """Drops records that are echoes of our own writes; a resource takes it as ``add_step(f.step())``.
 
-    ``expected``: per record key (a top-level field, under the same name in the record and the warehouse),
-    the digest of the record as we expect it back. ``compared``: the columns
-    the digest covers (sorted); ``ignored``: columns never compared (the key, modification times). ``flatten``: the
-    record as warehouse columns.
+    ``expected``: per record key (a top-level field, named alike in the record and the warehouse), the
+    digest of the record as we expect it back. ``compared``: the columns the digest covers (sorted);
+    ``ignored``: columns never compared (the key, modification times).
     """
 
     key: str
     compared: tuple[str, ...]
     ignored: frozenset[str]
     expected: dict[str, int]
-    flatten: Callable[[Mapping[str, Any]], Mapping[str, Any]] = flatten
     skipped: int = 0
 
     def __call__(self, record: Mapping[str, Any]) -> bool:
         wanted = self.expected.get(str(record.get(self.key)))
         if wanted is None:
             return True
-        fields = self.flatten(record)
+        fields = flatten(record)
         unknown = (name for name in fields.keys() - self.ignored - set(self.compared)
                    if canonical(fields[name]) is not None)
         if any(True for _ in unknown) or digest(fields, self.compared) != wanted:
@@ -161,9 +156,11 @@ def echo_filter(
     ``landed_sql``: the landed records, one row each (``key``, ``email`` and the compared columns; dlt's own
     columns are left out). ``writes_sql``: ``(email, payload, written_at)``, what our syncs last wrote per
     lower-cased email (a JSON object of vendor field names) and when (UTC). ``overlay(landed, written)``: the
-    warehouse columns our write set, given the landed row and the payload. Only writes since ``dataset``'s last completed load can come back now: the ones before it came
-    back in that load's read (ingestion and syncs take turns on the warehouse). So after the first full sync
-    this reads every contact once, and an ordinary run reads only the contacts the last run wrote.
+    warehouse columns our write set, given the landed row and the payload.
+
+    Only writes since ``dataset``'s last completed load can come back now: the ones before it came back in
+    that load's read (ingestion and syncs take turns on the warehouse). So after the first full sync this
+    reads every contact once, and an ordinary run reads only the contacts the last run wrote.
     """
     if not warehouse.exists():
         return None

@@ -157,6 +157,7 @@ class DbtCli(DbtCliResource):
     def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> None:
         return None
 
+
 RESOURCES = {
     "lifecycle": LifecycleSettings(),
     "dlt": DagsterDltResource(),
