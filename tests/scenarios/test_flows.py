@@ -143,7 +143,7 @@ def test_touch_source_falls_back_to_the_referrer_then_direct(story: History) -> 
 def test_organization_types_map_to_audiences_and_unknown_ones_to_other(story: History) -> None:
     audiences = {email: story.crm("day6", email)["primary_audience"]
                  for email in (CARL, RITA, ROB, OLGA, OSCAR)}
-    assert audiences == {CARL: "Providers", RITA: "Senior Living", ROB: "Community Orgs",
+    assert audiences == {CARL: "Providers", RITA: "Senior Living", ROB: "YMCA",
                          OLGA: "Health Systems", OSCAR: "Other"}
     assert story.attributes("day6", OSCAR)["PRIMARY_AUDIENCE"] == "Other"
 
