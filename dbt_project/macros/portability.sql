@@ -38,3 +38,18 @@
 {% macro duckdb__iso_text_to_timestamp(column) -%}
     cast(try_cast({{ column }} as timestamptz) as {{ dbt.type_timestamp() }})
 {%- endmacro %}
+
+{#- A one-column relation `n` holding the integers 0 .. count - 1 (attribution enumerates channel subsets
+    with it). -#}
+{% macro integers_below(count) -%}
+    {{ return(adapter.dispatch('integers_below', 'lifecycle')(count)) }}
+{%- endmacro %}
+
+{#- Postgres, Redshift, Trino and Snowflake (as a table function) spell it generate_series. -#}
+{% macro default__integers_below(count) -%}
+    select generate_series as n from generate_series(0, {{ count }} - 1)
+{%- endmacro %}
+
+{% macro duckdb__integers_below(count) -%}
+    select range as n from range({{ count }})
+{%- endmacro %}

@@ -70,3 +70,14 @@
     {{ epoch_seconds_to_timestamp(dbt.safe_cast(json_text(data, ['object', 'canceled_at']), dbt.type_bigint())) }} as canceled_at,
     {{ json_text(data, ['object', 'cancellation_details', 'reason']) }} as cancellation_reason
 {%- endmacro %}
+
+{#- A Stripe amount (integer minor units) in the currency's major units: cents to dollars, yen stay yen.
+    The zero-decimal currencies are Stripe's list. -#}
+{% macro stripe_major_units(amount, currency) -%}
+    case
+        when lower({{ currency }}) in (
+            'bif', 'clp', 'djf', 'gnf', 'jpy', 'kmf', 'krw', 'mga', 'pyg', 'rwf', 'ugx', 'vnd', 'vuv', 'xaf', 'xof', 'xpf'
+        ) then cast({{ amount }} as {{ dbt.type_numeric() }})
+        else cast({{ amount }} as {{ dbt.type_numeric() }}) / 100
+    end
+{%- endmacro %}
