@@ -44,8 +44,9 @@ def refusal_as_failure() -> Iterator[None]:
         raise dg.Failure(description=str(refusal), allow_retries=False) from refusal
 
 
-def copy_for_dry_run(settings: Settings) -> Path:
-    """A scratch copy of the warehouse and the dlt state, for a dry run to ingest, build and record into.
+def scratch_copy(settings: Settings, *, prefix: str = "dry-run-", dlt_state: bool = True) -> Path:
+    """A scratch copy of the warehouse (and the dlt state), for a dry run to ingest, build and record into, or a
+    backtest (orchestration/backtest.py) to replay in.
 
     Copied while a read-only connection is open: DuckDB keeps writers out meanwhile, so a run writing the
     warehouse makes this fail with DuckDB's lock error rather than copy a half-written file. The landing zone
@@ -53,7 +54,7 @@ def copy_for_dry_run(settings: Settings) -> Path:
     """
     root = settings.home / SCRATCH_DIR
     root.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="dry-run-", dir=root))
+    scratch = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
     warehouse = settings.warehouse_path
     with contextlib.ExitStack() as stack:
         if warehouse.exists():
@@ -61,7 +62,7 @@ def copy_for_dry_run(settings: Settings) -> Path:
             for path in (warehouse, warehouse.with_name(f"{warehouse.name}.wal")):
                 if path.exists():
                     shutil.copyfile(path, scratch / path.name)
-        if settings.dlt_pipelines_dir.exists():
+        if dlt_state and settings.dlt_pipelines_dir.exists():
             shutil.copytree(settings.dlt_pipelines_dir, scratch / settings.dlt_pipelines_dir.name)
     return scratch
 
@@ -91,7 +92,7 @@ class LifecycleSettings(dg.ConfigurableResource):
         if not self._dry_run:
             return settings
         if self._scratch is None:
-            self._scratch = copy_for_dry_run(settings)
+            self._scratch = scratch_copy(settings)
         return replace(settings, scratch=self._scratch)
 
     def require(self, *vendors: str) -> Settings:
