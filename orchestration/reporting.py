@@ -49,6 +49,9 @@ SUMMARY_QUERIES = {
         "group by all order by all",
     "messages per status at the last dbt build":
         "select status, count(*) from marts.fct_messages group by all order by all",
+    "revenue per source (linear attribution)":
+        "select source, currency, round(sum(revenue), 2) from marts.fct_campaign_attribution "
+        "where attribution_model = 'linear' and revenue <> 0 group by all order by 3 desc",
     "flagged records": "select reason, count(*) from marts.dq_flagged_records group by all order by all",
     "rows synced to the destinations": "select destination, object, sum(sent - rejected) "
                                        "from activations.sync_runs where not dry_run group by all order by all",
