@@ -33,14 +33,13 @@ touched as (
         paths.*,
         shares.share / channel_touches.touches_of_channel as data_driven_credit
     from paths
-    inner join path_coalitions on paths.conversion_id = path_coalitions.conversion_id
-    inner join channel_touches
+    left join path_coalitions on paths.conversion_id = path_coalitions.conversion_id
+    left join channel_touches
         on paths.conversion_id = channel_touches.conversion_id and paths.channel = channel_touches.channel
     left join {{ ref('int_attribution_shapley_shares') }} as shares
         on paths.conversion_type = shares.conversion_type
         and path_coalitions.coalition = shares.coalition
         and paths.channel = shares.channel
-    where paths.touches_in_path > 0
 ),
 
 attribution_models as (
@@ -56,11 +55,13 @@ credited as (
     select
         attribution_models.attribution_model,
         touched.*,
-        case attribution_models.attribution_model
-            when 'first_touch' then case when touch_position = 1 then 1.0 else 0.0 end
-            when 'last_touch' then case when touch_position = touches_in_path then 1.0 else 0.0 end
-            when 'linear' then 1.0 / touches_in_path
-            when 'position_based' then
+        case
+            -- no touch in the window: the conversion's one '(unattributed)' row
+            when touches_in_path = 0 then 1.0
+            when attribution_model = 'first_touch' then case when touch_position = 1 then 1.0 else 0.0 end
+            when attribution_model = 'last_touch' then case when touch_position = touches_in_path then 1.0 else 0.0 end
+            when attribution_model = 'linear' then 1.0 / touches_in_path
+            when attribution_model = 'position_based' then
                 case
                     when touches_in_path = 1 then 1.0
                     when touches_in_path = 2 then 0.5
@@ -71,16 +72,6 @@ credited as (
         end as credit
     from touched
     cross join attribution_models
-),
-
-unattributed as (
-    select
-        attribution_models.attribution_model,
-        paths.*,
-        1.0 as credit
-    from paths
-    cross join attribution_models
-    where paths.touches_in_path = 0
 )
 
 select
@@ -93,37 +84,14 @@ select
     touch_id,
     touch_occurred_at,
     touch_type,
-    source_basis,
-    source,
+    coalesce(source_basis, 'none') as source_basis,
+    coalesce(source, '(unattributed)') as source,
     medium,
     campaign,
-    channel,
+    coalesce(channel, '(unattributed)') as channel,
     credit,
     credit * value as value_credit,
     currency,
     {{ dbt.datediff('touch_occurred_at', 'converted_at', 'day') }} as days_before_conversion
 from credited
 where credit > 0
-
-union all
-
-select
-    attribution_model,
-    conversion_id,
-    conversion_type,
-    email,
-    converted_at,
-    conversion_month,
-    null,
-    null,
-    null,
-    'none',
-    '(unattributed)',
-    null,
-    null,
-    '(unattributed)',
-    credit,
-    credit * value,
-    currency,
-    null
-from unattributed
