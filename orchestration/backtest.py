@@ -64,15 +64,16 @@ def check_sequences_file(path: Path) -> None:
         raise BacktestError(f"cannot read {path}: {error}") from error
     with (DBT_PROJECT_DIR / SEQUENCES_SEED).open(newline="", encoding="utf-8") as handle:
         expected = next(csv.reader(handle))
-    missing = [column for column in expected if column not in header]
-    unknown = [column for column in header if column not in expected]
-    if missing or unknown:
-        raise BacktestError(f"{path} does not have the columns of {SEQUENCES_SEED}: "
-                            + "; ".join(part for part in (f"missing {', '.join(missing)}" if missing else "",
-                                                          f"unknown {', '.join(unknown)}" if unknown else "") if part))
+    problems = []
+    if missing := [column for column in expected if column not in header]:
+        problems.append(f"missing {', '.join(missing)}")
+    if unknown := [column for column in header if column not in expected]:
+        problems.append(f"unknown {', '.join(unknown)}")
+    if problems:
+        raise BacktestError(f"{path} does not have the columns of {SEQUENCES_SEED}: {'; '.join(problems)}")
 
 
-def hour_grid(start: datetime, moment: datetime, every: timedelta) -> datetime:
+def schedule_tick(start: datetime, moment: datetime, every: timedelta) -> datetime:
     """The first schedule tick (start + k * every) at or after ``moment``."""
     if moment <= start:
         return start
@@ -119,11 +120,13 @@ def _forget_sends_from(con: duckdb.DuckDBPyConnection, start: datetime, end: dat
     con.execute("delete from activations.send_ledger where coalesce(sent_at, ?) >= ?", [start, start])
 
 
-def _trigger_times(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> list[datetime]:
-    """Distinct trigger moments in the window, to the second: when a build may find something new."""
-    rows = con.execute("""select distinct date_trunc('second', occurred_at) from intermediate.int_sequence_triggers
-                          where occurred_at > ? and occurred_at <= ? order by 1""", [start, end]).fetchall()
-    return [row[0] for row in rows]
+def _trigger_ticks(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, every: timedelta) -> list[datetime]:
+    """The ticks that follow a trigger in the window (at most one per tick, however many contacts)."""
+    rows = con.execute("""select distinct cast(ceil((epoch(occurred_at) - epoch(cast(? as timestamp))) / ?) as bigint)
+                          from intermediate.int_sequence_triggers
+                          where occurred_at > ? and occurred_at <= ? order by 1""",
+                       [start, every.total_seconds(), start, end]).fetchall()
+    return [start + ticks * every for (ticks,) in rows]
 
 
 def _send_due(con: duckdb.DuckDBPyConnection, at: datetime) -> int:
@@ -143,18 +146,18 @@ def _next_scheduled(con: duckdb.DuckDBPyConnection, after: datetime) -> datetime
 def _ticks(replay: _Replay, start: datetime, end: datetime, every: timedelta) -> Iterator[datetime]:
     """The schedule ticks at which a build may send something, each found after the previous build."""
     with replay.connect() as con:
-        triggers = _trigger_times(con, start, end)
+        trigger_ticks = _trigger_ticks(con, start, end, every)
     at = start
     while at <= end:
         yield at
         with replay.connect() as con:
             scheduled = _next_scheduled(con, at)
-        later_trigger = bisect.bisect_right(triggers, at)
-        upcoming = [moment for moment in (triggers[later_trigger] if later_trigger < len(triggers) else None,
-                                          scheduled) if moment]
+        later = bisect.bisect_right(trigger_ticks, at)
+        upcoming = [tick for tick in (trigger_ticks[later] if later < len(trigger_ticks) else None,
+                                      schedule_tick(start, scheduled, every) if scheduled else None) if tick]
         if not upcoming:
             return
-        at = max(hour_grid(start, min(upcoming), every), at + every)
+        at = min(upcoming)
 
 
 def _compare(con: duckdb.DuckDBPyConnection, out: Path) -> tuple[list[StepCount], Path, Path]:

@@ -12,6 +12,7 @@ One small world, run for real (a ``lifecycle run`` process per day, sends to the
 from __future__ import annotations
 
 import csv
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,8 +31,11 @@ from tests.servers import fresh_sandbox
 
 FIRST_RUN = datetime(2026, 9, 6, 12)
 RUN_DAYS = 4
-NEW_SEQUENCE = ("webinar_followup,1,marketing,901,webinar_registration,entry,1,0,false,,contact,,,0,ignore,,"
-                "each_trigger,0,,One day after a webinar registration: the recording")
+NEW_SEQUENCE = {"sequence": "webinar_followup", "step": "1", "kind": "marketing", "template_id": "901",
+                "entry_trigger": "webinar_registration", "offset_from": "entry", "offset_days": "1",
+                "offset_hours": "0", "expires_at_anchor": "false", "exit_scope": "contact",
+                "resume_delay_days": "0", "merge_policy": "ignore", "reentry_policy": "each_trigger",
+                "reentry_after_days": "0", "description": "One day after a webinar registration: the recording"}
 
 
 @dataclass
@@ -79,8 +83,11 @@ def test_the_shipped_file_on_the_real_cadence_reproduces_the_real_sends(world: W
 @pytest.mark.timeout(900)
 def test_a_new_sequence_shows_beside_the_others_and_nothing_live_changes(world: World, tmp_path: Path) -> None:
     sequences = tmp_path / "sequences.csv"
-    sequences.write_text((DBT_PROJECT_DIR / "seeds" / "sequences.csv").read_text().rstrip("\n") + "\n"
-                         + NEW_SEQUENCE + "\n")
+    shutil.copyfile(DBT_PROJECT_DIR / "seeds" / "sequences.csv", sequences)
+    with sequences.open() as handle:
+        columns = next(csv.reader(handle))
+    with sequences.open("a", newline="") as handle:
+        csv.DictWriter(handle, columns, restval="").writerow(NEW_SEQUENCE)
     before = snapshot(world.home)
     calls_before = sandbox_calls(world.sandbox_url)
     emails_before = httpx.get(f"{world.sandbox_url}/_sandbox/brevo/emails").json()

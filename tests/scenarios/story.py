@@ -46,7 +46,8 @@ REMY = "remy.reengage@family.example"
 MIA = "mia.member@family.example"
 NED = "ned.nonpay@family.example"
 OSCAR = "oscar.other@church.example"
-CONTACTS = (NINA, CARL, RITA, ROB, OLGA, CORA, PAULA, PETE, WENDY, UMA, REMY, MIA, NED, OSCAR)
+YARA = "yara.ymca@ymca-south.example"
+CONTACTS = (NINA, CARL, RITA, ROB, OLGA, CORA, PAULA, PETE, WENDY, UMA, REMY, MIA, NED, OSCAR, YARA)
 
 WENDY_PHONE = "+1 555-010-2030"
 
@@ -66,9 +67,9 @@ WB003 starts 2026-10-15T17:00Z, WB005 2026-12-10T19:00Z. No run falls in WB003's
 reminder could only go out late; one run falls in WB005's."""
 NAMES = [name for name, _ in CHECKPOINTS]
 
-MARKETING_TEMPLATES = frozenset({*range(101, 108), 301, 302, 303, 601, 602, 701, 702, 703})
+MARKETING_TEMPLATES = frozenset({*range(101, 108), 301, 302, 303, 601, 602, 701, 702, 703, 801, 802})
 """Template ids of the marketing sequences of seeds/sequences.csv (nurture, post-purchase, re-engagement,
-winback)."""
+winback, the YMCA webinar follow-up)."""
 
 OWNED_CRM_PROPERTIES = (
     "email", "firstname", "lastname", "company", "phone", "hs_lead_status", "customer_segment",
@@ -121,6 +122,8 @@ FORMS = (
          webinar_code="WB003"),
     form("newsletter", OSCAR, "2026-09-03T09:00:00Z", first_name="Oscar", organization="Grace Church",
          org_type="Church"),
+    form("webinar", YARA, "2026-09-05T09:00:00Z", first_name="Yara", last_name="Ymca",
+         organization="YMCA South", org_type="YMCA", webinar_code="WB003", consent=True),
     form("webinar", WENDY, "2026-09-09T09:00:00Z", first_name="Wendy", org_type="Assisted Living",
          webinar_code="WB003"),
     form("contact", CARL, "2026-09-16T09:00:00Z", first_name="Carl", org_type="Home Care Agency"),

@@ -31,6 +31,7 @@ from tests.scenarios.story import (
     UMA,
     WENDY,
     WENDY_PHONE,
+    YARA,
     History,
     message_key,
     recipient,
@@ -40,12 +41,12 @@ pytestmark = pytest.mark.timeout(STORY_TIMEOUT_SECONDS)
 
 EXPECTED_EMAILS = {
     "day0": [(NINA, 101), (CARL, 101), (RITA, 101), (ROB, 101), (PAULA, 301), (PETE, 301), (REMY, 601)],
-    "day6": [(PAULA, 302), (PETE, 302), (WENDY, 401), (UMA, 401), (RITA, 201), (ROB, 201)],
-    "day7": [(NINA, 102), (CARL, 102)],
+    "day6": [(PAULA, 302), (PETE, 302), (WENDY, 401), (UMA, 401), (RITA, 201), (ROB, 201), (YARA, 401)],
+    "day7": [(NINA, 102), (CARL, 102), (YARA, 801)],
     "day10": [(RITA, 201), (ROB, 201), (CARL, 201), (MIA, 701)],
     "day14": [(NINA, 201), (PAULA, 303), (PETE, 303)],
     "day18": [(CARL, 103), (NED, 701), (MIA, 301), (WENDY, 401)],
-    "wb003_eve": [(WENDY, 501), (UMA, 501), (CARL, 105), (NED, 702), (MIA, 303)],
+    "wb003_eve": [(WENDY, 501), (UMA, 501), (CARL, 105), (NED, 702), (MIA, 303), (YARA, 501), (YARA, 802)],
     "wb005_eve": [(WENDY, 501), (NED, 703), (CARL, 107)],
     "wb005_hour": [(WENDY, 502)],
 }
@@ -58,7 +59,7 @@ SEQUENCE_OF_TEMPLATE = {
     301: ("post_purchase", 1), 302: ("post_purchase", 2), 303: ("post_purchase", 3),
     401: ("webinar_confirmation", 1), 501: ("webinar_reminder", 1), 502: ("webinar_reminder", 2),
     601: ("reengagement", 1), 602: ("reengagement", 2), 701: ("winback", 1), 702: ("winback", 2),
-    703: ("winback", 3),
+    703: ("winback", 3), 801: ("ymca_webinar_followup", 1), 802: ("ymca_webinar_followup", 2),
 }
 
 
@@ -371,6 +372,27 @@ def test_reminders_go_out_24_h_and_1_h_before_and_never_late(story: History) -> 
     assert reminders(WENDY, 502) == [("wb005_hour", "WB005")]
     assert reminders(UMA, 501) == [("wb003_eve", "WB003")]
     assert reminders(UMA, 502) == []
+
+
+def test_a_ymca_registrant_gets_the_targeted_follow_up_and_other_registrants_never_do(story: History) -> None:
+    # ymca_webinar_followup (seeds/sequences.csv: entry_audiences YMCA). Yara registered for WB003 on 09-05
+    # 09:00 from a YMCA: step 1 is due 3 days later (09-08 09:00: not yet at day6's run on 09-07, sent at
+    # day7's), step 2 30 days later (10-05 09:00: the next run is wb003_eve's).
+    assert story.crm("day6", YARA)["primary_audience"] == "YMCA"
+    assert story.arrivals(YARA, 801) == ["day7"]
+    assert story.arrivals(YARA, 802) == ["wb003_eve"]
+    for _, email in story.emails(YARA, 801) + story.emails(YARA, 802):
+        assert (email["params"]["webinar_code"], email["params"]["webinar_title"]) == (
+            "WB003", "Building a home care team")
+    # the confirmation and reminders are everyone's, as for any registrant
+    assert story.arrivals(YARA, 401) == ["day6"]
+    assert story.arrivals(YARA, 501) == ["wb003_eve"]
+    # Wendy registered for the same webinar tagged Senior Living; nothing suppresses her marketing email (no
+    # unsubscribe, bounce, complaint or refused consent), only the filter keeps the follow-up from her. Rob
+    # is tagged YMCA but registered for no webinar.
+    assert story.crm("day6", WENDY)["primary_audience"] == "Senior Living"
+    followers = {recipient(email) for email in story.all_emails() if email["templateId"] in (801, 802)}
+    assert followers == {YARA}
 
 
 # -- engagement and re-engagement (§3.7) -----------------------------------------------------------------

@@ -3,7 +3,8 @@
 -- deciding what was already sent. Generic: no sequence is named here.
 --
 -- 1. Candidate instances: each entry trigger opens one, per its instance key (each_trigger), only the
---    first (never), or each one until the re-entry rule picks (after_end, step 7).
+--    first (never), or each one until the re-entry rule picks (after_end, step 6). A targeted sequence
+--    (the file's entry_* lists) sees only the entry triggers its filters let in.
 -- 2. Exit: the first exit trigger after the entry (of the contact, or of the instance's own key).
 --    Pause and resume triggers after the entry (and before the exit) pause it; the state is the last one.
 -- 3. Due times: the entry (or the anchor) + the step's offset. A resume that follows a pause makes the
@@ -39,6 +40,11 @@ sequence_steps as (
         offset_days * 24 + offset_hours as offset_hours,
         expires_at_anchor,
         -- an empty list is null in the seed, '' in a unit test's fixture
+        coalesce(entry_audiences, '') as entry_audiences,
+        coalesce(entry_segments, '') as entry_segments,
+        coalesce(entry_products, '') as entry_products,
+        coalesce(entry_webinar_codes, '') as entry_webinar_codes,
+        coalesce(entry_forms, '') as entry_forms,
         coalesce(exit_triggers, '') as exit_triggers,
         exit_scope,
         coalesce(pause_triggers, '') as pause_triggers,
@@ -53,14 +59,30 @@ sequence_steps as (
 
 sequences as (
     select distinct
-        sequence, entry_trigger, exit_triggers, exit_scope, pause_triggers, resume_triggers,
-        resume_delay_days, merge_policy, merge_param, reentry_policy, reentry_after_days
+        sequence, entry_trigger, entry_audiences, entry_segments, entry_products, entry_webinar_codes,
+        entry_forms, exit_triggers, exit_scope, pause_triggers, resume_triggers, resume_delay_days,
+        merge_policy, merge_param, reentry_policy, reentry_after_days
     from sequence_steps
 ),
 
 triggers as (
     select * from {{ ref('int_sequence_triggers') }}
     where occurred_at <= {{ as_of() }}
+),
+
+-- The entry triggers each sequence sees: its entry trigger, narrowed by its entry filters (an empty list
+-- lets every trigger in; several lists must all let it in): the contact's audience and segment as tagged
+-- at the trigger, the submission's webinar code and form, any product of the purchase. From here on a
+-- targeted sequence is an ordinary one on this narrower stream: re-entry and merge count only these.
+entry_triggers as (
+    select sequences.sequence, triggers.*
+    from sequences
+    inner join triggers on triggers.trigger = sequences.entry_trigger
+    where (entry_audiences = '' or {{ in_pipe_list('triggers.primary_audience', 'entry_audiences') }})
+        and (entry_segments = '' or {{ in_pipe_list('triggers.segment', 'entry_segments') }})
+        and (entry_webinar_codes = '' or {{ in_pipe_list('triggers.webinar_code', 'entry_webinar_codes') }})
+        and (entry_forms = '' or {{ in_pipe_list('triggers.form_id', 'entry_forms') }})
+        and (entry_products = '' or {{ pipe_lists_overlap('triggers.product_ids', 'entry_products') }})
 ),
 
 -- which trigger plays which role in which sequence (the file holds `|`-separated lists)
@@ -71,12 +93,10 @@ trigger_roles as (
     cross join (
         select 'exit' as role union all select 'pause' union all select 'resume'
     ) as roles
-    where {{ dbt.position(
-        dbt.concat(["'|'", 'names.trigger', "'|'"]),
-        dbt.concat(["'|'",
-                    "case roles.role when 'exit' then sequences.exit_triggers "
-                    ~ "when 'pause' then sequences.pause_triggers else sequences.resume_triggers end",
-                    "'|'"])) }} > 0
+    where {{ in_pipe_list(
+        'names.trigger',
+        "case roles.role when 'exit' then sequences.exit_triggers "
+        ~ "when 'pause' then sequences.pause_triggers else sequences.resume_triggers end") }}
 ),
 
 ledger as (
@@ -124,7 +144,7 @@ entries as (
             order by triggers.occurred_at, triggers.params
         ) as key_copy
     from sequences
-    inner join triggers on triggers.trigger = sequences.entry_trigger
+    inner join entry_triggers as triggers on sequences.sequence = triggers.sequence
 ),
 
 candidates as (
@@ -444,7 +464,6 @@ chosen_messages as (
         statuses.*,
         instance_states.instance_status,
         instance_states.ended_at,
-        sequences.entry_trigger,
         sequences.merge_policy,
         sequences.merge_param,
         coalesce(statuses.sent_at, {{ as_of() }}) as params_as_of
@@ -460,9 +479,9 @@ merged_params as (
         {{ dbt.listagg('triggers.params', "','", 'order by triggers.occurred_at, triggers.instance_key') }}
             as merged_list
     from chosen_messages as messages
-    inner join triggers
+    inner join entry_triggers as triggers
         on messages.merge_policy = 'merge'
-        and triggers.trigger = messages.entry_trigger
+        and triggers.sequence = messages.sequence
         and triggers.email = messages.email
         and triggers.occurred_at >= messages.entered_at
         and triggers.occurred_at <= coalesce(messages.ended_at, messages.params_as_of)

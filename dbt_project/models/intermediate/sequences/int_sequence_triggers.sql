@@ -1,7 +1,9 @@
 -- The trigger stream that the sequences (seeds/sequences.csv) enter, exit, pause and resume on
 -- (SPEC §3.9.1): one row per lifecycle moment of a contact up to as_of, with the instance key it opens
 -- (a booking, a webinar, a purchase...), its anchor time and its params as JSON text. Every trigger
--- name a sequence may use is made here and listed in _sequences__models.yml.
+-- name a sequence may use is made here and listed in _sequences__models.yml. Each row also carries what a
+-- targeted sequence's entry filters (the entry_* columns of the file) match: the submission's form and
+-- webinar code, the purchase's products, and the contact's segment and audience as tagged at that moment.
 with submissions as (
     select * from {{ ref('int_form_submissions_tagged') }}
 ),
@@ -63,6 +65,10 @@ webinar_registrations as (
     from {{ ref('int_webinar_registrations_deduplicated') }}
 ),
 
+purchases as (
+    select * from {{ ref('int_purchases') }}
+),
+
 tier_history as (
     select * from {{ ref('int_engagement_tier_history') }}
 ),
@@ -73,13 +79,19 @@ status_changes as (
 ),
 
 triggers as (
+    -- every submission is `form_<form_id>` and `any_form` (a sequence entering on any_form names its forms
+    -- in entry_forms)
     select
         email,
-        {{ dbt.concat(["'form_'", 'form_id']) }} as trigger_name,
+        case when form_names.is_own_form then {{ dbt.concat(["'form_'", 'form_id']) }} else 'any_form' end
+            as trigger_name,
         submitted_at as occurred_at,
         submission_id as instance_key,
         cast(null as {{ dbt.type_timestamp() }}) as anchor_at,
         cast(null as {{ dbt.type_timestamp() }}) as withdrawn_at,
+        form_id,
+        webinar_code,
+        cast(null as {{ dbt.type_string() }}) as product_ids,
         {{ json_object_text([
             ('form_id', 'form_id', 'string'),
             ('first_name', 'first_name', 'string'),
@@ -90,6 +102,7 @@ triggers as (
             ('submitted_at', 'submitted_at', 'timestamp'),
         ]) }} as params
     from submissions
+    cross join (select true as is_own_form union all select false) as form_names
 
     union all
     select
@@ -98,6 +111,9 @@ triggers as (
         submitted_at,
         submission_id,
         null,
+        null,
+        form_id,
+        webinar_code,
         null,
         {{ json_object_text([
             ('first_name', 'first_name', 'string'),
@@ -116,6 +132,7 @@ triggers as (
         invitee_uri,
         start_at,
         null,
+        null, null, null,
         {{ json_object_text([
             ('event_name', 'event_name', 'string'),
             ('start_at', 'start_at', 'timestamp'),
@@ -134,6 +151,7 @@ triggers as (
         invitee_uri,
         start_at,
         null,
+        null, null, null,
         {{ json_object_text([
             ('event_name', 'event_name', 'string'),
             ('start_at', 'start_at', 'timestamp'),
@@ -151,6 +169,7 @@ triggers as (
         previous_invitee_uri,
         previous_start_at,
         null,
+        null, null, null,
         {{ json_object_text([
             ('event_name', 'event_name', 'string'),
             ('start_at', 'start_at', 'timestamp'),
@@ -169,6 +188,7 @@ triggers as (
         invitee_uri,
         start_at,
         null,
+        null, null, null,
         {{ json_object_text([
             ('event_name', 'event_name', 'string'),
             ('start_at', 'start_at', 'timestamp'),
@@ -185,6 +205,9 @@ triggers as (
         session_id,
         null,
         refunded_at,
+        null,
+        null,
+        {{ dbt.replace('product_ids', "', '", "'|'") }},
         {{ json_object_text([
             ('session_id', 'session_id', 'string'),
             ('purchased_at', 'purchased_at', 'timestamp'),
@@ -193,7 +216,7 @@ triggers as (
             ('product_ids', 'product_ids', 'string'),
             ('product_names', 'product_names', 'string'),
         ]) }}
-    from {{ ref('int_purchases') }}
+    from purchases
 
     union all
     select
@@ -202,6 +225,9 @@ triggers as (
         registered_at,
         webinar_code,
         starts_at,
+        null,
+        'webinar',
+        webinar_code,
         null,
         {{ json_object_text([
             ('webinar_code', 'webinar_code', 'string'),
@@ -233,6 +259,7 @@ triggers as (
         {{ iso_utc_text('valid_from') }},
         null,
         null,
+        null, null, null,
         {{ json_object_text([('previous_tier', 'previous_tier', 'string')]) }}
     from tier_history
     where tier = 'quiet' and previous_tier in ('engaged', 'most_engaged')
@@ -245,6 +272,7 @@ triggers as (
         {{ iso_utc_text('valid_from') }},
         null,
         null,
+        null, null, null,
         {{ json_object_text([('tier', 'tier', 'string')]) }}
     from tier_history
     where tier in ('engaged', 'most_engaged') and previous_tier = 'quiet'
@@ -257,6 +285,7 @@ triggers as (
         {{ iso_utc_text('changed_at') }},
         null,
         null,
+        null, null, null,
         {{ json_object_text([
             ('churned_at', 'changed_at', 'timestamp'),
             ('reason', 'reason', 'string'),
@@ -273,19 +302,55 @@ triggers as (
         {{ iso_utc_text('changed_at') }},
         null,
         null,
+        null, null, null,
         {{ json_object_text([('reason', 'reason', 'string')]) }}
     from status_changes
     where status = 'active' and previous_status = 'churned'
+),
+
+-- Segment and audience as dim_contacts tags the contact, as of each trigger: forms tag them from the
+-- organization type, purchases tag B2C and the product's audience; the latest tag with a known audience
+-- wins, `Other` only when no tag has one. A trigger's own submission or purchase
+-- counts (it happened at that moment).
+tags as (
+    select email, segment, coalesce(primary_audience, 'Other') as primary_audience,
+        submitted_at as tagged_at, submission_id as tag_id
+    from submissions
+    union all
+    select email, 'B2C', coalesce(primary_audience, 'Other'), purchased_at, session_id
+    from purchases
+),
+
+tags_at_moments as (
+    select
+        moments.email,
+        moments.occurred_at,
+        tags.segment,
+        tags.primary_audience,
+        row_number() over (
+            partition by moments.email, moments.occurred_at
+            order by case when tags.primary_audience = 'Other' then 1 else 0 end, tags.tagged_at desc,
+                tags.tag_id desc
+        ) as tag_rank
+    from (select distinct email, occurred_at from triggers) as moments
+    inner join tags on moments.email = tags.email and tags.tagged_at <= moments.occurred_at
 )
 
 select
-    email,
-    trigger_name as trigger,
-    occurred_at,
-    instance_key,
-    anchor_at,
-    withdrawn_at,
-    params
+    triggers.email,
+    triggers.trigger_name as trigger,
+    triggers.occurred_at,
+    triggers.instance_key,
+    triggers.anchor_at,
+    triggers.withdrawn_at,
+    triggers.params,
+    tags.segment,
+    coalesce(tags.primary_audience, 'Other') as primary_audience,
+    triggers.form_id,
+    triggers.webinar_code,
+    triggers.product_ids
 from triggers
-where occurred_at <= {{ as_of() }}
-    and {{ is_valid_email('email') }}
+left join tags_at_moments as tags
+    on triggers.email = tags.email and triggers.occurred_at = tags.occurred_at and tags.tag_rank = 1
+where triggers.occurred_at <= {{ as_of() }}
+    and {{ is_valid_email('triggers.email') }}
