@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test install install-browser dagster clean
+.PHONY: demo test install install-browser dagster docs clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,15 @@ test: $(INSTALLED) install-browser
 
 dagster: $(INSTALLED)
 	$(VENV)/bin/dagster dev -w workspace.yaml
+
+# dbt's documentation site (models, columns, tests, lineage and the exposures) of the warehouse in
+# $LIFECYCLE_HOME (default .lifecycle; a `make demo` leaves one), on http://localhost:8080.
+DOCS_HOME = $(abspath $(or $(LIFECYCLE_HOME),.lifecycle))
+docs: $(INSTALLED)
+	cd dbt_project && LIFECYCLE_HOME=$(DOCS_HOME) ../$(VENV)/bin/dbt docs generate --profiles-dir . \
+		--target-path $(DOCS_HOME)/dbt/docs
+	cd dbt_project && LIFECYCLE_HOME=$(DOCS_HOME) ../$(VENV)/bin/dbt docs serve --profiles-dir . \
+		--target-path $(DOCS_HOME)/dbt/docs --port 8080 --no-browser
 
 clean:
 	rm -rf $(VENV) .lifecycle *.egg-info

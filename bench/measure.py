@@ -39,8 +39,8 @@ RUN_ID = re.compile(r"run id ([0-9a-f-]{36})")
 def stage_of(step_key: str) -> str:
     """The ingestion steps are ``ingest_<source>``, dbt is ``transform_dbt``, the analysts' copy and the report
     are ``published__*``, every other step activates."""
-    for stage in ("ingest", "transform", "publish"):
-        if step_key.startswith(f"{stage}_"):
+    for prefix, stage in (("ingest_", "ingest"), ("transform_", "transform"), ("published__", "publish")):
+        if step_key.startswith(prefix):
             return stage
     return "activate"
 
