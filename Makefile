@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test install dagster clean
+.PHONY: demo test install install-browser dagster docs clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,15 +15,30 @@ $(INSTALLED): pyproject.toml constraints.txt
 
 install: $(INSTALLED)
 
+# The report's test opens it in headless Chromium (the Debian package), installed when missing.
+install-browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 demo: $(INSTALLED)
 	$(VENV)/bin/lifecycle demo
 
-test: $(INSTALLED)
+test: $(INSTALLED) install-browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup
 
 dagster: $(INSTALLED)
 	$(VENV)/bin/dagster dev -w workspace.yaml
+
+# dbt's documentation site (models, columns, tests, lineage and the exposures) of the warehouse in
+# $LIFECYCLE_HOME (default .lifecycle; a `make demo` leaves one), on http://localhost:8080.
+DOCS_HOME = $(abspath $(or $(LIFECYCLE_HOME),.lifecycle))
+docs: $(INSTALLED)
+	cd dbt_project && LIFECYCLE_HOME=$(DOCS_HOME) ../$(VENV)/bin/dbt docs generate --profiles-dir . \
+		--target-path $(DOCS_HOME)/dbt/docs
+	cd dbt_project && LIFECYCLE_HOME=$(DOCS_HOME) ../$(VENV)/bin/dbt docs serve --profiles-dir . \
+		--target-path $(DOCS_HOME)/dbt/docs --port 8080 --no-browser
 
 clean:
 	rm -rf $(VENV) .lifecycle *.egg-info

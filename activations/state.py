@@ -5,9 +5,9 @@ last accepted (JSON text, the fields it holds as far as we know) and the hash of
 it. `activations.send_ledger` holds every lifecycle email handed to the provider, one row per message key
 (status `sending` while its fate is unknown, then `sent`, or `withdrawn` with its reason when the provider
 never got it and the rules no longer allow it; activations/sends.py), and `send_attempts` every tag it was
-handed over under, with the wall-clock time of the attempt. dbt's on-run-start hooks create send_ledger and
-sync_state (dbt_project/macros/activation_tables.sql), whichever runs first, so the column lists here must
-match the macro's. `sync_runs` and `sync_log` are for analysts and the operator: one row per run,
+handed over under, with the wall-clock time of the attempt. dbt's on-run-start hooks create send_ledger,
+sync_state, sync_runs and sync_log (dbt_project/macros/activation_tables.sql), whichever runs first, so the
+column lists here must match the macro's. `sync_runs` and `sync_log` are for analysts and the operator: one row per run,
 one row per key sent (or that a dry run would send). `sync_runs.as_of` is the moment a run computed for (its
 `--as-of`, else when it started): a real run older than the latest one would push older state to a destination.
 """

@@ -28,7 +28,7 @@ import psutil
 
 SAMPLE_SECONDS = 0.1
 PROGRESS_SECONDS = 15.0
-STAGES = ("ingest", "transform", "activate")
+STAGES = ("ingest", "transform", "activate", "publish")
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 READS_BY_POST = ("/search", "/batch/read")
 """POST endpoints that only read (HubSpot's search and batch read)."""
@@ -37,9 +37,10 @@ RUN_ID = re.compile(r"run id ([0-9a-f-]{36})")
 
 
 def stage_of(step_key: str) -> str:
-    """The ingestion steps are ``ingest_<source>``, dbt is ``transform_dbt``, every other step activates."""
-    for stage in ("ingest", "transform"):
-        if step_key.startswith(f"{stage}_"):
+    """The ingestion steps are ``ingest_<source>``, dbt is ``transform_dbt``, the analysts' copy and the report
+    are ``published__*``, every other step activates."""
+    for prefix, stage in (("ingest_", "ingest"), ("transform_", "transform"), ("published__", "publish")):
+        if step_key.startswith(prefix):
             return stage
     return "activate"
 

@@ -267,6 +267,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if ok else EXIT_FAILED
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Render the HTML report from the analysts' published copy (what each ``lifecycle`` run does last)."""
+    from orchestration.report import render_report
+
+    settings = Settings.from_env()
+    if not settings.published_path.exists():
+        print(f"lifecycle report: no published copy at {settings.published_path} yet; a `lifecycle run` "
+              "publishes it", file=sys.stderr)
+        return EXIT_REFUSED
+    output = Path(args.output).resolve() if args.output else settings.report_path
+    print(render_report(settings.published_path, output))
+    return 0
+
+
 def as_of_timestamp(text: str) -> str:
     """``--as-of``: an ISO 8601 timestamp (``Z`` or an offset; none means UTC) normalized to UTC ``...Z``."""
     try:
@@ -390,7 +404,7 @@ def _prepare_demo_home(home: Path) -> None:
         raise SystemExit(
             f"{home} holds data that the demo did not create; set LIFECYCLE_HOME to another folder for the demo."
         )
-    for child in ("warehouse.duckdb", "warehouse.duckdb.wal", "landing", "dlt", "world"):
+    for child in ("warehouse.duckdb", "warehouse.duckdb.wal", "landing", "dlt", "world", "published", "reports"):
         path = home / child
         if path.is_dir():
             shutil.rmtree(path)
@@ -467,8 +481,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "\nSee the assets, the lineage and these runs in the Dagster UI:\n"
         f"  LIFECYCLE_HOME={home} DAGSTER_HOME={settings.dagster_home} "
         ".venv/bin/dagster dev -w workspace.yaml\n"
-        f"Query the marts:  .venv/bin/python -c \"import duckdb; "
-        f"print(duckdb.connect('{settings.warehouse_path}', read_only=True).sql('show all tables'))\""
+        f"Query the marts (the copy published after each run):  .venv/bin/python -c \"import duckdb; "
+        f"print(duckdb.connect('{settings.published_path}', read_only=True).sql('show all tables'))\"\n"
+        f"The report of the last run: {settings.report_path}"
     )
     return 0 if ok else 1
 
@@ -539,6 +554,11 @@ def build_parser() -> argparse.ArgumentParser:
     tests.add_argument("--skip-dbt-tests", dest="dbt_tests", action="store_false",
                        help="leave out the dbt data tests, also with --select transform")
     run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="render the HTML report from the analysts' published copy of the marts")
+    report.add_argument("--output", default=None,
+                        help="where to write it (default: $LIFECYCLE_HOME/reports/lifecycle.html)")
+    report.set_defaults(func=cmd_report)
 
     sandbox = sub.add_parser("sandbox", help="run the emulated HubSpot, Brevo, Calendly and Stripe APIs")
     sandbox.add_argument("--port", type=int, default=8765)

@@ -131,6 +131,18 @@ class Settings:
     def dagster_home(self) -> Path:
         return self.home / "dagster"
 
+    @property
+    def published_path(self) -> Path:
+        """The read-only copy of the marts for analysts, replaced after each run (orchestration/publish.py).
+        Always in the home: a dry run publishes nothing. Not ``marts.duckdb``: DuckDB names a file's catalog
+        after it, and ``marts.<table>`` would then be ambiguous."""
+        return self.home / "published" / "analytics.duckdb"
+
+    @property
+    def report_path(self) -> Path:
+        """The HTML report rendered from the published copy (orchestration/report.py)."""
+        return self.home / "reports" / "lifecycle.html"
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         if environ is None:

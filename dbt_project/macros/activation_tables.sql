@@ -1,5 +1,6 @@
 {#- The tables the activations write and dbt reads (SPEC §4.8), created empty when missing so that dbt
-    can run before the first activation. Called by the on-run-start hooks in dbt_project.yml; the
+    can run before the first activation (and the views on the run records, sync_runs and sync_log, are
+    built on the real tables). Called by the on-run-start hooks in dbt_project.yml; the
     activations create them the same way, whichever runs first (activations/state.py: same columns, and it
     adds sync_state.payload, the accepted payload as JSON text, to a table created before that column).
     send_ledger.status is `sending` from just before the provider is called until its answer (or a
@@ -27,6 +28,33 @@
             ('payload_hash', dbt.type_string()),
             ('synced_at', dbt.type_timestamp()),
             ('payload', dbt.type_string()),
+        ],
+        'sync_runs': [
+            ('run_id', dbt.type_string()),
+            ('destination', dbt.type_string()),
+            ('object', dbt.type_string()),
+            ('started_at', dbt.type_timestamp()),
+            ('finished_at', dbt.type_timestamp()),
+            ('dry_run', dbt.type_boolean()),
+            ('considered', dbt.type_bigint()),
+            ('changed', dbt.type_bigint()),
+            ('sent', dbt.type_bigint()),
+            ('rejected', dbt.type_bigint()),
+            ('api_calls', dbt.type_string()),
+            ('status', dbt.type_string()),
+            ('error', dbt.type_string()),
+            ('as_of', dbt.type_timestamp()),
+        ],
+        'sync_log': [
+            ('run_id', dbt.type_string()),
+            ('destination', dbt.type_string()),
+            ('object', dbt.type_string()),
+            ('key', dbt.type_string()),
+            ('action', dbt.type_string()),
+            ('outcome', dbt.type_string()),
+            ('reason', dbt.type_string()),
+            ('fields', dbt.type_string()),
+            ('at', dbt.type_timestamp()),
         ],
     }) }}
 {%- endmacro %}

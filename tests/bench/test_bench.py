@@ -26,8 +26,8 @@ def test_searches_and_batch_reads_are_not_write_calls() -> None:
 
 
 def test_steps_map_to_their_stage() -> None:
-    assert [stage_of(step) for step in ("ingest_crm", "transform_dbt", "hubspot__contacts", "brevo__emails")] == [
-        "ingest", "transform", "activate", "activate"]
+    steps = ("ingest_crm", "transform_dbt", "hubspot__contacts", "brevo__emails", "published__analytics")
+    assert [stage_of(step) for step in steps] == ["ingest", "transform", "activate", "activate", "publish"]
 
 
 def test_the_floor_follows_the_sandboxs_limits_per_group_and_vendor(sandbox_url: str) -> None:
@@ -60,7 +60,7 @@ def test_a_small_bench_measures_full_change_and_no_change_runs(tmp_path: Path) -
     runs = {run["run"]: run for run in record["runs"]}
     assert list(runs) == ["full", "change", "no_change"] and all(run["ok"] for run in runs.values())
     for run in runs.values():
-        assert set(run["stages"]) == {"ingest", "transform", "activate"}
+        assert set(run["stages"]) == {"ingest", "transform", "activate", "publish"}
         assert run["peak_rss_mb"] > 0
         assert run["stages"]["activate"]["write_calls"] >= run["stages"]["activate"]["batch_minimum"]
         assert {"ingest_crm", "transform_dbt", "hubspot__contacts"} <= set(run["steps"])

@@ -152,12 +152,12 @@ def test_dbt_builds_on_a_warehouse_dlt_has_not_filled(tmp_path: Path, monkeypatc
 
 
 def test_the_marts_summary_reads_the_built_marts(dbt_world: BuiltWorld) -> None:
-    """What `lifecycle demo` prints: figures straight from the marts, and no crash on tables a run has not
-    built yet (this world was never activated, so there are no sync runs)."""
+    """What `lifecycle demo` prints: figures straight from the marts, and no crash on tables without rows
+    (this world was never activated: dbt created the sync runs' table empty)."""
     from orchestration.reporting import marts_summary
 
     summary = marts_summary(dbt_world.home / "warehouse.duckdb")
     contacts = dbt_world.query("select count(*) from marts.dim_contacts where segment = 'B2B'")[0][0]
     b2b_lines = [line for line in summary.splitlines() if line.strip().startswith("B2B / ")]
     assert sum(int(line.split()[-1].replace(",", "")) for line in b2b_lines) == contacts > 0
-    assert "rows synced to the destinations:\n  (not built yet)" in summary
+    assert "rows synced to the destinations:\n  (none)" in summary

@@ -94,7 +94,7 @@ def test_jobs_select_their_groups() -> None:
         return {defs.resolve_asset_graph().get(key).group_name for key in job.asset_layer.selected_asset_keys}
 
     assert assets_of("transform") == {"transform"}
-    assert assets_of("lifecycle") == {"ingestion", "transform", "activate"}
+    assert assets_of("lifecycle") == {"ingestion", "transform", "activate", "publish"}
     assert assets_of("activate") == {"activate"}
     assert assets_of("ingest") == {"ingestion"}
 

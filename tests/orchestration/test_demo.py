@@ -47,3 +47,6 @@ def test_demo_runs_the_pipeline_day_by_day_and_summarizes(
         assert re.search(rf"^  {sequence} / {step}\s+{count}$", summary, re.MULTILINE), (sequence, step)
     assert "contacts per segment and audience:" in out
     assert f"DAGSTER_HOME={home / 'dagster'}" in out and "dagster dev -w workspace.yaml" in out
+    report = home / "reports" / "lifecycle.html"
+    assert out.rstrip().splitlines()[-1] == f"The report of the last run: {report}"
+    assert report.is_file() and "Sequences" in report.read_text()
