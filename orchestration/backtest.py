@@ -7,7 +7,8 @@ schedule the pipeline runs on: at each hour where something can fall due (a trig
 build, or a scheduled step's time came), dbt builds the sequence models as of that hour and every message due
 is recorded in the copy's ledger as sent then, so the next build sees it sent, exactly as after a real run.
 Hours where nothing can fall due are skipped. Finally each message key is matched with the real ledger's
-sends in the window; the comparison is written as CSV to ``$LIFECYCLE_HOME/reports/backtest-<time>/``.
+sends in the window; the comparison is written as CSV, with a page of charts, to
+``$LIFECYCLE_HOME/reports/backtest-<time>/`` (the report links to it).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 import duckdb
 
 from activations.state import sql_literal, utc_naive
+from orchestration.report import BACKTEST_PAGE, render_backtest
 from orchestration.resources import DBT_EXECUTABLE, DBT_PROJECT_DIR, scratch_copy
 from orchestration.settings import Settings
 
@@ -52,6 +54,7 @@ class BacktestResult:
     steps: list[StepCount]
     summary_csv: Path
     messages_csv: Path
+    page: Path
 
 
 def check_sequences_file(path: Path) -> None:
@@ -205,6 +208,9 @@ def backtest(settings: Settings, sequences: Path, start: datetime, end: datetime
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         with replay.connect() as con:
             steps, summary, messages = _compare(con, settings.home / "reports" / f"backtest-{stamp}")
-        return BacktestResult(builds=builds, steps=steps, summary_csv=summary, messages_csv=messages)
+        page = render_backtest([(s.sequence, s.step, s.backtest, s.actual, s.both) for s in steps],
+                               summary.with_name(BACKTEST_PAGE), sequences=sequences,
+                               window=f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC")
+        return BacktestResult(builds=builds, steps=steps, summary_csv=summary, messages_csv=messages, page=page)
     finally:
         replay.close()

@@ -522,7 +522,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     print(f"{result.builds} builds; per sequence and step, sent in the backtest / really sent / both:")
     for step in result.steps:
         print(f"  {step.sequence:<28} {step.step:>2}  {step.backtest:>7} / {step.actual:>7} / {step.both:>7}")
-    print(f"every message: {result.messages_csv}\nthe table: {result.summary_csv}")
+    print(f"the page: {result.page}\nevery message: {result.messages_csv}\nthe table: {result.summary_csv}")
     return 0
 
 

@@ -26,7 +26,6 @@ from orchestration.publish import PUBLICATION_TABLE
 
 FUNNEL_STAGES = (("leads", "Leads"), ("demos_booked", "Demo booked"), ("demos_completed", "Demo completed"),
                  ("customers", "Customer"))
-NO_CAMPAIGN = "(no campaign)"
 REJECTION_REASONS_SHOWN = 15
 
 Part = go.Figure | str
@@ -74,19 +73,19 @@ def _grouped(rows: Iterable[tuple], *, skip_empty: bool = False) -> dict[str, di
 
 
 def _attribution(con: duckdb.DuckDBPyConnection) -> list[Part]:
-    rows = con.execute(f"""
-        select attribution_model, coalesce(campaign, '{NO_CAMPAIGN}'), currency,
+    rows = con.execute("""
+        select attribution_model, source || coalesce(' / ' || campaign, ''), currency,
                sum(revenue), sum(demos_booked)
         from marts.fct_campaign_attribution
         group by all order by all""").fetchall()
     if not rows:
         return []
-    figures = [_figure("Demos booked by campaign, per attribution model", "campaign", "demos booked",
+    figures = [_figure("Demos booked by campaign, per attribution model", "source / campaign", "demos booked",
                        _bars(_grouped((model, campaign, demos) for model, campaign, _, _, demos in rows)))]
     for currency in sorted({currency for _, _, currency, _, _ in rows if currency}):
         revenue = _grouped((model, campaign, amount) for model, campaign, row_currency, amount, _ in rows
                            if row_currency == currency)
-        figures.append(_figure(f"Revenue by campaign ({currency}), per attribution model", "campaign",
+        figures.append(_figure(f"Revenue by campaign ({currency}), per attribution model", "source / campaign",
                                f"revenue ({currency})", _bars(revenue)))
     return figures
 
@@ -234,9 +233,7 @@ def _section_html(section: Section, con: duckdb.DuckDBPyConnection, existing: se
         if not drawn:
             parts.append(_note(f"No rows yet in {', '.join(chart.reads)}."))
         for part in drawn:
-            parts.append(part if isinstance(part, str) else part.to_html(
-                full_html=False, include_plotlyjs=False, div_id=f"chart-{next(chart_ids)}",
-                config={"displaylogo": False, "responsive": True}))
+            parts.append(part if isinstance(part, str) else _chart_html(part, next(chart_ids)))
     parts.append("</section>")
     return "".join(parts)
 
@@ -257,6 +254,34 @@ table { border-collapse: collapse; } td, th { border-bottom: 1px solid #ddd; pad
 """
 
 
+def _chart_html(figure: go.Figure, chart_id: int) -> str:
+    return figure.to_html(full_html=False, include_plotlyjs=False, div_id=f"chart-{chart_id}",
+                          config={"displaylogo": False, "responsive": True})
+
+
+def _write_page(output: Path, title: str, intro: str, body: str) -> Path:
+    """One self-contained page (plotly.js embedded), replaced whole, atomically."""
+    page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style><script type=\"text/javascript\">{get_plotlyjs()}</script></head><body>"
+            f"<h1>{html.escape(title)}</h1><p>{intro}</p>{body}</body></html>")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.name}.partial")
+    partial.write_text(page, encoding="utf-8")
+    os.replace(partial, output)
+    return output
+
+
+def _backtests_section(reports_dir: Path) -> str:
+    """Links to the backtest pages beside the report (``lifecycle backtest`` writes them), newest first."""
+    pages = sorted(reports_dir.glob(f"backtest-*/{BACKTEST_PAGE}"), reverse=True)
+    if not pages:
+        return ""
+    links = "".join(f'<li><a href="{html.escape(page.relative_to(reports_dir).as_posix())}">'
+                    f"{html.escape(page.parent.name)}</a></li>" for page in pages)
+    return (f"<section><h2>Backtests</h2><p>Sequence files replayed over past windows with "
+            f"<code>lifecycle backtest</code>, compared with what was sent.</p><ul>{links}</ul></section>")
+
+
 def render_report(published: Path, output: Path) -> Path:
     """Write the report of the published copy ``published`` to ``output`` (replaced whole, atomically)."""
     with duckdb.connect(str(published), read_only=True) as con:
@@ -266,12 +291,27 @@ def render_report(published: Path, output: Path) -> Path:
         sections = [_section_html(section, con, existing, chart_ids) for section in SECTIONS]
         publication = _publication_line(con, existing)
     rendered = datetime.now(UTC)
-    page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Lifecycle report</title>"
-            f"<style>{STYLE}</style><script type=\"text/javascript\">{get_plotlyjs()}</script></head><body>"
-            f"<h1>Lifecycle report</h1><p>{html.escape(publication)}Rendered {rendered:%Y-%m-%d %H:%M} UTC from "
-            f"{html.escape(str(published))}.</p>{''.join(sections)}</body></html>")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(f".{output.name}.partial")
-    partial.write_text(page, encoding="utf-8")
-    os.replace(partial, output)
-    return output
+    intro = (f"{html.escape(publication)}Rendered {rendered:%Y-%m-%d %H:%M} UTC from "
+             f"{html.escape(str(published))}.")
+    return _write_page(output, "Lifecycle report", intro, "".join(sections) + _backtests_section(output.parent))
+
+
+BACKTEST_PAGE = "backtest.html"
+
+
+def render_backtest(steps: Iterable[tuple[str, int, int, int, int]], output: Path, *, window: str,
+                    sequences: Path) -> Path:
+    """The backtest's page: per sequence and step, sent in the backtest, really sent, and both."""
+    rows = list(steps)
+    labels = [f"{sequence} · step {step}" for sequence, step, *_ in rows]
+    traces = [go.Bar(name=name, x=labels, y=[row[index] for row in rows])
+              for index, name in ((2, "backtest"), (3, "really sent"), (4, "both"))]
+    figure = _figure("Emails per sequence step: backtest and reality", "sequence step", "emails", traces)
+    cells = "".join(f"<tr><td>{html.escape(sequence)}</td><td>{step}</td><td>{backtest:,}</td><td>{actual:,}</td>"
+                    f"<td>{both:,}</td></tr>" for sequence, step, backtest, actual, both in rows)
+    table = ("<table><thead><tr><th>sequence</th><th>step</th><th>backtest</th><th>really sent</th><th>both</th>"
+             f"</tr></thead><tbody>{cells}</tbody></table>")
+    body = (_chart_html(figure, 1) if rows else _note("Nothing was sent in the window, in the backtest or for real."))
+    intro = (f"{html.escape(str(sequences))} replayed over {html.escape(window)}; every message with both send "
+             f"times is in messages.csv beside this page.")
+    return _write_page(output, "Sequence backtest", intro, body + table)

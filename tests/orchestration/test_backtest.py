@@ -4,6 +4,7 @@ One small world, run for real (a ``lifecycle run`` process per day, sends to the
 
 - the shipped sequence file replayed over the last three days on the same daily cadence reproduces exactly
   what those runs sent: every message key, at the same time (the replay is exact, not an estimate);
+- its page draws its chart in headless Chromium, and the report links to it;
 - a file with one more sequence shows its messages next to the unchanged ones, and the live warehouse,
   the sandbox's APIs and the emails sent are left as they were;
 - a file without the project's columns is refused with one line naming them.
@@ -22,9 +23,11 @@ import httpx
 import pytest
 
 from orchestration import cli
+from orchestration.report import render_report
 from orchestration.resources import DBT_PROJECT_DIR
 from orchestration.settings import Settings, sandbox_environment
 from sandbox.app import Sandbox
+from tests.orchestration.browser import drawn_charts, rendered_dom
 from tests.orchestration.cli_process import lifecycle_env, run_lifecycle, sandbox_calls, write_calls
 from tests.orchestration.test_dry_run import snapshot
 from tests.servers import fresh_sandbox
@@ -65,7 +68,8 @@ def backtest(world: World, sequences: Path, *, every_hours: int) -> tuple[list[d
     completed = run_lifecycle(world.env, "backtest", "--sequences", str(sequences), "--from", start.isoformat() + "Z",
                               "--to", end.isoformat() + "Z", "--every-hours", str(every_hours))
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    messages = Path(completed.stdout.strip().splitlines()[-2].removeprefix("every message: "))
+    page, messages = (Path(line.split(": ", 1)[1]) for line in completed.stdout.strip().splitlines()[-3:-1])
+    assert page.name == "backtest.html" and page.parent == messages.parent
     with messages.open(newline="") as handle:
         return list(csv.DictReader(handle)), completed.stdout
 
@@ -80,6 +84,18 @@ def test_the_shipped_file_on_the_real_cadence_reproduces_the_real_sends(world: W
     assert {row["sequence"] for row in rows} >= {"demo_nurture", "webinar_confirmation", "post_purchase"}
 
 
+def test_the_backtest_page_draws_its_chart_and_the_report_links_it(world: World, tmp_path: Path) -> None:
+    """The page of the last backtest opens offline in a browser with its chart drawn; the report lists it."""
+    [page] = sorted((world.home / "reports").glob("backtest-*/backtest.html"))[-1:]
+
+    [chart] = drawn_charts(rendered_dom(page, tmp_path / "browser")).values()
+
+    assert chart.title.startswith("Emails per sequence step") and chart.marks["point"] > 0
+    shutil.copytree(page.parent, tmp_path / "reports" / page.parent.name)
+    report = render_report(world.home / "published" / "analytics.duckdb", tmp_path / "reports" / "lifecycle.html")
+    assert f'href="{page.parent.name}/backtest.html"' in report.read_text()
+
+
 @pytest.mark.timeout(900)
 def test_a_new_sequence_shows_beside_the_others_and_nothing_live_changes(world: World, tmp_path: Path) -> None:
     sequences = tmp_path / "sequences.csv"
@@ -87,7 +103,7 @@ def test_a_new_sequence_shows_beside_the_others_and_nothing_live_changes(world: 
     with sequences.open() as handle:
         columns = next(csv.reader(handle))
     with sequences.open("a", newline="") as handle:
-        csv.DictWriter(handle, columns, restval="").writerow(NEW_SEQUENCE)
+        csv.DictWriter(handle, columns, restval="", lineterminator="\n").writerow(NEW_SEQUENCE)
     before = snapshot(world.home)
     calls_before = sandbox_calls(world.sandbox_url)
     emails_before = httpx.get(f"{world.sandbox_url}/_sandbox/brevo/emails").json()
