@@ -18,10 +18,11 @@ import csv
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 
@@ -39,8 +40,7 @@ class BacktestError(Exception):
     """A backtest that cannot start or whose dbt build failed; the message says what to fix."""
 
 
-@dataclass(frozen=True)
-class StepCount:
+class StepCount(NamedTuple):
     sequence: str
     step: int
     backtest: int
@@ -74,14 +74,6 @@ def check_sequences_file(path: Path) -> None:
         problems.append(f"unknown {', '.join(unknown)}")
     if problems:
         raise BacktestError(f"{path} does not have the columns of {SEQUENCES_SEED}: {'; '.join(problems)}")
-
-
-def schedule_tick(start: datetime, moment: datetime, every: timedelta) -> datetime:
-    """The first schedule tick (start + k * every) at or after ``moment``."""
-    if moment <= start:
-        return start
-    ticks = -((start - moment) // every)
-    return start + ticks * every
 
 
 class _Replay:
@@ -123,13 +115,26 @@ def _forget_sends_from(con: duckdb.DuckDBPyConnection, start: datetime, end: dat
     con.execute("delete from activations.send_ledger where coalesce(sent_at, ?) >= ?", [start, start])
 
 
+def _tick_sql(column: str) -> str:
+    """The schedule tick (start + k * every) at or after ``column``, as k; parameters: start, every seconds."""
+    return f"cast(ceil((epoch({column}) - epoch(cast(? as timestamp))) / ?) as bigint)"
+
+
 def _trigger_ticks(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, every: timedelta) -> list[datetime]:
     """The ticks that follow a trigger in the window (at most one per tick, however many contacts)."""
-    rows = con.execute("""select distinct cast(ceil((epoch(occurred_at) - epoch(cast(? as timestamp))) / ?) as bigint)
-                          from intermediate.int_sequence_triggers
-                          where occurred_at > ? and occurred_at <= ? order by 1""",
+    rows = con.execute(f"""select distinct {_tick_sql('occurred_at')} from intermediate.int_sequence_triggers
+                           where occurred_at > ? and occurred_at <= ? order by 1""",
                        [start, every.total_seconds(), start, end]).fetchall()
     return [start + ticks * every for (ticks,) in rows]
+
+
+def _scheduled_tick(con: duckdb.DuckDBPyConnection, after: datetime, start: datetime,
+                    every: timedelta) -> datetime | None:
+    """The tick at which the next scheduled step after ``after`` falls due, if any."""
+    ticks = con.execute(f"""select min({_tick_sql('due_at')}) from marts.fct_messages
+                            where status = 'scheduled' and due_at > ?""",
+                        [start, every.total_seconds(), after]).fetchone()[0]
+    return None if ticks is None else start + ticks * every
 
 
 def _send_due(con: duckdb.DuckDBPyConnection, at: datetime) -> int:
@@ -141,26 +146,11 @@ def _send_due(con: duckdb.DuckDBPyConnection, at: datetime) -> int:
     return due
 
 
-def _next_scheduled(con: duckdb.DuckDBPyConnection, after: datetime) -> datetime | None:
-    return con.execute("select min(due_at) from marts.fct_messages where status = 'scheduled' and due_at > ?",
-                       [after]).fetchone()[0]
-
-
-def _ticks(replay: _Replay, start: datetime, end: datetime, every: timedelta) -> Iterator[datetime]:
-    """The schedule ticks at which a build may send something, each found after the previous build."""
-    with replay.connect() as con:
-        trigger_ticks = _trigger_ticks(con, start, end, every)
-    at = start
-    while at <= end:
-        yield at
-        with replay.connect() as con:
-            scheduled = _next_scheduled(con, at)
-        later = bisect.bisect_right(trigger_ticks, at)
-        upcoming = [tick for tick in (trigger_ticks[later] if later < len(trigger_ticks) else None,
-                                      schedule_tick(start, scheduled, every) if scheduled else None) if tick]
-        if not upcoming:
-            return
-        at = min(upcoming)
+def _next_tick(at: datetime, trigger_ticks: list[datetime], scheduled: datetime | None) -> datetime | None:
+    """The first tick after ``at`` at which a build may send something: a trigger's or a scheduled step's."""
+    later = bisect.bisect_right(trigger_ticks, at)
+    upcoming = [tick for tick in (trigger_ticks[later] if later < len(trigger_ticks) else None, scheduled) if tick]
+    return min(upcoming, default=None)
 
 
 def _compare(con: duckdb.DuckDBPyConnection, out: Path) -> tuple[list[StepCount], Path, Path]:
@@ -199,17 +189,20 @@ def backtest(settings: Settings, sequences: Path, start: datetime, end: datetime
         replay.dbt("run", "--select", "+int_sequence_triggers", as_of=end)
         with replay.connect() as con:
             _forget_sends_from(con, start, end)
+            trigger_ticks = _trigger_ticks(con, start, end, every)
         builds = 0
-        for at in _ticks(replay, start, end, every):
+        at: datetime | None = start
+        while at is not None and at <= end:
             replay.dbt("run", "--select", "+messages_due", as_of=at)
             builds += 1
             with replay.connect() as con:
                 progress(at, _send_due(con, at))
+                scheduled = _scheduled_tick(con, at, start, every)
+            at = _next_tick(at, trigger_ticks, scheduled)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         with replay.connect() as con:
             steps, summary, messages = _compare(con, settings.home / "reports" / f"backtest-{stamp}")
-        page = render_backtest([(s.sequence, s.step, s.backtest, s.actual, s.both) for s in steps],
-                               summary.with_name(BACKTEST_PAGE), sequences=sequences,
+        page = render_backtest(steps, summary.with_name(BACKTEST_PAGE), sequences=sequences,
                                window=f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC")
         return BacktestResult(builds=builds, steps=steps, summary_csv=summary, messages_csv=messages, page=page)
     finally:
