@@ -5,23 +5,18 @@
 -- (booked again after a cancellation) shows an upcoming booked demo first, else the latest change.
 with recursive
 
-demo_events as (
-    select * from {{ ref('int_demo_events') }}
-),
-
 -- one row per booking (invitee): when it was made, and when it was canceled outright
 bookings as (
     select
         invitee_uri,
-        max(email) as email,
-        max(case when event_type in ('booked', 'rescheduled') then occurred_at end) as created_at,
-        max(case when event_type = 'canceled' then occurred_at end) as canceled_at,
-        max(previous_invitee_uri) as previous_invitee_uri,
-        max(event_name) as event_name,
-        max(start_at) as start_at,
-        max(end_at) as end_at
-    from demo_events
-    group by invitee_uri
+        email,
+        booked_at as created_at,
+        canceled_at,
+        previous_invitee_uri,
+        event_name,
+        start_at,
+        end_at
+    from {{ ref('fct_demo_bookings') }}
 ),
 
 -- chain_step 0 is the first booking of a chain (its previous invitee is unknown or absent)
