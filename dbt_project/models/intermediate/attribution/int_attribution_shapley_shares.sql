@@ -18,11 +18,7 @@ with paths as (
 ),
 
 touches as (
-    select
-        email,
-        occurred_at,
-        {{ dbt.concat(['source', "' / '", "coalesce(medium, '(none)')"]) }} as channel
-    from {{ ref('fct_touches') }}
+    select email, occurred_at, channel from {{ ref('fct_touches') }}
 ),
 
 conversion_types as (

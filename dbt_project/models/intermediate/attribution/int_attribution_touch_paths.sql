@@ -10,10 +10,7 @@ with conversions as (
 ),
 
 touches as (
-    select
-        *,
-        {{ dbt.concat(['source', "' / '", "coalesce(medium, '(none)')"]) }} as channel
-    from {{ ref('fct_touches') }}
+    select * from {{ ref('fct_touches') }}
 ),
 
 eligible as (

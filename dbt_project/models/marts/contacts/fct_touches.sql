@@ -11,6 +11,7 @@ select
     source,
     medium,
     campaign,
+    {{ dbt.concat(['source', "' / '", "coalesce(medium, '(none)')"]) }} as channel,
     content,
     term,
     referrer,
