@@ -9,6 +9,7 @@
 --   sum over subsets T of S holding the channel: (|T|-1)! (|S|-|T|)! / |S|! * (v(T) - v(T minus channel))
 -- Negative values count as 0 and the rest are scaled to sum to 1 (all 0: equal shares). A coalition of
 -- more than var attribution_max_channels channels is shared equally (is_equal_split_fallback).
+-- The sums are exact (exact_sum): every build of the same paths gives the same shares to the last bit.
 {{ config(materialized='table') }}
 {%- set lookback_days = var('attribution_lookback_days') %}
 {%- set max_channels = var('attribution_max_channels') %}
@@ -148,10 +149,10 @@ shapley_values as (
         members.conversion_type,
         members.coalition,
         members.channel,
-        sum(
-            subset_weights.factorial * rest_weights.factorial / size_weights.factorial
-            * (with_channel.subset_value - coalesce(without_channel.subset_value, 0))
-        ) as shapley_value
+        {{ exact_sum(
+            'subset_weights.factorial * rest_weights.factorial / size_weights.factorial
+            * (with_channel.subset_value - coalesce(without_channel.subset_value, 0))'
+        ) }} as shapley_value
     from subset_members as members
     inner join subsets as with_channel
         on members.conversion_type = with_channel.conversion_type
@@ -184,7 +185,9 @@ positive as (
 ),
 
 totals as (
-    select *, sum(positive_value) over (partition by conversion_type, coalition) as total_positive_value
+    select
+        *,
+        {{ exact_sum('positive_value', over='partition by conversion_type, coalition') }} as total_positive_value
     from positive
 )
 
