@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test install install-browser dagster docs clean
+.PHONY: demo test lint install install-browser dagster docs clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +24,12 @@ install-browser:
 demo: $(INSTALLED)
 	$(VENV)/bin/lifecycle demo
 
-test: $(INSTALLED) install-browser
-	$(VENV)/bin/ruff check .
+test: $(INSTALLED) install-browser lint
 	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup
+
+# ruff on the Python and sqlfluff on the dbt project: the hooks of .pre-commit-config.yaml, on every file.
+lint: $(INSTALLED)
+	$(VENV)/bin/pre-commit run --all-files --show-diff-on-failure
 
 dagster: $(INSTALLED)
 	$(VENV)/bin/dagster dev -w workspace.yaml

@@ -251,7 +251,7 @@ class HubSpotClient(DestinationClient):
                 properties = {k: property_value(v) for k, v in row.items() if k != "email"}
                 inputs.append((index, email, {"idProperty": "email", "id": email, "properties": properties}))
         for chunk in _chunks(inputs, BATCH_LIMIT):
-            for (index, _, _), outcome in zip(chunk, self._bisected(UPSERT, chunk, self._upsert_answer)):
+            for (index, _, _), outcome in zip(chunk, self._bisected(UPSERT, chunk, self._upsert_answer), strict=True):
                 outcomes[index] = outcome
         return [outcomes[i] for i in sorted(outcomes)]
 

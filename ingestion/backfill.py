@@ -210,7 +210,7 @@ def _csv_rows(handle: TextIO) -> Iterator[tuple[int, dict[str, object] | RowErro
         if undecodable:
             yield first, RowError(undecodable[0])
             continue
-        yield first, {name: value for name, value in zip(names, cells) if value != ""}
+        yield first, {name: value for name, value in zip(names, cells, strict=True) if value != ""}
 
 
 def _csv_header(text: str | None) -> tuple[list[str], str]:

@@ -99,7 +99,7 @@ def _funnel(con: duckdb.DuckDBPyConnection) -> list[Part]:
         return []
     totals: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(FUNNEL_STAGES))
     for audience, _, *counts in rows:
-        totals[audience] = [total + float(count or 0) for total, count in zip(totals[audience], counts)]
+        totals[audience] = [total + float(count or 0) for total, count in zip(totals[audience], counts, strict=True)]
     labels = [label for _, label in FUNNEL_STAGES]
     funnel = _figure("Lead to customer, per primary audience (all cohorts)", "contacts", "",
                      [go.Funnel(name=audience, y=labels, x=counts, textinfo="value+percent initial")

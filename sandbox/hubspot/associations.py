@@ -51,7 +51,7 @@ class AssociationsApi:
     def _link_problem(self, kinds: tuple[str, str], from_id: str, to_id: str) -> JSONResponse | None:
         if kinds not in DEFAULT_ASSOCIATION:
             return validation_error(f"There is no default association from {kinds[0]} to {kinds[1]}")
-        for kind, identifier in zip(kinds, (from_id, to_id)):
+        for kind, identifier in zip(kinds, (from_id, to_id), strict=True):
             if identifier not in self._store(kind):
                 return validation_error(
                     f"One or more associations are invalid: {kind} {identifier} does not exist",

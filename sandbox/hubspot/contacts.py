@@ -416,7 +416,7 @@ class ContactsApi:
             return validation_error(f"Duplicate IDs found in batch input: {duplicates}. IDs must be unique")
         started = iso(utc_now())
         results, errors = [], []
-        for item, key in zip(inputs, keys):
+        for item, key in zip(inputs, keys, strict=True):
             by_email = (item.get("idProperty") or "hs_object_id") == "email"
             values, problems = self._validate(self.properties, item.get("properties", {}))
             if by_email and not EMAIL.match(key):

@@ -4,6 +4,7 @@ run launched from it (queued, then started by the daemon) succeeds on an empty w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -92,14 +93,10 @@ def stop_process_group(process: subprocess.Popen) -> None:
     """SIGTERM to the whole group (webserver, daemon, code server, run workers), SIGKILL what is left."""
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=SHUTDOWN_SECONDS)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait(timeout=SHUTDOWN_SECONDS)
 
 

@@ -64,7 +64,7 @@ problems as (
     union all
     select
         'calendly', 'invitee', invitee_uri, email_raw,
-        'invalid_email', email_raw, min(occurred_at)
+        'invalid_email', email_raw as detail, min(occurred_at)
     from calendly
     where not is_valid_email
     group by invitee_uri, email_raw
@@ -72,19 +72,19 @@ problems as (
     union all
     select
         'stripe', object_type, object_id, email_raw,
-        'invalid_email', email_raw, min(occurred_at)
+        'invalid_email', email_raw as detail, min(occurred_at)
     from stripe
     where email_raw is not null and not is_valid_email
     group by object_type, object_id, email_raw
 
     union all
     select
-        'stripe', object_type, object_id, email_raw,
-        'unknown_product', stripe.product_id, min(occurred_at)
+        'stripe', stripe.object_type, stripe.object_id, stripe.email_raw,
+        'unknown_product', stripe.product_id, min(stripe.occurred_at)
     from stripe
     left join products on stripe.product_id = products.product_id
     where stripe.product_id is not null and products.product_id is null
-    group by object_type, object_id, email_raw, stripe.product_id
+    group by stripe.object_type, stripe.object_id, stripe.email_raw, stripe.product_id
 
     union all
     select
@@ -99,14 +99,14 @@ problems as (
     union all
     select
         'crm', 'contact', contact_id, email_raw,
-        'invalid_email', email_raw, cast(null as {{ dbt.type_timestamp() }})
+        'invalid_email', email_raw as detail, cast(null as {{ dbt.type_timestamp() }})
     from {{ ref('stg_crm__contacts') }}
     where not is_valid_email
 
     union all
     select
         'marketing', 'contact', {{ dbt.cast('contact_id', dbt.type_string()) }}, email_raw,
-        'invalid_email', email_raw, cast(null as {{ dbt.type_timestamp() }})
+        'invalid_email', email_raw as detail, cast(null as {{ dbt.type_timestamp() }})
     from {{ ref('stg_marketing__contacts') }}
     where not is_valid_email
 

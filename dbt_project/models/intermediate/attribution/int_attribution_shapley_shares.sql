@@ -162,9 +162,10 @@ shapley_values as (
         on members.conversion_type = without_channel.conversion_type
         and members.coalition = without_channel.coalition
         and members.subset_mask - power(2, members.bit) = without_channel.subset_mask
-    inner join factorials as subset_weights on subset_weights.n = with_channel.subset_size - 1
-    inner join factorials as rest_weights on rest_weights.n = with_channel.coalition_size - with_channel.subset_size
-    inner join factorials as size_weights on size_weights.n = with_channel.coalition_size
+    inner join factorials as subset_weights on with_channel.subset_size - 1 = subset_weights.n
+    inner join factorials as rest_weights
+        on with_channel.coalition_size - with_channel.subset_size = rest_weights.n
+    inner join factorials as size_weights on with_channel.coalition_size = size_weights.n
     group by members.conversion_type, members.coalition, members.channel
 ),
 

@@ -28,8 +28,8 @@ eligible as (
     from conversions
     inner join touches
         on conversions.email = touches.email
-        and touches.occurred_at <= conversions.converted_at
-        and touches.occurred_at >= {{ dbt.dateadd('day', -1 * lookback_days, 'conversions.converted_at') }}
+        and conversions.converted_at >= touches.occurred_at
+        and {{ dbt.dateadd('day', -1 * lookback_days, 'conversions.converted_at') }} <= touches.occurred_at
 )
 
 select

@@ -86,7 +86,9 @@ changes as (
         and billing_reason in ('subscription_create', 'subscription_cycle')
 
     union all
-    select contact_email, 'churned', occurred_at, 'subscription_deleted', subscription_id, subscription_id
+    select
+        contact_email, 'churned', occurred_at, 'subscription_deleted', subscription_id,
+        subscription_id as source_id
     from subscription_events
     where event_type = 'customer.subscription.deleted'
 

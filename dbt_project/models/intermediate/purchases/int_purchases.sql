@@ -92,7 +92,7 @@ refunds as (
     from sessions
     inner join events
         on events.event_type = 'charge.refunded'
-        and (events.payment_intent_id = sessions.payment_intent_id or events.session_id = sessions.session_id)
+        and (sessions.payment_intent_id = events.payment_intent_id or sessions.session_id = events.session_id)
     where sessions.copy_number = 1
     group by sessions.session_id
 )

@@ -77,22 +77,36 @@ triggers as (
 entry_triggers as (
     select sequences.sequence, triggers.*
     from sequences
-    inner join triggers on triggers.trigger = sequences.entry_trigger
-    where (entry_audiences = '' or {{ in_pipe_list('triggers.primary_audience', 'entry_audiences') }})
-        and (entry_segments = '' or {{ in_pipe_list('triggers.segment', 'entry_segments') }})
-        and (entry_webinar_codes = '' or {{ in_pipe_list('triggers.webinar_code', 'entry_webinar_codes') }})
-        and (entry_forms = '' or {{ in_pipe_list('triggers.form_id', 'entry_forms') }})
-        and (entry_products = '' or {{ pipe_lists_overlap('triggers.product_ids', 'entry_products') }})
+    inner join triggers on sequences.entry_trigger = triggers.trigger
+    where (sequences.entry_audiences = ''
+            or {{ in_pipe_list('triggers.primary_audience', 'sequences.entry_audiences') }})
+        and (sequences.entry_segments = ''
+            or {{ in_pipe_list('triggers.segment', 'sequences.entry_segments') }})
+        and (sequences.entry_webinar_codes = ''
+            or {{ in_pipe_list('triggers.webinar_code', 'sequences.entry_webinar_codes') }})
+        and (sequences.entry_forms = '' or {{ in_pipe_list('triggers.form_id', 'sequences.entry_forms') }})
+        and (sequences.entry_products = ''
+            or {{ pipe_lists_overlap('triggers.product_ids', 'sequences.entry_products') }})
+),
+
+trigger_names as (
+    select distinct trigger from triggers
+),
+
+role_names as (
+    select 'exit' as role
+    union all
+    select 'pause' as role
+    union all
+    select 'resume' as role
 ),
 
 -- which trigger plays which role in which sequence (the file holds `|`-separated lists)
 trigger_roles as (
     select sequences.sequence, names.trigger, roles.role
     from sequences
-    cross join (select distinct trigger from triggers) as names
-    cross join (
-        select 'exit' as role union all select 'pause' union all select 'resume'
-    ) as roles
+    cross join trigger_names as names
+    cross join role_names as roles
     where {{ in_pipe_list(
         'names.trigger',
         "case roles.role when 'exit' then sequences.exit_triggers "
@@ -180,12 +194,12 @@ exit_hits as (
     from kept_candidates as candidates
     inner join sequences on candidates.sequence = sequences.sequence
     inner join trigger_roles
-        on trigger_roles.sequence = candidates.sequence and trigger_roles.role = 'exit'
+        on candidates.sequence = trigger_roles.sequence and trigger_roles.role = 'exit'
     inner join triggers
-        on triggers.trigger = trigger_roles.trigger
-        and triggers.email = candidates.email
-        and triggers.occurred_at > candidates.entered_at
-        and (sequences.exit_scope = 'contact' or triggers.instance_key = candidates.instance_key)
+        on trigger_roles.trigger = triggers.trigger
+        and candidates.email = triggers.email
+        and candidates.entered_at < triggers.occurred_at
+        and (sequences.exit_scope = 'contact' or candidates.instance_key = triggers.instance_key)
 ),
 
 exits as (
@@ -202,11 +216,11 @@ pause_resume_events as (
         triggers.occurred_at
     from kept_candidates as candidates
     inner join trigger_roles
-        on trigger_roles.sequence = candidates.sequence and trigger_roles.role in ('pause', 'resume')
+        on candidates.sequence = trigger_roles.sequence and trigger_roles.role in ('pause', 'resume')
     inner join triggers
-        on triggers.trigger = trigger_roles.trigger
-        and triggers.email = candidates.email
-        and triggers.occurred_at > candidates.entered_at
+        on trigger_roles.trigger = triggers.trigger
+        and candidates.email = triggers.email
+        and candidates.entered_at < triggers.occurred_at
     left join exits on candidates.candidate_id = exits.candidate_id
     where exits.exited_at is null or triggers.occurred_at < exits.exited_at
 ),
@@ -228,7 +242,7 @@ pauses as (
 resumes as (
     select pause_resume_ordered.candidate_id, pause_resume_ordered.occurred_at as resumed_at
     from pause_resume_ordered
-    where role = 'resume' and previous_role = 'pause'
+    where pause_resume_ordered.role = 'resume' and pause_resume_ordered.previous_role = 'pause'
 ),
 
 -- the entry's params stay behind (they are joined back at the end): the rows from here on are one per step
@@ -302,7 +316,7 @@ applicable_resumes as (
     from steps_of_candidates as steps
     inner join resume_schedules
         on steps.candidate_id = resume_schedules.candidate_id
-        and resume_schedules.first_step <= steps.step
+        and steps.step >= resume_schedules.first_step
 ),
 
 scheduled as (
@@ -433,9 +447,9 @@ successors as (
     from instance_states as ended
     inner join sequences on ended.sequence = sequences.sequence
     inner join instance_states as following
-        on following.sequence = ended.sequence
-        and following.email = ended.email
-        and following.entered_at >= {{ dbt.dateadd('day', 'sequences.reentry_after_days', 'ended.ended_at') }}
+        on ended.sequence = following.sequence
+        and ended.email = following.email
+        and {{ dbt.dateadd('day', 'sequences.reentry_after_days', 'ended.ended_at') }} <= following.entered_at
     where ended.reentry_policy = 'after_end'
         and ended.ended_at is not null
 ),
@@ -454,7 +468,9 @@ chain as (
 ),
 
 chosen as (
-    select candidate_id from instance_states where reentry_policy <> 'after_end'
+    select candidate_id
+    from instance_states
+    where reentry_policy <> 'after_end'
     union all
     select candidate_id from chain
 ),
@@ -481,12 +497,12 @@ merged_params as (
     from chosen_messages as messages
     inner join entry_triggers as triggers
         on messages.merge_policy = 'merge'
-        and triggers.sequence = messages.sequence
-        and triggers.email = messages.email
-        and triggers.occurred_at >= messages.entered_at
-        and triggers.occurred_at <= coalesce(messages.ended_at, messages.params_as_of)
-        and triggers.occurred_at <= messages.params_as_of
-        and (triggers.withdrawn_at is null or triggers.withdrawn_at > messages.params_as_of)
+        and messages.sequence = triggers.sequence
+        and messages.email = triggers.email
+        and messages.entered_at <= triggers.occurred_at
+        and coalesce(messages.ended_at, messages.params_as_of) >= triggers.occurred_at
+        and messages.params_as_of >= triggers.occurred_at
+        and (triggers.withdrawn_at is null or messages.params_as_of < triggers.withdrawn_at)
     group by messages.message_key
 )
 

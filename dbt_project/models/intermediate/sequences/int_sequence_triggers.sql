@@ -21,7 +21,9 @@ bookings as (
 booking_replacements as (
     select invitee_uri, min(occurred_at) as replaced_at
     from (
-        select invitee_uri, occurred_at from demo_events where event_type = 'canceled'
+        select invitee_uri, occurred_at
+        from demo_events
+        where event_type = 'canceled'
         union all
         select previous_invitee_uri, occurred_at from demo_events
         where event_type = 'rescheduled' and previous_invitee_uri is not null
@@ -47,7 +49,10 @@ demo_requests as (
     select submissions.*
     from submissions
     where submissions.form_id = 'contact'
-        and not exists (select 1 from clients where clients.email = submissions.email)
+        and not exists (
+            select 1 from clients
+            where clients.email = submissions.email
+        )
         and not exists (
             select 1 from bookings_with_replacement as booked
             where booked.email = submissions.email
@@ -78,19 +83,28 @@ status_changes as (
     where is_transition
 ),
 
+-- the two names a submission triggers under (below)
+form_name_kinds as (
+    select true as is_own_form
+    union all
+    select false as is_own_form
+),
+
 triggers as (
     -- every submission is `form_<form_id>` and `any_form` (a sequence entering on any_form names its forms
     -- in entry_forms)
     select
-        email,
-        case when form_names.is_own_form then {{ dbt.concat(["'form_'", 'form_id']) }} else 'any_form' end
-            as trigger_name,
-        submitted_at as occurred_at,
-        submission_id as instance_key,
+        submissions.email,
+        case
+            when form_names.is_own_form then {{ dbt.concat(["'form_'", 'submissions.form_id']) }}
+            else 'any_form'
+        end as trigger_name,
+        submissions.submitted_at as occurred_at,
+        submissions.submission_id as instance_key,
         cast(null as {{ dbt.type_timestamp() }}) as anchor_at,
         cast(null as {{ dbt.type_timestamp() }}) as withdrawn_at,
-        form_id,
-        webinar_code,
+        submissions.form_id,
+        submissions.webinar_code,
         cast(null as {{ dbt.type_string() }}) as product_ids,
         {{ json_object_text([
             ('form_id', 'form_id', 'string'),
@@ -102,7 +116,7 @@ triggers as (
             ('submitted_at', 'submitted_at', 'timestamp'),
         ]) }} as params
     from submissions
-    cross join (select true as is_own_form union all select false) as form_names
+    cross join form_name_kinds as form_names
 
     union all
     select
@@ -223,7 +237,7 @@ triggers as (
         email,
         'webinar_registration',
         registered_at,
-        webinar_code,
+        webinar_code as instance_key,
         starts_at,
         null,
         'webinar',
@@ -333,7 +347,7 @@ tags_at_moments as (
                 tags.tag_id desc
         ) as tag_rank
     from (select distinct email, occurred_at from triggers) as moments
-    inner join tags on moments.email = tags.email and tags.tagged_at <= moments.occurred_at
+    inner join tags on moments.email = tags.email and moments.occurred_at >= tags.tagged_at
 )
 
 select

@@ -139,6 +139,6 @@ select
         partition by email order by occurred_at, direct_order, type_order, touch_id
     ) as touch_number,
     row_number() over (
-        partition by email order by occurred_at desc, direct_order, type_order, touch_id
+        partition by email order by occurred_at desc, direct_order asc, type_order asc, touch_id asc
     ) = 1 as is_latest_touch
 from ordered

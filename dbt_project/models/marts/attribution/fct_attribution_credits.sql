@@ -17,7 +17,11 @@ path_coalitions as (
     select
         conversion_id,
         {{ dbt.listagg('channel', "'|'", 'order by channel') }} as coalition
-    from (select distinct conversion_id, channel from paths where channel is not null) as path_channels
+    from (
+        select distinct conversion_id, channel
+        from paths
+        where channel is not null
+    ) as path_channels
     group by conversion_id
 ),
 
@@ -51,10 +55,15 @@ attribution_models as (
     {%- endfor %}
 ),
 
+touches_per_model as (
+    select attribution_models.attribution_model, touched.*
+    from touched
+    cross join attribution_models
+),
+
 credited as (
     select
-        attribution_models.attribution_model,
-        touched.*,
+        *,
         case
             -- no touch in the window: the conversion's one '(unattributed)' row
             when touches_in_path = 0 then 1.0
@@ -70,8 +79,7 @@ credited as (
                 end
             else data_driven_credit
         end as credit
-    from touched
-    cross join attribution_models
+    from touches_per_model
 )
 
 select

@@ -86,7 +86,7 @@ conversions as (
         email,
         'became_client',
         customer_since,
-        email,
+        email as source_record_id,
         1,
         null
     from {{ ref('fct_customer_status') }}

@@ -41,7 +41,7 @@ crm as (
     from (
         select
             *,
-            row_number() over (partition by email order by last_modified_at desc, contact_id) as crm_rank
+            row_number() over (partition by email order by last_modified_at desc, contact_id asc) as crm_rank
         from {{ ref('stg_crm__contacts') }}
         where is_valid_email and not is_archived
     ) as ranked

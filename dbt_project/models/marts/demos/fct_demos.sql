@@ -21,7 +21,7 @@ bookings as (
 
 -- chain_step 0 is the first booking of a chain (its previous invitee is unknown or absent)
 chains (invitee_uri, root_invitee_uri, chain_step) as (
-    select invitee_uri, invitee_uri, 0
+    select invitee_uri, invitee_uri as root_invitee_uri, 0 as chain_step
     from bookings
     where not exists (
         select 1 from bookings as previous
@@ -79,7 +79,10 @@ ranked as (
         *,
         row_number() over (
             partition by email
-            order by case when demo_status = 'booked' then 0 else 1 end, last_changed_at desc, root_invitee_uri
+            order by
+                case when demo_status = 'booked' then 0 else 1 end asc,
+                last_changed_at desc,
+                root_invitee_uri asc
         ) as demo_rank
     from current_demos
 )
