@@ -6,8 +6,7 @@
 {%- set string = dbt.type_string() %}
 
 with demo_events as (
-    select * from {{ ref('int_demo_events') }}
-    where occurred_at <= {{ as_of() }}
+    select * from {{ ref('fct_demo_events') }}
 ),
 
 texts as (

@@ -7,15 +7,12 @@
 --   B2C customers   a paid, unrefunded purchase and not churned
 with memberships as (
     select email, {{ dbt.concat(["'Webinar '", 'webinar_code']) }} as list_name
-    from {{ ref('int_webinar_registrations_deduplicated') }}
+    from {{ ref('fct_webinar_registrations') }}
 
     union all
-    select enrollments.email, definitions.list_name
-    from {{ ref('fct_sequence_enrollments') }} as enrollments
-    inner join {{ ref('int_sequence_definitions') }} as definitions
-        on enrollments.sequence = definitions.sequence
-    where enrollments.status = 'active'
-        and definitions.list_name is not null
+    select email, list_name
+    from {{ ref('fct_sequence_enrollments') }}
+    where status = 'active' and list_name is not null
 
     union all
     select email, 'Churned'
@@ -24,7 +21,7 @@ with memberships as (
 
     union all
     select purchases.email, 'B2C customers'
-    from {{ ref('int_purchases') }} as purchases
+    from {{ ref('fct_purchases') }} as purchases
     where not purchases.is_refunded
         and not exists (
             select 1 from {{ ref('fct_customer_status') }} as statuses
