@@ -169,7 +169,7 @@ def _first_line(failure: Any, error: Any) -> str:
 
 
 def _materializations(result: dg.ExecuteInProcessResult) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Each asset a run materialized (``hubspot/contacts`` ...) with its metadata as plain values."""
+    """Each asset a run materialized (``hubspot_contacts_sync`` ...) with its metadata as plain values."""
     for event in result.get_asset_materialization_events():
         materialization = event.step_materialization_data.materialization
         yield (materialization.asset_key.to_user_string(),
@@ -415,7 +415,7 @@ def _prepare_demo_home(home: Path) -> None:
 
 
 def _activation_numbers(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, int]]:
-    """Per activation asset (``hubspot/contacts`` ...), the rows it sent and the destination rejected."""
+    """Per activation asset (``hubspot_contacts_sync`` ...), the rows it sent and the destination rejected."""
     return {asset: {"sent": int(metadata["sent"]), "rejected": int(metadata["rejected"])}
             for asset, metadata in _materializations(result) if "sent" in metadata and "rejected" in metadata}
 

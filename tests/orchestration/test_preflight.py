@@ -124,8 +124,8 @@ def test_a_failed_run_prints_one_line_per_failed_step_and_logs_the_tracebacks(
     assert lines[0].endswith(f"step output and tracebacks in {log_path})")
     missing = 'does not exist because schema "sync" does not exist.'
     assert sorted(lines[1:]) == [
-        f'  brevo__contacts: CatalogException: Catalog Error: Table with name "sync.sync_marketing__contacts" {missing}',
-        f'  hubspot__contacts: CatalogException: Catalog Error: Table with name "sync.sync_crm__contacts" {missing}',
+        f'  brevo_contacts_sync: CatalogException: Catalog Error: Table with name "sync.sync_marketing__contacts" {missing}',
+        f'  hubspot_contacts_sync: CatalogException: Catalog Error: Table with name "sync.sync_crm__contacts" {missing}',
     ]
     assert "Traceback" not in completed.stderr and "Stack Trace" not in completed.stderr
     log = log_path.read_text()
@@ -148,7 +148,7 @@ def test_an_activation_launched_without_the_cli_fails_with_the_same_line(
     (home / "dagster").mkdir()
 
     completed = subprocess.run(
-        [DAGSTER, "asset", "materialize", "--select", "hubspot/contacts", "-m", "orchestration.definitions",
+        [DAGSTER, "asset", "materialize", "--select", "hubspot_contacts_sync", "-m", "orchestration.definitions",
          "-a", "defs"],
         env=lifecycle_env(sandbox_url, home, HUBSPOT_TOKEN=token), cwd=home, capture_output=True, text=True,
         timeout=600, check=False)
