@@ -138,7 +138,7 @@ def readable_value(name: str, value: Any) -> str:
     """A field as a person reads it: a datetime, or the epoch milliseconds a sync model sends for one, in ISO
     8601 (UTC); email addresses masked."""
     if isinstance(value, datetime):
-        text = value.isoformat()
+        text = value.isoformat(timespec="seconds").replace("+00:00", "Z")
     elif name.lower().endswith(EPOCH_MS_FIELD) and str(value).lstrip("-").isdigit():
         text = datetime.fromtimestamp(int(value) / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     elif isinstance(value, Mapping):
@@ -232,7 +232,8 @@ def materialization_metadata(result: SyncResult, listed_in: Path | None = None) 
     metadata["api_calls"] = dg.MetadataValue.json(result.api_calls)
     metadata["rejection_reasons"] = dg.MetadataValue.json(dict(result.rejection_reasons))
     metadata["rejections"] = dg.MetadataValue.json(
-        [{"key": outcome.key, "reason": outcome.reason} for outcome in result.rejections[:REJECTION_ROWS]])
+        [{"key": mask_emails(outcome.key), "reason": mask_emails(outcome.reason or "")}
+         for outcome in result.rejections[:REJECTION_ROWS]])
     metadata["preview"] = preview_markdown(("action", "key", "fields written"), preview_rows(result),
                                            result.changed, result.run_id, listed_in)
     return metadata
@@ -345,8 +346,8 @@ def brevo_emails(context: AssetExecutionContext, lifecycle: LifecycleSettings,
     metadata["api_calls"] = dg.MetadataValue.json(result.api_calls)
     metadata["rejection_reasons"] = dg.MetadataValue.json(dict(result.rejection_reasons))
     metadata["rejections"] = dg.MetadataValue.json(
-        [{"key": key, "reason": reason} for key, reason in result.rejections[:REJECTION_ROWS]])
-    metadata["unconfirmed_keys"] = dg.MetadataValue.json(result.unconfirmed_keys[:REJECTION_ROWS])
+        [{"key": mask_emails(key), "reason": mask_emails(reason)} for key, reason in result.rejections[:REJECTION_ROWS]])
+    metadata["unconfirmed_keys"] = dg.MetadataValue.json([mask_emails(key) for key in result.unconfirmed_keys[:REJECTION_ROWS]])
     metadata["withdrawal_reasons"] = dg.MetadataValue.json(dict(result.withdrawal_reasons))
     metadata["preview"] = preview_markdown(("step", "to", "template", "message key", "params"),
                                            send_preview_rows(result), result.sent, result.run_id, listed_in)

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.measure import is_write, rate_limit_floor, sandbox_limits, stage_of
+from bench.measure import is_write, rate_limit_floor, sandbox_limits
+from orchestration.run_output import stage_of
 
 SMALL_WORLD = 400
 
