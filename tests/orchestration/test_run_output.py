@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,9 +29,10 @@ from ingestion.landing import LandingZone
 from orchestration import cli
 from orchestration.defs.activate import ACTIVATIONS, EMAILS_KEY, EMAILS_OBJECT, mask_emails
 from orchestration.run_output import FIRST_REASONS, LiveDisplay, RunProgress, step_label
+from orchestration.services import free_port, stop, wait_healthy
 from orchestration.settings import Settings, sandbox_environment
 from sandbox.app import Sandbox
-from tests.orchestration.cli_process import lifecycle_env, run_lifecycle
+from tests.orchestration.cli_process import LIFECYCLE, lifecycle_env, run_lifecycle
 from tests.servers import fresh_sandbox
 
 CONTACTS = int(os.environ.get("LIFECYCLE_TEST_RUN_OUTPUT_CONTACTS", "30"))
@@ -178,3 +180,19 @@ def test_a_terminal_gets_the_live_display_with_each_step_and_its_result() -> Non
     shown = "".join(terminal.written)
     assert "activate hubspot_contacts_sync" in shown and "sent 3, rejected 1" in shown
     assert Counter(shown)["✓"] >= 1
+
+
+@pytest.mark.parametrize("service", ["sandbox", "collector"])
+def test_the_services_say_where_they_listen(service: str, tmp_path: Path) -> None:
+    port = free_port()
+    env = lifecycle_env("http://unused", tmp_path)
+    process = subprocess.Popen([LIFECYCLE, service, "--port", str(port)], env=env, cwd=tmp_path,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        first_line = process.stdout.readline()
+        url = f"http://127.0.0.1:{port}"
+        assert f"listening on {url} " in first_line, first_line
+        wait_healthy(f"{url}/healthz", process)
+    finally:
+        stop(process)
