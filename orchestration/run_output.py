@@ -209,10 +209,12 @@ def run_summary(result: dg.ExecuteInProcessResult, *, warehouse_path: Path, home
     if syncs:
         lines.append(f"rows {verb} / rejected per destination:")
     for asset, meta in syncs:
+        # a sync's `sent` counts every row it sent, the rejected ones included; the emails' only those Brevo took;
+        # a dry run sends nothing, a sync's `changed` is what it would send
         if "per_step" in meta:
             accepted = int(meta["sent"])
         else:
-            accepted = int(meta["sent"]) - int(meta["rejected"])
+            accepted = int(meta["changed"]) if dry_run else int(meta["sent"]) - int(meta["rejected"])
         lines.append(f"  {asset:<28} {accepted:>8,} / {int(meta['rejected']):,}")
         lines.extend(f"    rejected: {reason}" for reason in first_reasons(meta.get("rejection_reasons") or {}))
     for asset, meta in emails:

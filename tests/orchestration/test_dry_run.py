@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -118,6 +119,10 @@ def test_a_dry_run_changes_nothing_yet_prints_what_it_would_do(world: World, tmp
     assert "dry run hubspot_contacts_sync: would add 1," in out and "dry run brevo_contacts_sync: would add 1," in out
     assert f"| add | {MASKED_LEAD} |" in out and NEW_LEAD not in out, "the preview masks the address"
     assert "dry run brevo_email_sends: would send " in out
+    added, changed, removed = map(int, re.search(
+        r"dry run hubspot_contacts_sync: would add (\d+), change (\d+), remove (\d+) of", out).groups())
+    assert re.search(rf"^  hubspot_contacts_sync\s+{added + changed + removed:,} / 0$", out, re.MULTILINE), \
+        "the summary counts the rows the dry run would send"
     assert "rows per raw table" not in out, "the live warehouse's counts did not change: not printed"
     [listed] = (world.home / "logs").glob("dry-run-*-hubspot-contacts.csv")
     assert f"{NEW_LEAD},add," in listed.read_text()
