@@ -157,7 +157,7 @@ class SyncResult:
     def metadata(self) -> dict[str, Any]:
         """Plain JSON-ready values for a Dagster materialization."""
         return {
-            "run_id": self.run_id,
+            "sync_run_id": self.run_id,
             "destination": self.destination,
             "object": self.object,
             "dry_run": self.dry_run,

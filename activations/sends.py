@@ -209,7 +209,7 @@ class SendResult:
     def metadata(self) -> dict[str, Any]:
         """Plain JSON-ready values for a Dagster materialization."""
         return {
-            "run_id": self.run_id,
+            "sync_run_id": self.run_id,
             "destination": DESTINATION,
             "object": OBJECT,
             "dry_run": self.dry_run,

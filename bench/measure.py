@@ -26,6 +26,8 @@ from typing import Any
 import httpx
 import psutil
 
+from orchestration.run_output import stage_of
+
 SAMPLE_SECONDS = 0.1
 PROGRESS_SECONDS = 15.0
 STAGES = ("ingest", "transform", "activate", "publish")
@@ -34,15 +36,6 @@ READS_BY_POST = ("/search", "/batch/read")
 """POST endpoints that only read (HubSpot's search and batch read)."""
 MB = 1024 * 1024
 RUN_ID = re.compile(r"run id ([0-9a-f-]{36})")
-
-
-def stage_of(step_key: str) -> str:
-    """The ingestion steps are ``ingest_<source>``, dbt is ``transform_dbt``, the analysts' copy and the report
-    are ``published__*``, every other step activates."""
-    for prefix, stage in (("ingest_", "ingest"), ("transform_", "transform"), ("published__", "publish")):
-        if step_key.startswith(prefix):
-            return stage
-    return "activate"
 
 
 def is_write(endpoint: str) -> bool:

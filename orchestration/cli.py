@@ -15,7 +15,8 @@ import shutil
 import subprocess
 import sys
 import traceback
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,7 +77,8 @@ def job_log_path(settings: Settings, job_name: str) -> Path:
 
 
 def execute_job(job_name: str, as_of: str | None = None, dry_run: bool = False, dbt_tests: bool | None = None,
-                groups: tuple[str, ...] | None = None, replay: bool = False) -> dg.ExecuteInProcessResult:
+                groups: tuple[str, ...] | None = None, replay: bool = False,
+                listener: Callable[[Any], None] | None = None) -> dg.ExecuteInProcessResult:
     """Execute one Dagster job in-process on the persistent instance (the runs ``dagster dev`` shows).
 
     ``as_of`` (ISO 8601, UTC) becomes the run's ``lifecycle/as_of`` tag: the moment the run computes for.
@@ -86,6 +88,8 @@ def execute_job(job_name: str, as_of: str | None = None, dry_run: bool = False, 
     ``dbt_tests`` runs the dbt data tests (asset checks) or leaves them out; by default only the ``transform``
     job runs them, the whole pipeline (the hourly path) does not (see ``checks_to_run``). ``groups`` runs only
     the job's assets in those asset groups (e.g. transform and activate: a day whose sources have nothing new).
+    ``listener`` is called with each event of the run as it happens (``orchestration/run_output.py`` shows
+    progress from them).
 
     The run is tagged with this process (host, pid, start time) so that, should the process die, a later run
     finds it dead and cleans it up. It starts once no other run is in flight and the warehouse is free
@@ -114,11 +118,15 @@ def execute_job(job_name: str, as_of: str | None = None, dry_run: bool = False, 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tags = {**({AS_OF_TAG: as_of} if as_of else {}), **({DRY_RUN_TAG: "true"} if dry_run else {}),
             **({REPLAY_TAG: "true"} if replay else {}), **process_tags()}
+    run_id = str(uuid.uuid4())
     with dg.DagsterInstance.get() as instance, run_lock(settings.home / RUN_LOCK_FILE) as lock:
         wait_for_warehouse(instance, settings.warehouse_path, lock, settings.run_wait_seconds)
+        if listener is not None:
+            instance.add_event_listener(run_id, listener)
         with open(log_path, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
             return job.execute_in_process(
                 instance=instance,
+                run_id=run_id,
                 raise_on_error=False,
                 run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
                 tags=tags,
@@ -127,12 +135,18 @@ def execute_job(job_name: str, as_of: str | None = None, dry_run: bool = False, 
 
 def run_job(job_name: str, as_of: str | None = None, dry_run: bool = False, dbt_tests: bool | None = None,
             replay: bool = False) -> bool:
-    """``execute_job``, then one line on the terminal, one more per failed step (its error's first line)
-    and the dry run's would-be writes; True on success."""
+    """``execute_job`` with each step shown as it starts and ends, then one line for the run, one more per
+    failed step (its error's first line), the dry run's would-be writes and the summary of what the run did
+    (``orchestration/run_output.py``); True on success."""
+    from orchestration.run_output import RunProgress, run_summary
+
     started = datetime.now(UTC)
-    result = execute_job(job_name, as_of, dry_run, dbt_tests, replay=replay)
+    print(f"job {job_name!r}{' (dry run)' if dry_run else ''}: starting", flush=True)
+    with RunProgress.for_stream(sys.stdout) as progress:
+        result = execute_job(job_name, as_of, dry_run, dbt_tests, replay=replay, listener=progress)
     seconds = (datetime.now(UTC) - started).total_seconds()
-    log_path = job_log_path(Settings.from_env(), job_name)
+    settings = Settings.from_env()
+    log_path = job_log_path(settings, job_name)
     if result.success:
         print(f"job {job_name!r} succeeded in {seconds:.1f} s (run id {result.run_id}; step output in {log_path})")
     else:
@@ -142,6 +156,8 @@ def run_job(job_name: str, as_of: str | None = None, dry_run: bool = False, dbt_
             print(f"  {line}")
     if dry_run:
         _print_dry_run(result)
+    print("\n".join(run_summary(result, warehouse_path=settings.warehouse_path, home=settings.home,
+                                dagster_home=Path(os.environ["DAGSTER_HOME"]), log_path=log_path, dry_run=dry_run)))
     return result.success
 
 
@@ -168,18 +184,12 @@ def _first_line(failure: Any, error: Any) -> str:
     return f"{error.cls_name}: {text}" if text else error.cls_name
 
 
-def _materializations(result: dg.ExecuteInProcessResult) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Each asset a run materialized (``hubspot/contacts`` ...) with its metadata as plain values."""
-    for event in result.get_asset_materialization_events():
-        materialization = event.step_materialization_data.materialization
-        yield (materialization.asset_key.to_user_string(),
-               {name: value.value for name, value in materialization.metadata.items()})
-
-
 def _print_dry_run(result: dg.ExecuteInProcessResult) -> None:
     """Per raw table the rows the ingestion would load, per destination object what the sync would have
     written, and the emails that would go out (from the materialization metadata)."""
-    for asset, metadata in _materializations(result):
+    from orchestration.run_output import materializations
+
+    for asset, metadata in materializations(result):
         if "rows_loaded" in metadata:
             print(f"dry run {asset}: would load {metadata['rows_loaded']} rows")
         if not metadata.get("dry_run"):
@@ -297,6 +307,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     from orchestration.services import sandbox_command
 
     command = sandbox_command(args.port, args.host)
+    print(f"sandbox (emulated HubSpot, Brevo, Calendly and Stripe) listening on http://{args.host}:{args.port} "
+          "(admin API under /_sandbox; Ctrl-C stops it)", flush=True)
     os.execv(command[0], command)  # become the sandbox, so signals reach it directly
 
 
@@ -312,6 +324,8 @@ def cmd_collector(args: argparse.Namespace) -> int:
         calendly_signing_key=settings.calendly_webhook_signing_key.reveal(),
         stripe_webhook_secret=settings.stripe_webhook_secret.reveal(),
     )
+    print(f"collector listening on http://{args.host}:{args.port} (forms: POST /forms/<form_id>; webhooks: "
+          "POST /webhooks/calendly, /webhooks/stripe; Ctrl-C stops it)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
@@ -415,9 +429,11 @@ def _prepare_demo_home(home: Path) -> None:
 
 
 def _activation_numbers(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, int]]:
-    """Per activation asset (``hubspot/contacts`` ...), the rows it sent and the destination rejected."""
+    """Per activation asset (``hubspot_contacts_sync`` ...), the rows it sent and the destination rejected."""
+    from orchestration.run_output import materializations
+
     return {asset: {"sent": int(metadata["sent"]), "rejected": int(metadata["rejected"])}
-            for asset, metadata in _materializations(result) if "sent" in metadata and "rejected" in metadata}
+            for asset, metadata in materializations(result) if "sent" in metadata and "rejected" in metadata}
 
 
 def _day_line(as_of: str, result: dg.ExecuteInProcessResult, seconds: float) -> str:
@@ -452,6 +468,7 @@ def simulate_days(first: datetime, days: int) -> bool:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from orchestration.reporting import format_counts, marts_summary, raw_table_counts
+    from orchestration.run_output import dagster_ui_command
     from orchestration.services import background_service, collector_command, free_port, sandbox_command
 
     home = Settings.from_env().home
@@ -479,8 +496,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(marts_summary(settings.warehouse_path))
     print(
         "\nSee the assets, the lineage and these runs in the Dagster UI:\n"
-        f"  LIFECYCLE_HOME={home} DAGSTER_HOME={settings.dagster_home} "
-        ".venv/bin/dagster dev -w workspace.yaml\n"
+        f"  {dagster_ui_command(home, settings.dagster_home)}\n"
         f"Query the marts (the copy published after each run):  .venv/bin/python -c \"import duckdb; "
         f"print(duckdb.connect('{settings.published_path}', read_only=True).sql('show all tables'))\"\n"
         f"The report of the last run: {settings.report_path}"

@@ -35,6 +35,11 @@ def format_counts(counts: dict[str, int]) -> str:
     return "\n".join(f"  {name:<{width}}  {rows:>10,}" for name, rows in counts.items())
 
 
+MESSAGES_STILL_DUE = (
+    "select sequence, step, count(*) from marts.messages_due "
+    "where message_key not in (select message_key from activations.send_ledger where status <> 'withdrawn') "
+    "group by all order by all")
+"""Per sequence and step, the messages due that no run has sent (or is sending) yet."""
 SUMMARY_QUERIES = {
     "contacts per segment and audience":
         "select segment, primary_audience, count(*) from marts.dim_contacts group by all order by all",
@@ -43,10 +48,7 @@ SUMMARY_QUERIES = {
                                    "group by all order by all",
     "emails sent per sequence and step": "select sequence, step, count(*) from activations.send_ledger "
                                          "where status = 'sent' group by all order by all",
-    "messages due but not sent yet (retried next run)":
-        "select sequence, step, count(*) from marts.messages_due "
-        "where message_key not in (select message_key from activations.send_ledger where status <> 'withdrawn') "
-        "group by all order by all",
+    "messages due but not sent yet (retried next run)": MESSAGES_STILL_DUE,
     "messages per status at the last dbt build":
         "select status, count(*) from marts.fct_messages group by all order by all",
     "revenue per source (linear attribution)":
@@ -77,3 +79,14 @@ def marts_summary(warehouse_path: Path) -> str:
             if not rows:
                 lines.append("  (none)")
     return "\n".join(lines)
+
+
+def messages_still_due(warehouse_path: Path) -> list[tuple[str, int, int]]:
+    """``MESSAGES_STILL_DUE`` as rows ``(sequence, step, count)``; none before the first build."""
+    if not warehouse_path.exists():
+        return []
+    with duckdb.connect(str(warehouse_path), read_only=True) as con:
+        try:
+            return [(sequence, step, count) for sequence, step, count in con.execute(MESSAGES_STILL_DUE).fetchall()]
+        except duckdb.CatalogException:
+            return []

@@ -1,8 +1,9 @@
 """Activation assets: one per sync (SPEC §4), pushing a dbt sync model's differences to HubSpot or Brevo,
-and ``brevo/emails``, which sends the lifecycle emails due (activations/sends.py).
+and ``brevo_email_sends``, which sends the lifecycle emails due (activations/sends.py).
 
-Keys are ``[destination, object]`` (``hubspot/contacts``), each depending on its dbt model
-(``sync/sync_crm__contacts``); notes and list members also depend on their destination's contacts, which
+Keys are ``<destination>_<object>_sync`` (``hubspot_contacts_sync``): the graph shows a key's last part only,
+and the raw tables already read ``contacts`` twice. Each depends on its dbt model (``sync/sync_crm__contacts``);
+notes and list members also depend on their destination's contacts, which
 must exist first, and the emails follow both contact syncs (a template may read the contact's attributes).
 A run that sent emails then rebuilds the models that read the send ledger (orchestration/builds.py), and the
 list members follow the emails, so they are synced from the state after the sends.
@@ -26,10 +27,10 @@ preflight.py), and a real run refuses to push state older than the latest real a
 """
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at definition time.
-import json
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,19 +71,32 @@ PREVIEW_ROWS = 20
 """Rows of a dry run's preview shown in the metadata and printed; sync_log holds all of them."""
 REJECTION_ROWS = 20
 CHECK_NAME = "no_rejections"
-EMAILS_KEY = ("brevo", "emails")
-EMAILS_AFTER = (("marts", "messages_due"), ("marts", "fct_messages"), ("marts", "dim_contacts"),
-                ("hubspot", "contacts"), ("brevo", "contacts"))
+EMAILS_KEY = dg.AssetKey("brevo_email_sends")
+EMAILS_OBJECT = ("brevo", "emails")
+"""The emails' ``destination, object`` in ``activations.sync_runs`` and in a dry run's file name."""
+HUBSPOT_CONTACTS_KEY = dg.AssetKey("hubspot_contacts_sync")
+BREVO_CONTACTS_KEY = dg.AssetKey("brevo_contacts_sync")
+EMAILS_AFTER = (dg.AssetKey(["marts", "messages_due"]), dg.AssetKey(["marts", "fct_messages"]),
+                dg.AssetKey(["marts", "dim_contacts"]), HUBSPOT_CONTACTS_KEY, BREVO_CONTACTS_KEY)
+EMAIL_LOCAL_PART = re.compile(r"([^\s@\"'<>\[\],;:]{1,2})[^\s@\"'<>\[\],;:]*@")
+EPOCH_MS_FIELD = ("_at", "timestamp")
+"""Fields the sync models send as epoch milliseconds (HubSpot datetimes): shown as ISO 8601 in previews."""
 
 
 @dataclass(frozen=True)
 class Activation:
-    """One sync: its asset key, the dbt model it reads, the assets it must follow, and its destination."""
+    """One sync: the destination and object it writes (as ``activations.sync_runs`` names them), the dbt
+    model it reads, the assets it must follow, and how to reach its destination."""
 
-    key: tuple[str, str]
+    destination: str
+    object: str
     source: SyncObject
-    after: tuple[tuple[str, str], ...]
-    destination: Callable[[Settings, duckdb.DuckDBPyConnection], Adapter]
+    after: tuple[dg.AssetKey, ...]
+    connect: Callable[[Settings, duckdb.DuckDBPyConnection], Adapter]
+
+    @property
+    def key(self) -> dg.AssetKey:
+        return dg.AssetKey(f"{self.destination}_{self.object}_sync")
 
 
 def _hubspot(settings: Settings) -> HubSpotClient:
@@ -95,16 +109,17 @@ def _brevo(settings: Settings) -> BrevoClient:
                        mask=secret_values(settings))
 
 
+DESTINATION_NAMES = {"hubspot": "HubSpot", "brevo": "Brevo"}
 ACTIVATIONS = (
-    Activation(("hubspot", "contacts"), CRM_CONTACTS, (),
+    Activation("hubspot", "contacts", CRM_CONTACTS, (),
                lambda settings, con: HubSpotContacts(_hubspot(settings))),
-    Activation(("hubspot", "notes"), CRM_NOTES, (("hubspot", "contacts"),),
+    Activation("hubspot", "notes", CRM_NOTES, (HUBSPOT_CONTACTS_KEY,),
                lambda settings, con: HubSpotNotes(_hubspot(settings),
                                                   maybe_applied_keys(con, "hubspot", "notes"),
                                                   attempt_log(con, "hubspot", "notes"))),
-    Activation(("brevo", "contacts"), MARKETING_CONTACTS, (),
+    Activation("brevo", "contacts", MARKETING_CONTACTS, (),
                lambda settings, con: BrevoContacts(_brevo(settings))),
-    Activation(("brevo", "list_members"), MARKETING_LIST_MEMBERS, (("brevo", "contacts"), EMAILS_KEY),
+    Activation("brevo", "list_members", MARKETING_LIST_MEMBERS, (BREVO_CONTACTS_KEY, EMAILS_KEY),
                lambda settings, con: BrevoListMembers(_brevo(settings))),
 )
 
@@ -113,34 +128,63 @@ def is_dry_run(tags: Mapping[str, str]) -> bool:
     return tag_is_set(tags, DRY_RUN_TAG)
 
 
-def preview_lines(result: SyncResult, limit: int = PREVIEW_ROWS, listed_in: Path | None = None) -> list[str]:
-    """One line per row sent (or that a dry run would send): action, key and the fields written."""
-    lines = [f"{change.action} {change.key} {json.dumps(dict(change.fields), sort_keys=True, default=str)}"
-             for change in result.preview[:limit]]
-    if result.changed > len(lines):
-        lines.append(_more(result.changed - len(lines), result.run_id, listed_in))
-    return lines
+def mask_emails(text: str) -> str:
+    """``jane.doe@example.com`` -> ``ja***@example.com``: what the UI and the terminal show says who, not the
+    address (the full rows are in ``activations.sync_log`` and a dry run's CSV)."""
+    return EMAIL_LOCAL_PART.sub(r"\1***@", text)
 
 
-def send_preview_lines(result: SendResult, limit: int = PREVIEW_ROWS, listed_in: Path | None = None) -> list[str]:
-    """One line per email sent (or that a dry run would send): sequence/step, recipient, template, params."""
-    lines = [f"{m.step_label} to {m.email} template {m.template_id} key {m.key} "
-             f"{json.dumps(dict(m.params), sort_keys=True, default=str)}" for m in result.preview[:limit]]
-    if result.sent > len(lines):
-        lines.append(_more(result.sent - len(lines), result.run_id, listed_in))
-    return lines
+def readable_value(name: str, value: Any) -> str:
+    """A field as a person reads it: a datetime, or the epoch milliseconds a sync model sends for one, in ISO
+    8601 (UTC); email addresses masked."""
+    if isinstance(value, datetime):
+        text = value.isoformat(timespec="seconds").replace("+00:00", "Z")
+    elif name.lower().endswith(EPOCH_MS_FIELD) and str(value).lstrip("-").isdigit():
+        text = datetime.fromtimestamp(int(value) / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    elif isinstance(value, Mapping):
+        text = ", ".join(f"{key}: {readable_value(str(key), item)}" for key, item in sorted(value.items()))
+    else:
+        text = str(value)
+    return mask_emails(text)
 
 
-def _more(count: int, run_id: str, listed_in: Path | None) -> str:
-    return f"... and {count} more ({listed_in or f'activations.sync_log, run {run_id}'})"
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
-def dry_run_list(settings: Settings, context: AssetExecutionContext, key: tuple[str, str]) -> Path | None:
+def preview_rows(result: SyncResult, limit: int = PREVIEW_ROWS) -> list[tuple[str, str, str]]:
+    """Per row sent (or that a dry run would send): action, key and the fields written, readable and masked."""
+    return [(change.action, mask_emails(change.key),
+             "; ".join(f"{name}: {readable_value(name, value)}" for name, value in sorted(change.fields.items())))
+            for change in result.preview[:limit]]
+
+
+def send_preview_rows(result: SendResult, limit: int = PREVIEW_ROWS) -> list[tuple[str, str, str, str, str]]:
+    """Per email sent (or that a dry run would send): sequence/step, recipient, template, key and params."""
+    return [(m.step_label, mask_emails(m.email), str(m.template_id), mask_emails(m.key),
+             readable_value("params", dict(m.params))) for m in result.preview[:limit]]
+
+
+def preview_markdown(header: Sequence[str], rows: Sequence[Sequence[str]], total: int, run_id: str,
+                     listed_in: Path | None) -> dg.MetadataValue:
+    """The preview as a Markdown table, and where the rest is when there are more rows than shown."""
+    text = markdown_table(header, rows)
+    if total > len(rows):
+        text += f"\n\n... and {total - len(rows)} more ({listed_in or f'activations.sync_log, sync run {run_id}'})"
+    return dg.MetadataValue.md(text)
+
+
+def dry_run_list(settings: Settings, context: AssetExecutionContext, destination: str, object_: str) -> Path | None:
     """Where a dry run lists everything one asset would write (its scratch warehouse is thrown away);
     None for a real run, whose rows stay in activations.sync_log."""
     if not is_dry_run(context.run.tags):
         return None
-    return settings.home / "logs" / f"dry-run-{context.run.run_id}-{'-'.join(key)}.csv"
+    return settings.home / "logs" / f"dry-run-{context.run.run_id}-{destination}-{object_}.csv"
 
 
 def export_would_send(con: duckdb.DuckDBPyConnection, run_id: str, path: Path) -> None:
@@ -158,10 +202,10 @@ def refuse_older_state(con: duckdb.DuckDBPyConnection, tags: Mapping[str, str]) 
         check_activation_clock(con, parse_as_of(tags.get(AS_OF_TAG)), replay=tag_is_set(tags, REPLAY_TAG))
 
 
-def no_rejections(key: tuple[str, str], counts: dict[str, int]) -> dg.AssetCheckResult:
+def no_rejections(key: dg.AssetKey, counts: dict[str, int]) -> dg.AssetCheckResult:
     """The check that makes a partial run visible: passed when nothing was rejected or left unconfirmed."""
     return dg.AssetCheckResult(
-        asset_key=dg.AssetKey(list(key)),
+        asset_key=key,
         check_name=CHECK_NAME,
         passed=not any(counts.values()),
         severity=dg.AssetCheckSeverity.WARN,
@@ -169,8 +213,8 @@ def no_rejections(key: tuple[str, str], counts: dict[str, int]) -> dg.AssetCheck
     )
 
 
-def _check_spec(key: tuple[str, str]) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(CHECK_NAME, asset=dg.AssetKey(list(key)),
+def _check_spec(key: dg.AssetKey) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(CHECK_NAME, asset=key,
                              description="Warns when the run left rows rejected (or emails unconfirmed); "
                                          "they are retried next run. Reasons in activations.sync_log.")
 
@@ -188,33 +232,37 @@ def materialization_metadata(result: SyncResult, listed_in: Path | None = None) 
     metadata["api_calls"] = dg.MetadataValue.json(result.api_calls)
     metadata["rejection_reasons"] = dg.MetadataValue.json(dict(result.rejection_reasons))
     metadata["rejections"] = dg.MetadataValue.json(
-        [{"key": outcome.key, "reason": outcome.reason} for outcome in result.rejections[:REJECTION_ROWS]])
-    metadata["preview"] = dg.MetadataValue.text("\n".join(preview_lines(result, listed_in=listed_in)))
+        [{"key": mask_emails(outcome.key), "reason": mask_emails(outcome.reason or "")}
+         for outcome in result.rejections[:REJECTION_ROWS]])
+    metadata["preview"] = preview_markdown(("action", "key", "fields written"), preview_rows(result),
+                                           result.changed, result.run_id, listed_in)
     return metadata
 
 
 def _activation_asset(activation: Activation) -> dg.AssetsDefinition:
-    destination, object_ = activation.key
+    destination, object_ = activation.destination, activation.object
     model_key = dg.AssetKey(["sync", activation.source.model.split(".")[-1]])
 
     @dg.asset(
-        key=dg.AssetKey(list(activation.key)),
-        deps=[model_key, *(dg.AssetKey(list(key)) for key in activation.after)],
+        key=activation.key,
+        deps=[model_key, *activation.after],
         group_name=ACTIVATE_GROUP,
         pool=WAREHOUSE_POOL,
         check_specs=[_check_spec(activation.key)],
-        description=f"Sync {activation.source.model} to {destination} {object_.replace('_', ' ')}: only adds "
-                    "and changed fields are sent.",
+        kinds={destination},
+        description=f"Reverse ETL: sync {activation.source.model} to {DESTINATION_NAMES[destination]} "
+                    f"{object_.replace('_', ' ')}. Only adds and changed fields are sent; each run's rows, "
+                    "rejections and reasons are in activations.sync_runs and sync_log.",
     )
     def activate(context: AssetExecutionContext, lifecycle: LifecycleSettings) -> dg.MaterializeResult:
         settings = lifecycle.require(destination)
         tags = context.run.tags
         dry_run = is_dry_run(tags)
-        listed_in = dry_run_list(settings, context, activation.key)
+        listed_in = dry_run_list(settings, context, destination, object_)
         with duckdb.connect(str(settings.warehouse_path), config=settings.duckdb_config) as con:
             if not dry_run:
                 refuse_older_state(con, tags)
-            target = activation.destination(settings, con)
+            target = activation.connect(settings, con)
             try:
                 result = sync(con, activation.source, target, dry_run=dry_run,
                               as_of=parse_as_of(tags.get(AS_OF_TAG)))
@@ -224,8 +272,8 @@ def _activation_asset(activation: Activation) -> dg.AssetsDefinition:
                 export_would_send(con, result.run_id, listed_in)
         context.log.info(f"{destination} {object_}{' (dry run)' if dry_run else ''}: {result.changed} of "
                          f"{result.considered} rows changed, {result.sent} sent, {result.rejected} rejected")
-        for line in preview_lines(result, listed_in=listed_in) if dry_run else []:
-            context.log.info(f"{destination} {object_} dry run: {line}")
+        for row in preview_rows(result) if dry_run else []:
+            context.log.info(f"{destination} {object_} dry run: {' '.join(row)}")
         if result.rejected:
             context.log.warning(f"{destination} {object_}: {result.rejected} rows rejected "
                                 f"({dict(result.rejection_reasons)}); they are retried next run")
@@ -236,11 +284,12 @@ def _activation_asset(activation: Activation) -> dg.AssetsDefinition:
 
 
 @dg.asset(
-    key=dg.AssetKey(list(EMAILS_KEY)),
-    deps=[dg.AssetKey(list(key)) for key in EMAILS_AFTER],
+    key=EMAILS_KEY,
+    deps=list(EMAILS_AFTER),
     group_name=ACTIVATE_GROUP,
     pool=WAREHOUSE_POOL,
     check_specs=[_check_spec(EMAILS_KEY)],
+    kinds={"brevo"},
     description="Send marts.messages_due through Brevo transactional email, each message key at most once "
                 "ever (write-ahead send ledger; lost answers are looked up in Brevo's event log), then rebuild the "
                 "models that read the ledger (fct_messages, messages_due, list members) when it changed.",
@@ -250,7 +299,7 @@ def brevo_emails(context: AssetExecutionContext, lifecycle: LifecycleSettings,
     settings = lifecycle.require("brevo")
     tags = context.run.tags
     dry_run = is_dry_run(tags)
-    listed_in = dry_run_list(settings, context, EMAILS_KEY)
+    listed_in = dry_run_list(settings, context, *EMAILS_OBJECT)
     as_of = tags.get(AS_OF_TAG)
     record = builds.recorded(build_record_dir(settings))
     built_from = builds.fingerprint(settings.warehouse_path, DBT_PROJECT.manifest_path, as_of)
@@ -286,8 +335,8 @@ def brevo_emails(context: AssetExecutionContext, lifecycle: LifecycleSettings,
                      f"{result.considered} messages, {result.rejected} rejected, {result.reconciled} "
                      f"reconciled, {result.resent} sent again after a lost answer, {result.withdrawn} "
                      f"withdrawn, {result.unconfirmed} unconfirmed")
-    for line in send_preview_lines(result, listed_in=listed_in) if dry_run else []:
-        context.log.info(f"brevo emails dry run: {line}")
+    for row in send_preview_rows(result) if dry_run else []:
+        context.log.info(f"brevo emails dry run: {' '.join(row)}")
     if result.rejected or result.unconfirmed:
         context.log.warning(f"brevo emails: {result.rejected} rejected ({dict(result.rejection_reasons)}), "
                             f"{result.unconfirmed} unconfirmed; they are retried next run")
@@ -297,10 +346,11 @@ def brevo_emails(context: AssetExecutionContext, lifecycle: LifecycleSettings,
     metadata["api_calls"] = dg.MetadataValue.json(result.api_calls)
     metadata["rejection_reasons"] = dg.MetadataValue.json(dict(result.rejection_reasons))
     metadata["rejections"] = dg.MetadataValue.json(
-        [{"key": key, "reason": reason} for key, reason in result.rejections[:REJECTION_ROWS]])
-    metadata["unconfirmed_keys"] = dg.MetadataValue.json(result.unconfirmed_keys[:REJECTION_ROWS])
+        [{"key": mask_emails(key), "reason": mask_emails(reason)} for key, reason in result.rejections[:REJECTION_ROWS]])
+    metadata["unconfirmed_keys"] = dg.MetadataValue.json([mask_emails(key) for key in result.unconfirmed_keys[:REJECTION_ROWS]])
     metadata["withdrawal_reasons"] = dg.MetadataValue.json(dict(result.withdrawal_reasons))
-    metadata["preview"] = dg.MetadataValue.text("\n".join(send_preview_lines(result, listed_in=listed_in)))
+    metadata["preview"] = preview_markdown(("step", "to", "template", "message key", "params"),
+                                           send_preview_rows(result), result.sent, result.run_id, listed_in)
     check = no_rejections(EMAILS_KEY, {"rejected": result.rejected, "unconfirmed": result.unconfirmed})
     return dg.MaterializeResult(metadata=metadata, check_results=[check])
 

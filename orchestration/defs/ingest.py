@@ -23,17 +23,30 @@ from orchestration.settings import Settings
 
 INGESTION_GROUP = "ingestion"
 WAREHOUSE_POOL = "warehouse"
+REJECTED_LINES = "rejected_lines"
+
+
+SOURCE_SYSTEMS = {"forms": "the landing zone (forms)", "calendly": "Calendly", "stripe": "Stripe",
+                  "crm": "HubSpot", "marketing": "Brevo"}
+"""Who each source reads, for the raw tables' descriptions."""
 
 
 class RawTableTranslator(DagsterDltTranslator):
-    """Key each dlt resource by its dataset and table, with no upstream dependencies."""
+    """Key each dlt resource by its dataset and table, with no upstream dependencies; its kinds (dlt and
+    DuckDB, which dagster-dlt sets, and the vendor it reads) and a description say where its rows come from."""
 
     def get_asset_spec(self, data: DltResourceTranslatorData) -> dg.AssetSpec:
         spec = super().get_asset_spec(data)
+        dataset, table = data.pipeline.dataset_name, data.resource.name
+        source = dataset.removeprefix("raw_")
         return spec.replace_attributes(
-            key=dg.AssetKey([data.pipeline.dataset_name, data.resource.name]),
+            key=dg.AssetKey([dataset, table]),
             deps=[],
             group_name=INGESTION_GROUP,
+            kinds={*spec.kinds, *SOURCE_VENDORS[source]},
+            description=(f"Landing-zone lines of {SOURCE_SYSTEMS[source]} that could not be read, kept in "
+                         f"`{dataset}.{table}` and flagged in marts.dq_flagged_records." if table == REJECTED_LINES
+                         else f"Raw `{table}` rows dlt loads from {SOURCE_SYSTEMS[source]} into `{dataset}.{table}`."),
         )
 
 

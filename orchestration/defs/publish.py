@@ -25,9 +25,10 @@ REPORT_KEY = dg.AssetKey(["published", "report"])
 
 @dg.asset(
     key=PUBLISHED_KEY,
-    deps=[*(dg.AssetKey(list(activation.key)) for activation in ACTIVATIONS), dg.AssetKey(list(EMAILS_KEY))],
+    deps=[*(activation.key for activation in ACTIVATIONS), EMAILS_KEY],
     group_name=PUBLISH_GROUP,
     pool=WAREHOUSE_POOL,
+    kinds={"duckdb"},
     description="A read-only copy of the marts (and the activations' run records) that analysts open while "
                 "the next run writes the warehouse; replaced atomically.",
 )
@@ -47,6 +48,7 @@ def published_analytics(context: AssetExecutionContext, lifecycle: LifecycleSett
     key=REPORT_KEY,
     deps=[PUBLISHED_KEY],
     group_name=PUBLISH_GROUP,
+    kinds={"html"},
     description="The lifecycle report: one self-contained HTML file rendered from the analysts' copy.",
 )
 def published_report(context: AssetExecutionContext, lifecycle: LifecycleSettings) -> dg.MaterializeResult:

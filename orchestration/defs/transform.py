@@ -32,6 +32,7 @@ from dagster_dbt import (
     DbtProject,
     dbt_assets,
 )
+from dagster_dbt.asset_utils import default_description_fn
 from filelock import FileLock
 
 from orchestration import builds
@@ -118,6 +119,11 @@ class LifecycleDbtTranslator(DagsterDbtTranslator):
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str:
         return TRANSFORM_GROUP
+
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        """The yml description alone: dagster-dbt appends the model's raw SQL, which buries it in the UI (the
+        SQL is in the code and in dbt's docs)."""
+        return default_description_fn(dbt_resource_props, display_raw_sql=False)
 
     def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: Any) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)

@@ -346,7 +346,7 @@ def test_the_emails_asset_reports_counts_and_warns_on_rejections(
     result = dg.materialize([brevo_emails], resources={"lifecycle": LifecycleSettings(), "dbt": RESOURCES["dbt"]},
                             tags={"lifecycle/as_of": "2026-09-01T10:00:00Z"})
 
-    [materialization] = result.asset_materializations_for_node("brevo__emails")
+    [materialization] = result.asset_materializations_for_node("brevo_email_sends")
     metadata = {name: value.value for name, value in materialization.metadata.items()}
     assert (metadata["sent"], metadata["rejected"], metadata["status"]) == (1, 1, "partial")
     assert metadata["per_step"] == {"demo_nurture/1": 1}
@@ -746,7 +746,7 @@ def test_the_operators_settle_time_outlasts_a_lagging_log(
     result = dg.materialize([brevo_emails], resources={"lifecycle": LifecycleSettings(), "dbt": RESOURCES["dbt"]},
                             tags={"lifecycle/as_of": "2026-09-01T10:00:00Z"})
 
-    [materialization] = result.asset_materializations_for_node("brevo__emails")
+    [materialization] = result.asset_materializations_for_node("brevo_email_sends")
     metadata = {name: value.value for name, value in materialization.metadata.items()}
     assert (metadata["reconciled"], metadata["resent"], metadata["sent"]) == (1, 0, 0)
     assert len(emails(admin)) == 1

@@ -289,12 +289,12 @@ def test_dry_run_after_a_change_reports_it_and_writes_nothing(
     code, out = run(capsys, "--select", "all", "--dry-run")
 
     assert code == 0, out
-    assert "dry run hubspot/contacts: would add 1" in out
-    assert "dry run brevo/contacts: would add 1" in out
-    assert f"add {NEW_LEAD}" in out
-    assert "dry run brevo/emails: would send 1 messages" in out
+    assert "dry run hubspot_contacts_sync: would add 1" in out
+    assert "dry run brevo_contacts_sync: would add 1" in out
+    assert "| add | fr***@example.org |" in out
+    assert "dry run brevo_email_sends: would send 1 messages" in out
     assert "  demo_nurture/1: 1" in out
-    assert f"demo_nurture/1 to {NEW_LEAD}" in out
+    assert "| demo_nurture/1 | fr***@example.org |" in out
     grown = {key for key, count in world.calls().items() if count > calls_before.get(key, 0)}
     assert not {key for key in grown if key.startswith(("hubspot", "brevo"))
                 and not any(part in key for part in READ_ONLY)}

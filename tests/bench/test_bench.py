@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.measure import is_write, rate_limit_floor, sandbox_limits, stage_of
+from bench.measure import is_write, rate_limit_floor, sandbox_limits
+from orchestration.run_output import stage_of
 
 SMALL_WORLD = 400
 
@@ -26,7 +27,7 @@ def test_searches_and_batch_reads_are_not_write_calls() -> None:
 
 
 def test_steps_map_to_their_stage() -> None:
-    steps = ("ingest_crm", "transform_dbt", "hubspot__contacts", "brevo__emails", "published__analytics")
+    steps = ("ingest_crm", "transform_dbt", "hubspot_contacts_sync", "brevo_email_sends", "published__analytics")
     assert [stage_of(step) for step in steps] == ["ingest", "transform", "activate", "activate", "publish"]
 
 
@@ -63,7 +64,7 @@ def test_a_small_bench_measures_full_change_and_no_change_runs(tmp_path: Path) -
         assert set(run["stages"]) == {"ingest", "transform", "activate", "publish"}
         assert run["peak_rss_mb"] > 0
         assert run["stages"]["activate"]["write_calls"] >= run["stages"]["activate"]["batch_minimum"]
-        assert {"ingest_crm", "transform_dbt", "hubspot__contacts"} <= set(run["steps"])
+        assert {"ingest_crm", "transform_dbt", "hubspot_contacts_sync"} <= set(run["steps"])
     full, change, no_change = runs["full"], runs["change"], runs["no_change"]
     assert full["stages"]["activate"]["rows_changed"] > SMALL_WORLD
     assert record["hour_of_change"]["contacts_changed"] == SMALL_WORLD // 100

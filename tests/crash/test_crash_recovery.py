@@ -59,11 +59,11 @@ STEP_TIMEOUT_SECONDS = 240
 """How long a killed run may take to reach its target step on a busy 2-core machine."""
 
 WRITES = {
-    "hubspot__contacts": "hubspot POST /crm/v3/objects/contacts/batch/upsert",
-    "hubspot__notes": "hubspot POST /crm/v3/objects/notes/batch/create",
-    "brevo__contacts": "brevo POST /v3/contacts/import",
-    "brevo__list_members": "brevo POST /v3/contacts/lists/{list_id}/contacts/add",
-    "brevo__emails": "brevo POST /v3/smtp/email",
+    "hubspot_contacts_sync": "hubspot POST /crm/v3/objects/contacts/batch/upsert",
+    "hubspot_notes_sync": "hubspot POST /crm/v3/objects/notes/batch/create",
+    "brevo_contacts_sync": "brevo POST /v3/contacts/import",
+    "brevo_list_members_sync": "brevo POST /v3/contacts/lists/{list_id}/contacts/add",
+    "brevo_email_sends": "brevo POST /v3/smtp/email",
 }
 """Each activation step and the write call it makes: a kill lands right as one of them reaches the vendor,
 the moment that decides between a lost answer and a duplicate."""

@@ -71,19 +71,19 @@ def alert_sensor(tmp_path, webhook_url: str | None) -> dg.SensorDefinition:
     return defs.resolve_sensor_def("run_alerts")
 
 
-@dg.asset(key=["hubspot", "contacts"])
+@dg.asset(key="hubspot_contacts_sync")
 def failing_sync() -> None:
     raise RuntimeError(f"HubSpot refused the batch (token {HUBSPOT_TOKEN})\nsecond line of the error")
 
 
-@dg.asset(key=["hubspot", "contacts"], check_specs=[dg.AssetCheckSpec("no_rejections", asset=["hubspot", "contacts"])])
+@dg.asset(key="hubspot_contacts_sync", check_specs=[dg.AssetCheckSpec("no_rejections", asset="hubspot_contacts_sync")])
 def partial_sync() -> dg.MaterializeResult:
-    return dg.MaterializeResult(check_results=[no_rejections(("hubspot", "contacts"), {"rejected": 3})])
+    return dg.MaterializeResult(check_results=[no_rejections(dg.AssetKey("hubspot_contacts_sync"), {"rejected": 3})])
 
 
-@dg.asset(key=["hubspot", "contacts"], check_specs=[dg.AssetCheckSpec("no_rejections", asset=["hubspot", "contacts"])])
+@dg.asset(key="hubspot_contacts_sync", check_specs=[dg.AssetCheckSpec("no_rejections", asset="hubspot_contacts_sync")])
 def clean_sync() -> dg.MaterializeResult:
-    return dg.MaterializeResult(check_results=[no_rejections(("hubspot", "contacts"), {"rejected": 0})])
+    return dg.MaterializeResult(check_results=[no_rejections(dg.AssetKey("hubspot_contacts_sync"), {"rejected": 0})])
 
 
 def run(instance: dg.DagsterInstance, asset: dg.AssetsDefinition) -> str:
@@ -114,15 +114,15 @@ def test_failed_and_partial_runs_are_posted_once_and_clean_runs_not(
     failed_alert, partial_alert = hook.received
     assert failed_alert["status"] == "failed" and failed_alert["run_id"] == failed
     assert failed_alert["job"] == "__ephemeral_asset_job__"
-    assert failed_alert["failures"] == ["step hubspot__contacts"]
+    assert failed_alert["failures"] == ["step hubspot_contacts_sync"]
     assert failed_alert["error"] == "RuntimeError: HubSpot refused the batch (token ***)"
     assert failed_alert["link"] == f"/runs/{failed}"
     assert failed_alert["text"].startswith(f"lifecycle: run {failed} of job __ephemeral_asset_job__ FAILED")
     assert "RuntimeError: HubSpot refused the batch" in failed_alert["text"]
 
     assert partial_alert["status"] == "partial" and partial_alert["run_id"] == partial
-    assert partial_alert["failures"] == ["check hubspot/contacts no_rejections (WARN)"]
-    assert partial_alert["error"] == "hubspot/contacts no_rejections: rejected 3"
+    assert partial_alert["failures"] == ["check hubspot_contacts_sync no_rejections (WARN)"]
+    assert partial_alert["error"] == "hubspot_contacts_sync no_rejections: rejected 3"
     assert "finished PARTIALLY" in partial_alert["text"]
     for alert in hook.received:
         assert HUBSPOT_TOKEN not in str(alert) and WEBHOOK_TOKEN not in str(alert)

@@ -236,6 +236,6 @@ def test_the_hourly_path_leaves_the_dbt_data_tests_to_the_daily_schedule(tmp_pat
     dbt_test = dg.AssetCheckKey(dg.AssetKey(["staging", "stg_forms__submissions"]),
                                 "unique_stg_forms__submissions_submission_id")
     assert dbt_test in graph.asset_check_keys and dbt_test not in checks
-    assert dg.AssetCheckKey(dg.AssetKey(["hubspot", "contacts"]), "no_rejections") in checks
+    assert dg.AssetCheckKey(dg.AssetKey("hubspot_contacts_sync"), "no_rejections") in checks
     assert repository.get_schedule_def("dbt_tests_daily").job_name == "transform"
     assert daily.asset_selection is None

@@ -30,7 +30,7 @@ def test_demo_runs_the_pipeline_day_by_day_and_summarizes(
     today = datetime.now(UTC).date()
     assert [day for day, _, _ in days] == [str(today - timedelta(days=DAYS - n)) for n in range(DAYS + 1)]
     assert all(status == "ok" for _, status, _ in days), out
-    emails_per_day = [int(m.group(1)) if (m := re.search(r"brevo/emails (\d+)", sent)) else 0
+    emails_per_day = [int(m.group(1)) if (m := re.search(r"brevo_email_sends (\d+)", sent)) else 0
                       for _, _, sent in days]
     assert emails_per_day[0] > 0, "the go-live sends the backlog"
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -46,8 +47,9 @@ from tests.servers import fresh_sandbox
 
 CONTACTS = int(os.environ.get("LIFECYCLE_TEST_DRY_RUN_CONTACTS", "40"))
 NEW_LEAD = "dry.run.lead@example.org"
+MASKED_LEAD = "dr***@example.org"
 HUBSPOT_CONTACTS = next(asset for asset in activate.build_definitions().assets
-                        if dg.AssetKey(["hubspot", "contacts"]) in asset.keys)
+                        if dg.AssetKey("hubspot_contacts_sync") in asset.keys)
 
 
 @dataclass
@@ -114,9 +116,13 @@ def test_a_dry_run_changes_nothing_yet_prints_what_it_would_do(world: World, tmp
     assert not any((world.home / "scratch").iterdir()), "the scratch copy is thrown away"
     out = completed.stdout
     assert "dry run raw_forms/submissions: would load 1 rows" in out
-    assert "dry run hubspot/contacts: would add 1," in out and "dry run brevo/contacts: would add 1," in out
-    assert f"add {NEW_LEAD} " in out
-    assert "dry run brevo/emails: would send " in out
+    assert "dry run hubspot_contacts_sync: would add 1," in out and "dry run brevo_contacts_sync: would add 1," in out
+    assert f"| add | {MASKED_LEAD} |" in out and NEW_LEAD not in out, "the preview masks the address"
+    assert "dry run brevo_email_sends: would send " in out
+    added, changed, removed = map(int, re.search(
+        r"dry run hubspot_contacts_sync: would add (\d+), change (\d+), remove (\d+) of", out).groups())
+    assert re.search(rf"^  hubspot_contacts_sync\s+{added + changed + removed:,} / 0$", out, re.MULTILINE), \
+        "the summary counts the rows the dry run would send"
     assert "rows per raw table" not in out, "the live warehouse's counts did not change: not printed"
     [listed] = (world.home / "logs").glob("dry-run-*-hubspot-contacts.csv")
     assert f"{NEW_LEAD},add," in listed.read_text()

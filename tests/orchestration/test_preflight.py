@@ -5,8 +5,10 @@ file it names."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from itertools import takewhile
 from pathlib import Path
 
 import dagster as dg
@@ -120,12 +122,13 @@ def test_a_failed_run_prints_one_line_per_failed_step_and_logs_the_tracebacks(
     assert completed.returncode == 1, completed.stdout + completed.stderr
     log_path = home / "logs" / "activate.log"
     lines = completed.stdout.splitlines()
-    assert lines[0].startswith("job 'activate' FAILED in ")
-    assert lines[0].endswith(f"step output and tracebacks in {log_path})")
+    [verdict] = [n for n, line in enumerate(lines) if line.startswith("job 'activate' FAILED in ")]
+    assert lines[verdict].endswith(f"step output and tracebacks in {log_path})")
+    assert any(re.search(r"activate hubspot_contacts_sync: FAILED in [\d.]+ s$", line) for line in lines[:verdict])
     missing = 'does not exist because schema "sync" does not exist.'
-    assert sorted(lines[1:]) == [
-        f'  brevo__contacts: CatalogException: Catalog Error: Table with name "sync.sync_marketing__contacts" {missing}',
-        f'  hubspot__contacts: CatalogException: Catalog Error: Table with name "sync.sync_crm__contacts" {missing}',
+    assert sorted(takewhile(lambda line: line.startswith("  "), lines[verdict + 1:])) == [
+        f'  brevo_contacts_sync: CatalogException: Catalog Error: Table with name "sync.sync_marketing__contacts" {missing}',
+        f'  hubspot_contacts_sync: CatalogException: Catalog Error: Table with name "sync.sync_crm__contacts" {missing}',
     ]
     assert "Traceback" not in completed.stderr and "Stack Trace" not in completed.stderr
     log = log_path.read_text()
@@ -148,7 +151,7 @@ def test_an_activation_launched_without_the_cli_fails_with_the_same_line(
     (home / "dagster").mkdir()
 
     completed = subprocess.run(
-        [DAGSTER, "asset", "materialize", "--select", "hubspot/contacts", "-m", "orchestration.definitions",
+        [DAGSTER, "asset", "materialize", "--select", "hubspot_contacts_sync", "-m", "orchestration.definitions",
          "-a", "defs"],
         env=lifecycle_env(sandbox_url, home, HUBSPOT_TOKEN=token), cwd=home, capture_output=True, text=True,
         timeout=600, check=False)

@@ -211,8 +211,8 @@ def test_webserver_shows_one_connected_graph_and_runs_the_lifecycle_job(
     assert about["raw_forms/submissions"][0] == "ingestion" and "dlt" in about["raw_forms/submissions"][1]
     assert about["marts/dim_contacts"][0] == "transform" and "dbt" in about["marts/dim_contacts"][1]
     assert about["sync/sync_crm__contacts"][0] == "transform"
-    assert about["hubspot/contacts"][0] == "activate"
-    upstream = ancestors(graph, "hubspot/contacts")
+    assert about["hubspot_contacts_sync"][0] == "activate"
+    upstream = ancestors(graph, "hubspot_contacts_sync")
     assert {"sync/sync_crm__contacts", "marts/dim_contacts", "raw_forms/submissions"} <= upstream, upstream
     assert any(key.startswith("staging/") for key in upstream), upstream
 
