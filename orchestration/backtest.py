@@ -29,7 +29,7 @@ import duckdb
 from activations.state import sql_literal, utc_naive
 from orchestration.report import BACKTEST_PAGE, render_backtest
 from orchestration.resources import DBT_EXECUTABLE, DBT_PROJECT_DIR, scratch_copy
-from orchestration.settings import Settings
+from settings import Settings
 
 SEQUENCES_SEED = Path("seeds") / "sequences.csv"
 BACKTEST_TAG = "backtest"

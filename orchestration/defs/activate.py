@@ -61,7 +61,7 @@ from orchestration.defs.ingest import WAREHOUSE_POOL
 from orchestration.defs.transform import AS_OF_TAG, DBT_PROJECT, build_record_dir, rebuild_after_sends
 from orchestration.preflight import check_activation_clock
 from orchestration.resources import DRY_RUN_TAG, REPLAY_TAG, LifecycleSettings, refusal_as_failure, tag_is_set
-from orchestration.settings import Settings, secret_values
+from settings import Settings, secret_values
 
 Adapter = HubSpotContacts | HubSpotNotes | BrevoContacts | BrevoListMembers
 

@@ -37,7 +37,7 @@ from filelock import FileLock
 from orchestration import builds
 from orchestration.defs.ingest import WAREHOUSE_POOL
 from orchestration.resources import DBT_EXECUTABLE, DBT_PROJECT_DIR, LifecycleSettings
-from orchestration.settings import Settings
+from settings import Settings
 
 TRANSFORM_GROUP = "transform"
 AS_OF_TAG = "lifecycle/as_of"

@@ -27,7 +27,7 @@ from activations.sends import send_due
 from activations.state import ensure_tables
 from orchestration.defs.activate import brevo_emails
 from orchestration.resources import RESOURCES, LifecycleSettings
-from orchestration.settings import sandbox_environment
+from settings import sandbox_environment
 
 KEY = "xkeysib-sandbox"
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05, timeout=5.0)
