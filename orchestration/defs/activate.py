@@ -26,7 +26,6 @@ preflight.py), and a real run refuses to push state older than the latest real a
 """
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at definition time.
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -52,9 +51,10 @@ from activations.destinations import (
     attempt_log,
     maybe_applied_keys,
 )
-from activations.engine import SyncObject, SyncResult, sync
+from activations.engine import SyncObject, sync
 from activations.hubspot import HubSpotClient
-from activations.sends import SETTLE_SECONDS, SendResult, send_due
+from activations.runs import RunResult
+from activations.sends import SETTLE_SECONDS, send_due
 from activations.state import SCHEMA
 from orchestration import builds
 from orchestration.defs.ingest import WAREHOUSE_POOL
@@ -113,21 +113,11 @@ def is_dry_run(tags: Mapping[str, str]) -> bool:
     return tag_is_set(tags, DRY_RUN_TAG)
 
 
-def preview_lines(result: SyncResult, limit: int = PREVIEW_ROWS, listed_in: Path | None = None) -> list[str]:
-    """One line per row sent (or that a dry run would send): action, key and the fields written."""
-    lines = [f"{change.action} {change.key} {json.dumps(dict(change.fields), sort_keys=True, default=str)}"
-             for change in result.preview[:limit]]
-    if result.changed > len(lines):
-        lines.append(_more(result.changed - len(lines), result.run_id, listed_in))
-    return lines
-
-
-def send_preview_lines(result: SendResult, limit: int = PREVIEW_ROWS, listed_in: Path | None = None) -> list[str]:
-    """One line per email sent (or that a dry run would send): sequence/step, recipient, template, params."""
-    lines = [f"{m.step_label} to {m.email} template {m.template_id} key {m.key} "
-             f"{json.dumps(dict(m.params), sort_keys=True, default=str)}" for m in result.preview[:limit]]
-    if result.sent > len(lines):
-        lines.append(_more(result.sent - len(lines), result.run_id, listed_in))
+def preview_lines(result: RunResult[Any], limit: int = PREVIEW_ROWS, listed_in: Path | None = None) -> list[str]:
+    """One line per row or email sent (or that a dry run would send), and how many more there are."""
+    lines = [item.line() for item in result.preview[:limit]]
+    if result.listed > len(lines):
+        lines.append(_more(result.listed - len(lines), result.run_id, listed_in))
     return lines
 
 
@@ -182,13 +172,16 @@ def parse_as_of(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.strip())
 
 
-def materialization_metadata(result: SyncResult, listed_in: Path | None = None) -> dict[str, Any]:
-    """The engine's numbers, plus a sample of the rejections and the preview, as Dagster metadata."""
-    metadata: dict[str, Any] = dict(result.metadata())
-    metadata["api_calls"] = dg.MetadataValue.json(result.api_calls)
-    metadata["rejection_reasons"] = dg.MetadataValue.json(dict(result.rejection_reasons))
-    metadata["rejections"] = dg.MetadataValue.json(
-        [{"key": outcome.key, "reason": outcome.reason} for outcome in result.rejections[:REJECTION_ROWS]])
+def materialization_metadata(result: RunResult[Any], listed_in: Path | None = None) -> dict[str, Any]:
+    """A run's numbers as Dagster metadata, a sync's or the emails' alike: mappings and the first
+    ``REJECTION_ROWS`` of each sample (rejections, unconfirmed keys) as JSON, and the preview as text."""
+    metadata: dict[str, Any] = {}
+    for name, value in result.metadata().items():
+        if isinstance(value, list):
+            value = dg.MetadataValue.json(value[:REJECTION_ROWS])
+        elif isinstance(value, dict):
+            value = dg.MetadataValue.json(value)
+        metadata[name] = value
     metadata["preview"] = dg.MetadataValue.text("\n".join(preview_lines(result, listed_in=listed_in)))
     return metadata
 
@@ -229,7 +222,7 @@ def _activation_asset(activation: Activation) -> dg.AssetsDefinition:
         if result.rejected:
             context.log.warning(f"{destination} {object_}: {result.rejected} rows rejected "
                                 f"({dict(result.rejection_reasons)}); they are retried next run")
-        check = no_rejections(activation.key, {"rejected": result.rejected})
+        check = no_rejections(activation.key, result.left_over())
         return dg.MaterializeResult(metadata=materialization_metadata(result, listed_in), check_results=[check])
 
     return activate
@@ -286,22 +279,13 @@ def brevo_emails(context: AssetExecutionContext, lifecycle: LifecycleSettings,
                      f"{result.considered} messages, {result.rejected} rejected, {result.reconciled} "
                      f"reconciled, {result.resent} sent again after a lost answer, {result.withdrawn} "
                      f"withdrawn, {result.unconfirmed} unconfirmed")
-    for line in send_preview_lines(result, listed_in=listed_in) if dry_run else []:
+    for line in preview_lines(result, listed_in=listed_in) if dry_run else []:
         context.log.info(f"brevo emails dry run: {line}")
     if result.rejected or result.unconfirmed:
         context.log.warning(f"brevo emails: {result.rejected} rejected ({dict(result.rejection_reasons)}), "
                             f"{result.unconfirmed} unconfirmed; they are retried next run")
-    metadata: dict[str, Any] = dict(result.metadata())
-    metadata["settled"] = settled
-    metadata["per_step"] = dg.MetadataValue.json(dict(sorted(result.per_step.items())))
-    metadata["api_calls"] = dg.MetadataValue.json(result.api_calls)
-    metadata["rejection_reasons"] = dg.MetadataValue.json(dict(result.rejection_reasons))
-    metadata["rejections"] = dg.MetadataValue.json(
-        [{"key": key, "reason": reason} for key, reason in result.rejections[:REJECTION_ROWS]])
-    metadata["unconfirmed_keys"] = dg.MetadataValue.json(result.unconfirmed_keys[:REJECTION_ROWS])
-    metadata["withdrawal_reasons"] = dg.MetadataValue.json(dict(result.withdrawal_reasons))
-    metadata["preview"] = dg.MetadataValue.text("\n".join(send_preview_lines(result, listed_in=listed_in)))
-    check = no_rejections(EMAILS_KEY, {"rejected": result.rejected, "unconfirmed": result.unconfirmed})
+    metadata = {**materialization_metadata(result, listed_in), "settled": settled}
+    check = no_rejections(EMAILS_KEY, result.left_over())
     return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
 

@@ -110,7 +110,7 @@ ledger as (
                 partition by message_key
                 order by case when status = 'sent' then 0 else 1 end, sent_at
             ) as copy_number
-        from {{ source('activations', 'send_ledger') }}
+        from {{ source_or_empty('activations', 'send_ledger') }}
         where status in ('sent', 'sending')
     ) as copies
     where copy_number = 1

@@ -11,7 +11,7 @@ with sent as (
 -- every provider message id a sent key went out under (an email sent again after a lost answer has two)
 provider_ids as (
     select distinct message_key, provider_message_id
-    from {{ source('activations', 'send_ledger') }}
+    from {{ source_or_empty('activations', 'send_ledger') }}
     where status = 'sent' and provider_message_id is not null
 ),
 
