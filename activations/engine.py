@@ -1,4 +1,4 @@
-"""The diff-based sync engine (SPEC §4.1-§4.5): desired state in, only adds and changed fields out.
+"""The diff-based sync engine: desired state in, only adds and changed fields out.
 
 A sync model (a dbt table such as `sync.sync_crm__contacts`) holds one row per destination object, keyed by
 one or more columns; the other columns are the payload, and null means "do not write this field". The engine
@@ -15,30 +15,29 @@ calls no destination and writes no state: it records the run in `sync_runs` (dry
 would send in `sync_log` with outcome `would_send` and the fields, and returns a preview of them.
 
 Destination-neutral: the HubSpot and Brevo clients are wrapped by small adapters that implement
-`Destination`. Nothing here knows Dagster; `SyncResult.metadata()` gives it the numbers to show.
+`Destination`. Nothing here knows Dagster; `SyncResult.metadata()` gives it the numbers to show, in the shape
+every activation run shares (activations/runs.py).
 """
 
 from __future__ import annotations
 
 import json
-import uuid
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 import duckdb
 
+from activations.runs import RunResult, recorded_run
 from activations.state import (
     SCHEMA,
     Accepted,
     LogRow,
     StateStore,
-    ensure_tables,
-    finish_run,
+    migrate,
     sql_literal,
-    start_run,
+    utc_now,
 )
 
 Action = Literal["add", "change", "remove"]
@@ -48,9 +47,6 @@ READ_ROWS = 10_000
 
 REFRESH_ROWS = 10_000
 """State refreshes (no write needed) buffered before they are committed on their own."""
-
-REJECTION_SAMPLE = 100
-"""Rejected rows kept in the result with their reasons (all of them are in sync_log)."""
 
 
 @dataclass(frozen=True)
@@ -119,30 +115,14 @@ class SyncObject:
 
 
 @dataclass
-class SyncResult:
-    """What a run did: the numbers for Dagster's metadata and the operator (also in activations.sync_runs)."""
+class SyncResult(RunResult[Change]):
+    """What a sync did: the shared numbers (activations/runs.py), with the writes by kind and how many of the
+    rows sent the destination accepted."""
 
-    run_id: str
-    destination: str
-    object: str
-    dry_run: bool
-    started_at: datetime
-    finished_at: datetime | None = None
-    status: str = "running"
-    considered: int = 0
     added: int = 0
     updated: int = 0
     removed: int = 0
-    sent: int = 0
     accepted: int = 0
-    rejected: int = 0
-    batches: int = 0
-    """Batches the changes filled: the fewest write calls the destination's batch limit allows for them."""
-    rejection_reasons: Counter[str] = field(default_factory=Counter)
-    rejections: list[Outcome] = field(default_factory=list)
-    api_calls: dict[str, int] = field(default_factory=dict)
-    preview: list[Change] = field(default_factory=list)
-    """Up to `preview_limit` of the changes sent (or, in a dry run, that would be sent); sync_log has all."""
 
     @property
     def changed(self) -> int:
@@ -150,33 +130,12 @@ class SyncResult:
         return self.added + self.updated + self.removed
 
     @property
-    def duration_seconds(self) -> float:
-        end = self.finished_at or _now()
-        return (end - self.started_at).total_seconds()
+    def listed(self) -> int:
+        return self.changed
 
-    def metadata(self) -> dict[str, Any]:
-        """Plain JSON-ready values for a Dagster materialization."""
-        return {
-            "sync_run_id": self.run_id,
-            "destination": self.destination,
-            "object": self.object,
-            "dry_run": self.dry_run,
-            "status": self.status,
-            "started_at": _iso(self.started_at),
-            "considered": self.considered,
-            "changed": self.changed,
-            "added": self.added,
-            "updated": self.updated,
-            "removed": self.removed,
-            "sent": self.sent,
-            "accepted": self.accepted,
-            "rejected": self.rejected,
-            "batches": self.batches,
-            "rejection_reasons": dict(self.rejection_reasons),
-            "api_calls": dict(self.api_calls),
-            "write_calls": sum(self.api_calls.values()),
-            "duration_seconds": round(self.duration_seconds, 3),
-        }
+    def counts(self) -> dict[str, Any]:
+        return {"changed": self.changed, "added": self.added, "updated": self.updated, "removed": self.removed,
+                "accepted": self.accepted, "write_calls": sum(self.api_calls.values())}
 
 
 @dataclass
@@ -195,25 +154,10 @@ def sync(con: duckdb.DuckDBPyConnection, source: SyncObject, destination: Destin
     """
     if destination.batch_size < 1:
         raise ValueError("a destination's batch_size must be at least 1")
-    ensure_tables(con)
-    result = SyncResult(run_id=uuid.uuid4().hex, destination=destination.name, object=destination.object,
-                        dry_run=dry_run, started_at=_now())
-    start_run(con, result.run_id, result.destination, result.object, result.started_at, dry_run, as_of)
-    calls_before = dict(destination.api_calls())
-    error: str | None = None
-    try:
+    migrate(con)
+    result = SyncResult(destination=destination.name, object=destination.object, dry_run=dry_run)
+    with recorded_run(con, result, destination.api_calls, as_of):
         _Run(con, source, destination, result, preview_limit).execute()
-    except BaseException as exc:
-        error = f"{type(exc).__name__}: {exc}"[:1000]
-        raise
-    finally:
-        result.api_calls = _calls_since(calls_before, destination.api_calls())
-        result.finished_at = _now()
-        result.status = "failed" if error else ("partial" if result.rejected else "ok")
-        finish_run(con, result.run_id, result.finished_at,
-                   {"considered": result.considered, "changed": result.changed, "sent": result.sent,
-                    "rejected": result.rejected},
-                   result.api_calls, result.status, error)
     return result
 
 
@@ -363,7 +307,7 @@ class _Run:
             self.result.preview.append(change)
 
     def _flush(self, batch: list[_Pending]) -> None:
-        at = _now()
+        at = utc_now()
         self.result.batches += 1
         if self.result.dry_run:
             log = [LogRow(p.change.key, p.change.action, "would_send", None, p.change.fields) for p in batch]
@@ -388,10 +332,7 @@ class _Run:
                 log.append(LogRow(change.key, change.action, "accepted", None, change.fields))
             else:
                 reason = outcome.reason or "rejected without a reason"
-                self.result.rejected += 1
-                self.result.rejection_reasons[reason] += 1
-                if len(self.result.rejections) < REJECTION_SAMPLE:
-                    self.result.rejections.append(Outcome(change.key, False, reason))
+                self.result.reject(change.key, reason)
                 log.append(LogRow(change.key, change.action, "rejected", reason, change.fields))
         self.store.commit(at, self.result.run_id, accepted + self.refreshes, removed, log)
         self.refreshes = []
@@ -403,13 +344,8 @@ class _Run:
 
     def _commit_refreshes(self) -> None:
         if self.refreshes:
-            self.store.commit(_now(), self.result.run_id, self.refreshes, [], [])
+            self.store.commit(utc_now(), self.result.run_id, self.refreshes, [], [])
             self.refreshes = []
-
-
-def _calls_since(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:
-    return {endpoint: count - before.get(endpoint, 0) for endpoint, count in sorted(after.items())
-            if count > before.get(endpoint, 0)}
 
 
 def _same(held: Any, desired: Any) -> bool:
@@ -423,12 +359,3 @@ def _relation(model: str) -> str:
 
 def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds") + "Z"
-
-
-def _now() -> datetime:
-    """UTC, naive: DuckDB's timestamp columns hold UTC without a zone."""
-    return datetime.now(UTC).replace(tzinfo=None)

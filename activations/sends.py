@@ -69,22 +69,22 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 import duckdb
 
 from activations.brevo import MESSAGE_VERSIONS_MAX
 from activations.http import ApiError, MaybeApplied, TransportStats
+from activations.runs import REJECTION_SAMPLE, RunResult, recorded_run
 from activations.state import (
     SCHEMA,
     LogRow,
-    ensure_tables,
-    finish_run,
     insert_log,
-    start_run,
+    migrate,
     transaction,
     utc_naive,
+    utc_now,
 )
 
 DESTINATION = "brevo"
@@ -103,7 +103,6 @@ SETTLE_SECONDS = 60.0
 LOOKUP_BUDGET = 250
 """Event-log tag look-ups per run: under the hourly quota of Brevo's "other /smtp/*" endpoints (300)."""
 PREVIEW_ROWS = 1000
-REJECTION_SAMPLE = 100
 ACCOUNT_ERRORS = (401, 402, 403)
 """Bad key, no credits, no permission: nothing can be sent, so the run stops instead of rejecting each message."""
 NOT_A_MESSAGE = f"no longer a message of any sequence in {MESSAGES}"
@@ -168,8 +167,9 @@ class Message:
 
 
 @dataclass
-class SendResult:
-    """What a run did (also in activations.sync_runs and sync_log).
+class SendResult(RunResult[Message]):
+    """What a run of the emails did: the shared numbers (activations/runs.py), and how the uncertain ones
+    were settled.
 
     considered: messages due that had no ledger row, plus `sending` keys taken up from earlier runs.
     sent: emails Brevo accepted in this run (a dry run: would send). reconciled: lost answers found in
@@ -179,55 +179,25 @@ class SendResult:
     those it would look up).
     """
 
-    run_id: str
-    dry_run: bool
-    started_at: datetime
-    finished_at: datetime | None = None
-    status: str = "running"
-    considered: int = 0
-    sent: int = 0
-    rejected: int = 0
+    destination: str = DESTINATION
+    object: str = OBJECT
     reconciled: int = 0
     resent: int = 0
     withdrawn: int = 0
     unconfirmed: int = 0
-    batches: int = 0
-    """Batches the due messages filled: the fewest send calls Brevo's limits allow for them."""
     per_step: Counter[str] = field(default_factory=Counter)
     """Emails sent (a dry run: that would be sent) per "sequence/step"."""
-    rejection_reasons: Counter[str] = field(default_factory=Counter)
-    rejections: list[tuple[str, str]] = field(default_factory=list)
     withdrawal_reasons: Counter[str] = field(default_factory=Counter)
     unconfirmed_keys: list[str] = field(default_factory=list)
-    api_calls: dict[str, int] = field(default_factory=dict)
-    preview: list[Message] = field(default_factory=list)
 
-    @property
-    def duration_seconds(self) -> float:
-        return ((self.finished_at or _now()) - self.started_at).total_seconds()
+    def left_over(self) -> dict[str, int]:
+        return {"rejected": self.rejected, "unconfirmed": self.unconfirmed}
 
-    def metadata(self) -> dict[str, Any]:
-        """Plain JSON-ready values for a Dagster materialization."""
-        return {
-            "sync_run_id": self.run_id,
-            "destination": DESTINATION,
-            "object": OBJECT,
-            "dry_run": self.dry_run,
-            "status": self.status,
-            "considered": self.considered,
-            "sent": self.sent,
-            "rejected": self.rejected,
-            "reconciled": self.reconciled,
-            "resent": self.resent,
-            "withdrawn": self.withdrawn,
-            "unconfirmed": self.unconfirmed,
-            "batches": self.batches,
-            "per_step": dict(sorted(self.per_step.items())),
-            "rejection_reasons": dict(self.rejection_reasons),
-            "withdrawal_reasons": dict(self.withdrawal_reasons),
-            "api_calls": dict(self.api_calls),
-            "duration_seconds": round(self.duration_seconds, 3),
-        }
+    def counts(self) -> dict[str, Any]:
+        return {"reconciled": self.reconciled, "resent": self.resent, "withdrawn": self.withdrawn,
+                "unconfirmed": self.unconfirmed, "per_step": dict(sorted(self.per_step.items())),
+                "withdrawal_reasons": dict(self.withdrawal_reasons),
+                "unconfirmed_keys": list(self.unconfirmed_keys)}
 
 
 def send_due(con: duckdb.DuckDBPyConnection, client: Mailer, *, as_of: datetime | None = None,
@@ -238,29 +208,11 @@ def send_due(con: duckdb.DuckDBPyConnection, client: Mailer, *, as_of: datetime 
     rejected or is still unconfirmed, failed when an exception stopped it, re-raised)."""
     if rounds < 1:
         raise ValueError("rounds must be at least 1")
-    ensure_tables(con)
-    result = SendResult(run_id=uuid.uuid4().hex, dry_run=dry_run, started_at=_now())
-    start_run(con, result.run_id, DESTINATION, OBJECT, result.started_at, dry_run, as_of)
-    calls_before = dict(client.stats.calls)
-    error: str | None = None
-    try:
-        run = _Run(con, client, result, _clock_value(as_of), preview_limit, rounds, settle_seconds,
-                   lookup_budget, sleep)
-        run.execute()
-    except BaseException as exc:
-        error = f"{type(exc).__name__}: {exc}"[:1000]
-        raise
-    finally:
-        result.api_calls = {endpoint: count - calls_before.get(endpoint, 0)
-                            for endpoint, count in sorted(client.stats.calls.items())
-                            if count > calls_before.get(endpoint, 0)}
-        result.finished_at = _now()
-        result.status = "failed" if error else (
-            "partial" if result.rejected or result.unconfirmed else "ok")
-        finish_run(con, result.run_id, result.finished_at,
-                   {"considered": result.considered, "changed": result.considered, "sent": result.sent,
-                    "rejected": result.rejected},
-                   result.api_calls, result.status, error)
+    migrate(con)
+    result = SendResult(dry_run=dry_run)
+    with recorded_run(con, result, lambda: client.stats.calls, as_of):
+        _Run(con, client, result, _clock_value(as_of), preview_limit, rounds, settle_seconds, lookup_budget,
+             sleep).execute()
     return result
 
 
@@ -402,7 +354,7 @@ class _Run:
         lost: list[Message] = []
         while parts:
             tag = f"{TAG_PREFIX}{uuid.uuid4().hex}"
-            attempted_at = _now()
+            attempted_at = utc_now()
             part = [replace(message, send_tag=tag, tags=(*message.tags, tag), attempted_at=attempted_at)
                     for message in parts.pop(0)]
             template_id = part[0].template_id
@@ -471,7 +423,7 @@ class _Run:
         for message, _ in sent:
             self._count_sent(message)
         for message, reason in rejected:
-            self._count_rejected(message, reason)
+            self.result.reject(message.key, reason)
 
     def _mark_sent(self, rows: Sequence[tuple[Message, str]]) -> None:
         self.con.execute(
@@ -486,12 +438,6 @@ class _Run:
         self.result.per_step[message.step_label] += 1
         if len(self.result.preview) < self.preview_limit:
             self.result.preview.append(message)
-
-    def _count_rejected(self, message: Message, reason: str) -> None:
-        self.result.rejected += 1
-        self.result.rejection_reasons[reason] += 1
-        if len(self.result.rejections) < REJECTION_SAMPLE:
-            self.result.rejections.append((message.key, reason))
 
     # ----- reconciliation ----------------------------------------------------------------------------
 
@@ -529,7 +475,7 @@ class _Run:
         latest = max((m.attempted_at or self.result.started_at for m in messages), default=None)
         if latest is None:
             return
-        wait = self.settle_seconds - (_now() - latest).total_seconds()
+        wait = self.settle_seconds - (utc_now() - latest).total_seconds()
         if wait > 0:
             self.sleep(wait)
 
@@ -604,7 +550,7 @@ class _Run:
     # ----- ledger and log ----------------------------------------------------------------------------
 
     def _log(self, rows: Sequence[LogRow]) -> None:
-        insert_log(self.con, self.result.run_id, DESTINATION, OBJECT, rows, _now())
+        insert_log(self.con, self.result.run_id, DESTINATION, OBJECT, rows, utc_now())
 
     def _unconfirmed(self, messages: Sequence[Message], reasons: Mapping[str, str]) -> None:
         if not messages:
@@ -649,8 +595,4 @@ _NAME_SQL = "nullif(trim(concat_ws(' ', contacts.first_name, contacts.last_name)
 
 def _clock_value(as_of: datetime | None) -> datetime:
     """The run's clock as DuckDB stores it: UTC without a zone (a naive `as_of` is taken as UTC)."""
-    return _now() if as_of is None else utc_naive(as_of)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+    return utc_now() if as_of is None else utc_naive(as_of)

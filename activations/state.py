@@ -1,15 +1,19 @@
-"""The engine's warehouse tables (SPEC §4.2, §4.5): what each destination accepted, and what every run did.
+"""The engine's warehouse tables: what each destination accepted, and what every run did.
 
 `activations.sync_state` is the diff baseline: per destination, object and key, the payload the destination
 last accepted (JSON text, the fields it holds as far as we know) and the hash of the desired row that produced
 it. `activations.send_ledger` holds every lifecycle email handed to the provider, one row per message key
 (status `sending` while its fate is unknown, then `sent`, or `withdrawn` with its reason when the provider
 never got it and the rules no longer allow it; activations/sends.py), and `send_attempts` every tag it was
-handed over under, with the wall-clock time of the attempt. dbt's on-run-start hooks create send_ledger,
-sync_state, sync_runs and sync_log (dbt_project/macros/activation_tables.sql), whichever runs first, so the
-column lists here must match the macro's. `sync_runs` and `sync_log` are for analysts and the operator: one row per run,
-one row per key sent (or that a dry run would send). `sync_runs.as_of` is the moment a run computed for (its
-`--as-of`, else when it started): a real run older than the latest one would push older state to a destination.
+handed over under, with the wall-clock time of the attempt. `sync_runs` and `sync_log` are for analysts and
+the operator: one row per run, one row per key sent (or that a dry run would send). `sync_runs.as_of` is the
+moment a run computed for (its `--as-of`, else when it started): a real run older than the latest one would
+push older state to a destination.
+
+`TABLES` is the one definition of these tables. dbt reads them as sources (and stands in an empty relation
+with the columns its yml declares while they do not exist yet; tests/activations/test_tables.py keeps that
+yml equal to `TABLES`). A warehouse gets them, and an older warehouse the columns it lacks, from `migrate`:
+ordered, idempotent steps, each recorded in `activations.schema_version` once applied.
 """
 
 from __future__ import annotations
@@ -80,14 +84,65 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
-def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the schema and tables if missing, and add columns a table created by an older version lacks."""
+VERSION_TABLE = "schema_version"
+"""One row per migration applied to this warehouse: its version, what it did and when."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the tables' history. `statements` are idempotent (``if not exists``), so a step that runs
+    on a warehouse that already has its change, or runs twice, changes nothing."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+def _create_table(table: str) -> str:
+    column_list = ", ".join(f'"{name}" {kind}' for name, kind in TABLES[table])
+    return f'create table if not exists "{SCHEMA}"."{table}" ({column_list})'
+
+
+def _add_column(table: str, column: str) -> str:
+    kind = dict(TABLES[table])[column]
+    return f'alter table "{SCHEMA}"."{table}" add column if not exists "{column}" {kind}'
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "the activation tables (a fresh warehouse gets them with every column)",
+              tuple(_create_table(table) for table in TABLES)),
+    Migration(2, "send_ledger.send_tag: the tag of the batch call that last carried the email",
+              (_add_column("send_ledger", "send_tag"),)),
+    Migration(3, "sync_state.payload: the accepted payload, to send only the fields that differ",
+              (_add_column("sync_state", "payload"),)),
+    Migration(4, "send_ledger.reason: why an email was withdrawn",
+              (_add_column("send_ledger", "reason"),)),
+    Migration(5, "sync_runs.as_of: the moment a run computed for",
+              (_add_column("sync_runs", "as_of"),)),
+)
+"""Append a step for every change to `TABLES`: a new table is created by its own step, a new column added
+by one (a fresh warehouse already has it from step 1, so the step changes nothing there)."""
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Apply the migrations this warehouse has not had yet, each in a transaction with its record; returns
+    their versions. Called before the tables are read or written (each run of the activations, and before
+    dbt builds), so a warehouse of any earlier version is brought up to date."""
     con.execute(f'create schema if not exists "{SCHEMA}"')
-    for table, columns in TABLES.items():
-        column_list = ", ".join(f'"{name}" {kind}' for name, kind in columns)
-        con.execute(f'create table if not exists "{SCHEMA}"."{table}" ({column_list})')
-        for name, kind in columns:
-            con.execute(f'alter table "{SCHEMA}"."{table}" add column if not exists "{name}" {kind}')
+    con.execute(f'create table if not exists "{SCHEMA}"."{VERSION_TABLE}" '
+                "(version integer, description varchar, applied_at timestamp)")
+    current = con.execute(f'select coalesce(max(version), 0) from "{SCHEMA}"."{VERSION_TABLE}"').fetchone()[0]
+    applied: list[int] = []
+    for migration in MIGRATIONS:
+        if migration.version <= current:
+            continue
+        with transaction(con):
+            for statement in migration.statements:
+                con.execute(statement)
+            con.execute(f'insert into "{SCHEMA}"."{VERSION_TABLE}" values (?, ?, ?)',
+                        [migration.version, migration.description, utc_now()])
+        applied.append(migration.version)
+    return applied
 
 
 @contextmanager
@@ -190,30 +245,6 @@ def insert_log(con: duckdb.DuckDBPyConnection, run_id: str | None, destination: 
     )
 
 
-def start_run(con: duckdb.DuckDBPyConnection, run_id: str, destination: str, object_name: str,
-              started_at: datetime, dry_run: bool, as_of: datetime | None = None) -> None:
-    """Insert the run as `running`: a run killed before `finish_run` stays visible as such. `as_of` defaults
-    to `started_at`."""
-    con.execute(
-        f"""insert into "{SCHEMA}".sync_runs (run_id, destination, object, started_at, dry_run, considered,
-            changed, sent, rejected, api_calls, status, as_of)
-        values (?, ?, ?, ?, ?, 0, 0, 0, 0, '{{}}', 'running', ?)""",
-        [run_id, destination, object_name, started_at, dry_run, utc_naive(as_of or started_at)],
-    )
-
-
-def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, finished_at: datetime, counts: Mapping[str, int],
-               api_calls: Mapping[str, int], status: str, error: str | None) -> None:
-    con.execute(
-        f"""update "{SCHEMA}".sync_runs
-        set finished_at = ?, considered = ?, changed = ?, sent = ?, rejected = ?, api_calls = ?, status = ?,
-            error = ?
-        where run_id = ?""",
-        [finished_at, counts["considered"], counts["changed"], counts["sent"], counts["rejected"],
-         dumps(api_calls), status, error, run_id],
-    )
-
-
 def written_payloads_sql(destination: str, object_name: str) -> str:
     """A query of what the syncs last wrote to each key of a destination object keyed by email:
     ``(email, payload, written_at)``, the payload as the destination accepted it. Ingestion reads it to
@@ -229,6 +260,11 @@ def sql_literal(text: str) -> str:
 def utc_naive(moment: datetime) -> datetime:
     """UTC without a zone, as every timestamp here is stored; a moment without a zone is taken as UTC."""
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def utc_now() -> datetime:
+    """Now in UTC, without a zone: DuckDB's timestamp columns hold UTC without a zone."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def dumps(value: Any) -> str:

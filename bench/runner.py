@@ -27,7 +27,7 @@ import httpx
 import psutil
 
 from bench.measure import MB, PROGRESS_SECONDS, measure_run
-from orchestration.settings import Settings, sandbox_environment
+from settings import Settings, sandbox_environment
 
 RESULTS_DIR = Path("bench/results")
 BENCH_MARKER = ".lifecycle-bench"

@@ -20,7 +20,7 @@ import dagster as dg
 import httpx
 from dagster._utils.error import SerializableErrorInfo
 
-from orchestration.settings import Secret, Settings
+from settings import Secret, Settings
 
 FAILED = "failed"
 PARTIAL = "partial"

@@ -26,10 +26,10 @@ from typing import NamedTuple
 
 import duckdb
 
-from activations.state import sql_literal, utc_naive
+from activations.state import migrate, sql_literal, utc_naive
 from orchestration.report import BACKTEST_PAGE, render_backtest
 from orchestration.resources import DBT_EXECUTABLE, DBT_PROJECT_DIR, scratch_copy
-from orchestration.settings import Settings
+from settings import Settings
 
 SEQUENCES_SEED = Path("seeds") / "sequences.csv"
 BACKTEST_TAG = "backtest"
@@ -87,6 +87,8 @@ class _Replay:
         self.warehouse = self.scratch / settings.warehouse_path.name
         self.env = {**os.environ, "LIFECYCLE_HOME": str(self.scratch), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
                     "LIFECYCLE_DUCKDB_MEMORY_LIMIT": settings.duckdb_config["memory_limit"]}
+        with self.connect() as con:
+            migrate(con)  # the replay writes the copy's send ledger, which an older warehouse lays out otherwise
 
     def dbt(self, *args: str, as_of: datetime) -> None:
         command = [DBT_EXECUTABLE, *args, "--project-dir", str(self.project), "--profiles-dir", str(self.project),

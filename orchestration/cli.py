@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestration.settings import Settings, sandbox_environment
+from settings import Settings, sandbox_environment
 
 if TYPE_CHECKING:
     import dagster as dg

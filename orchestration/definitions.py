@@ -6,7 +6,7 @@ import dagster as dg
 
 from orchestration.defs import activate, automation, ingest, publish, transform
 from orchestration.resources import RESOURCES
-from orchestration.settings import Settings
+from settings import Settings
 
 _settings = Settings.from_env()
 

@@ -32,7 +32,7 @@ from ingestion.sources.http import (
     hubspot_client,
     stripe_client,
 )
-from orchestration.settings import Secret, Settings
+from settings import Secret, Settings
 
 PROBE_POLICY = RetryPolicy(max_error_retries=2, timeout=10.0)
 """A transient 5xx or timeout is retried twice; a vendor still failing after that is reported."""

@@ -20,9 +20,8 @@ from packaging import version
 from pydantic import PrivateAttr
 
 from activations.destinations import brevo_written_contacts_sql, hubspot_written_contacts_sql
-from ingestion.pipelines import IngestionConfig
 from orchestration.preflight import Refused, check_access, check_settings
-from orchestration.settings import Secret, Settings, secret_values
+from settings import Settings
 
 DRY_RUN_TAG = "lifecycle/dry_run"
 REPLAY_TAG = "lifecycle/replay"
@@ -108,30 +107,9 @@ class LifecycleSettings(dg.ConfigurableResource):
         return self.settings()
 
 
-def ingestion_config(settings: Settings, *, with_credentials: bool = True) -> IngestionConfig:
-    """What the dlt sources need. Without credentials: for building asset definitions, which must not hold
-    secrets (they end up in asset metadata shown in the UI)."""
-
-    def secret(value: Secret) -> str:
-        return value.reveal() if with_credentials else "placeholder"
-
-    return IngestionConfig(
-        warehouse_path=settings.warehouse_path,
-        pipelines_dir=settings.dlt_pipelines_dir,
-        landing_dir=settings.landing_dir,
-        hubspot_base_url=settings.hubspot_base_url,
-        hubspot_token=secret(settings.hubspot_token),
-        brevo_base_url=settings.brevo_base_url,
-        brevo_api_key=secret(settings.brevo_api_key),
-        calendly_base_url=settings.calendly_base_url,
-        calendly_token=secret(settings.calendly_token),
-        stripe_base_url=settings.stripe_base_url,
-        stripe_api_key=secret(settings.stripe_api_key),
-        mask=secret_values(settings) if with_credentials else (),
-        duckdb_config=settings.duckdb_config,
-        own_writes={"crm": hubspot_written_contacts_sql(), "marketing": brevo_written_contacts_sql()}
-        if with_credentials else {},
-    )
+OWN_WRITES = {"crm": hubspot_written_contacts_sql(), "marketing": brevo_written_contacts_sql()}
+"""What the syncs last wrote to HubSpot's and Brevo's contacts, for ingestion to recognise those writes when
+the vendors return them (ingestion/echoes.py)."""
 
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"

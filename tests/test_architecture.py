@@ -1,5 +1,6 @@
 """Dependencies run one way (SPEC §1): product code never imports the sandbox, the sandbox never imports
-product code, ingestion and activations know nothing of Dagster's wiring or of each other, and the bench
+product code, ingestion and activations know nothing of Dagster's wiring or of each other, the settings
+(read by the orchestration and ingestion alike) know nothing of anyone, and the bench
 drives the product and the sandbox only from the outside (the command line, HTTP, the warehouse)."""
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ FORBIDDEN = {
     "ingestion": {"sandbox", "orchestration", "activations", "dagster", "dagster_dlt", "dagster_dbt"},
     "activations": {"sandbox", "orchestration", "ingestion", "dagster", "dagster_dlt", "dagster_dbt"},
     "orchestration": {"sandbox"},
+    "settings": {"sandbox", "orchestration", "ingestion", "activations", "bench", "dagster", "dagster_dlt",
+                 "dagster_dbt"},
     "sandbox": {"orchestration", "ingestion", "activations", "bench"},
     "bench": {"sandbox", "ingestion", "activations"},
 }

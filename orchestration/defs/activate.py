@@ -55,6 +55,7 @@ from activations.destinations import (
 )
 from activations.engine import SyncObject, SyncResult, sync
 from activations.hubspot import HubSpotClient
+from activations.runs import RunResult
 from activations.sends import SETTLE_SECONDS, SendResult, send_due
 from activations.state import SCHEMA
 from orchestration import builds
@@ -62,7 +63,7 @@ from orchestration.defs.ingest import WAREHOUSE_POOL
 from orchestration.defs.transform import AS_OF_TAG, DBT_PROJECT, build_record_dir, rebuild_after_sends
 from orchestration.preflight import check_activation_clock
 from orchestration.resources import DRY_RUN_TAG, REPLAY_TAG, LifecycleSettings, refusal_as_failure, tag_is_set
-from orchestration.settings import Settings, secret_values
+from settings import Settings, secret_values
 
 Adapter = HubSpotContacts | HubSpotNotes | BrevoContacts | BrevoListMembers
 
@@ -226,16 +227,29 @@ def parse_as_of(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.strip())
 
 
-def materialization_metadata(result: SyncResult, listed_in: Path | None = None) -> dict[str, Any]:
-    """The engine's numbers, plus a sample of the rejections and the preview, as Dagster metadata."""
-    metadata: dict[str, Any] = dict(result.metadata())
-    metadata["api_calls"] = dg.MetadataValue.json(result.api_calls)
-    metadata["rejection_reasons"] = dg.MetadataValue.json(dict(result.rejection_reasons))
-    metadata["rejections"] = dg.MetadataValue.json(
-        [{"key": mask_emails(outcome.key), "reason": mask_emails(outcome.reason or "")}
-         for outcome in result.rejections[:REJECTION_ROWS]])
-    metadata["preview"] = preview_markdown(("action", "key", "fields written"), preview_rows(result),
-                                           result.changed, result.run_id, listed_in)
+def masked(value: Any) -> Any:
+    """A metadata sample with every email address in it masked, at any depth."""
+    if isinstance(value, str):
+        return mask_emails(value)
+    if isinstance(value, Mapping):
+        return {name: masked(item) for name, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [masked(item) for item in value]
+    return value
+
+
+def materialization_metadata(result: RunResult[Any], preview: dg.MetadataValue) -> dict[str, Any]:
+    """A run's numbers as Dagster metadata, a sync's or the emails' alike: mappings as JSON, the first
+    ``REJECTION_ROWS`` of each sample (rejections, unconfirmed keys) as JSON with emails masked, and the
+    preview."""
+    metadata: dict[str, Any] = {}
+    for name, value in result.metadata().items():
+        if isinstance(value, list):
+            value = dg.MetadataValue.json(masked(value[:REJECTION_ROWS]))
+        elif isinstance(value, dict):
+            value = dg.MetadataValue.json(value)
+        metadata[name] = value
+    metadata["preview"] = preview
     return metadata
 
 
@@ -277,8 +291,10 @@ def _activation_asset(activation: Activation) -> dg.AssetsDefinition:
         if result.rejected:
             context.log.warning(f"{destination} {object_}: {result.rejected} rows rejected "
                                 f"({dict(result.rejection_reasons)}); they are retried next run")
-        check = no_rejections(activation.key, {"rejected": result.rejected})
-        return dg.MaterializeResult(metadata=materialization_metadata(result, listed_in), check_results=[check])
+        check = no_rejections(activation.key, result.left_over())
+        preview = preview_markdown(("action", "key", "fields written"), preview_rows(result), result.changed,
+                                   result.run_id, listed_in)
+        return dg.MaterializeResult(metadata=materialization_metadata(result, preview), check_results=[check])
 
     return activate
 
@@ -340,18 +356,10 @@ def brevo_emails(context: AssetExecutionContext, lifecycle: LifecycleSettings,
     if result.rejected or result.unconfirmed:
         context.log.warning(f"brevo emails: {result.rejected} rejected ({dict(result.rejection_reasons)}), "
                             f"{result.unconfirmed} unconfirmed; they are retried next run")
-    metadata: dict[str, Any] = dict(result.metadata())
-    metadata["settled"] = settled
-    metadata["per_step"] = dg.MetadataValue.json(dict(sorted(result.per_step.items())))
-    metadata["api_calls"] = dg.MetadataValue.json(result.api_calls)
-    metadata["rejection_reasons"] = dg.MetadataValue.json(dict(result.rejection_reasons))
-    metadata["rejections"] = dg.MetadataValue.json(
-        [{"key": mask_emails(key), "reason": mask_emails(reason)} for key, reason in result.rejections[:REJECTION_ROWS]])
-    metadata["unconfirmed_keys"] = dg.MetadataValue.json([mask_emails(key) for key in result.unconfirmed_keys[:REJECTION_ROWS]])
-    metadata["withdrawal_reasons"] = dg.MetadataValue.json(dict(result.withdrawal_reasons))
-    metadata["preview"] = preview_markdown(("step", "to", "template", "message key", "params"),
-                                           send_preview_rows(result), result.sent, result.run_id, listed_in)
-    check = no_rejections(EMAILS_KEY, {"rejected": result.rejected, "unconfirmed": result.unconfirmed})
+    preview = preview_markdown(("step", "to", "template", "message key", "params"), send_preview_rows(result),
+                               result.sent, result.run_id, listed_in)
+    metadata = {**materialization_metadata(result, preview), "settled": settled}
+    check = no_rejections(EMAILS_KEY, result.left_over())
     return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
 

@@ -29,7 +29,7 @@ from ingestion.landing import STREAMS, landing_files
 from orchestration.alerts import alert_for, latest_outcome, post_alert, run_outcomes
 from orchestration.defs.transform import checks_to_run
 from orchestration.liveness import reap_dead_runs, run_in_flight
-from orchestration.settings import Settings
+from settings import Settings
 
 LIFECYCLE_JOB = "lifecycle"
 TRANSFORM_JOB = "transform"

@@ -18,8 +18,8 @@ from dagster_dlt.translator import DltResourceTranslatorData
 
 from ingestion.pipelines import LOADER_FILE_FORMAT, SOURCE_NAMES, build_source, make_pipeline
 from orchestration.preflight import SOURCE_VENDORS
-from orchestration.resources import LifecycleSettings, ingestion_config
-from orchestration.settings import Settings
+from orchestration.resources import OWN_WRITES, LifecycleSettings
+from settings import Settings
 
 INGESTION_GROUP = "ingestion"
 WAREHOUSE_POOL = "warehouse"
@@ -57,7 +57,7 @@ def _source_assets(name: str, settings: Settings) -> dg.AssetsDefinition:
     (the landing-zone offsets feed both ``submissions`` and ``rejected_lines``), so loading only some
     of them would skip the others' rows for good.
     """
-    template = ingestion_config(settings, with_credentials=False)
+    template = settings.without_secrets()  # definitions hold no secret: their metadata is shown in the UI
 
     @dg.multi_asset(
         specs=build_dlt_asset_specs(
@@ -72,11 +72,11 @@ def _source_assets(name: str, settings: Settings) -> dg.AssetsDefinition:
     def source_assets(
         context: AssetExecutionContext, dlt: DagsterDltResource, lifecycle: LifecycleSettings
     ) -> Iterator:
-        config = ingestion_config(lifecycle.require(*SOURCE_VENDORS[name]))
+        settings = lifecycle.require(*SOURCE_VENDORS[name])
         yield from dlt.run(
             context=context,
-            dlt_source=build_source(name, config),
-            dlt_pipeline=make_pipeline(name, config),
+            dlt_source=build_source(name, settings, OWN_WRITES),
+            dlt_pipeline=make_pipeline(name, settings),
             loader_file_format=LOADER_FILE_FORMAT,
         )
 

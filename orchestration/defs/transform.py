@@ -5,7 +5,9 @@ the same shape as the raw tables' ``[dataset, table]``. dbt sources keep dagster
 which are exactly the dlt asset keys (``raw_forms/submissions``), so dlt -> dbt is one lineage graph. The
 activation-owned sources (schema ``activations``, flagged ``asset_dependency: false`` in their yml) are
 read by dbt but left out of the graph: the activations write them after dbt, so a dependency would be a
-cycle. dbt tests become asset checks (dagster-dbt's default).
+cycle. They are created, or migrated from an older layout, before each build (activations/state.py), so
+that the views on them read the real tables from the first build on. dbt tests become asset checks
+(dagster-dbt's default).
 
 Time travel: a run tagged ``lifecycle/as_of`` (``lifecycle run --as-of``, or a tag set in the UI's
 launchpad) passes it to dbt (``LIFECYCLE_AS_OF``, which the ``as_of`` macro reads like its var); without the
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
 from dagster import AssetExecutionContext
 from dagster_dbt import (
     DagsterDbtTranslator,
@@ -35,10 +38,11 @@ from dagster_dbt import (
 from dagster_dbt.asset_utils import default_description_fn
 from filelock import FileLock
 
+from activations.state import migrate
 from orchestration import builds
 from orchestration.defs.ingest import WAREHOUSE_POOL
 from orchestration.resources import DBT_EXECUTABLE, DBT_PROJECT_DIR, LifecycleSettings
-from orchestration.settings import Settings
+from settings import Settings
 
 TRANSFORM_GROUP = "transform"
 AS_OF_TAG = "lifecycle/as_of"
@@ -186,6 +190,12 @@ def dbt_environment(settings: Settings, as_of: str | None) -> contextlib.Abstrac
                        LIFECYCLE_DUCKDB_MEMORY_LIMIT=settings.duckdb_memory_limit)
 
 
+def prepare_activation_tables(settings: Settings) -> None:
+    """Create the tables the activations own and dbt reads, or migrate them from an older layout."""
+    with duckdb.connect(str(settings.warehouse_path), config=settings.duckdb_config) as con:
+        migrate(con)
+
+
 def rebuild_after_sends(dbt: DbtCliResource, settings: Settings, as_of: str | None) -> None:
     """Rebuild the models that read the send ledger (``builds.SETTLE_SELECTION``), without their tests."""
     args = ["build", "--select", builds.SETTLE_SELECTION, "--exclude-resource-type", "test",
@@ -228,6 +238,7 @@ def build_definitions() -> dg.Definitions:
             context.log.info("dbt build skipped: nothing landed or was sent since the last build at this as-of")
             return
         builds.forget(build_record_dir(settings))
+        prepare_activation_tables(settings)
         with dbt_environment(settings, as_of):
             invocation = dbt.cli(DBT_BUILD_ARGS, context=context, target_path=dbt_target_path(settings))
         try:

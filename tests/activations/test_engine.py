@@ -12,7 +12,8 @@ import duckdb
 import pytest
 
 from activations.engine import Change, Outcome, SyncObject, sync
-from activations.state import ensure_tables
+from activations.runs import Rejection
+from activations.state import migrate
 
 CONTACTS = SyncObject(model="sync.contacts", keys=("email",))
 MEMBERS = SyncObject(model="sync.list_members", keys=("email", "list_name"), remove_missing=True,
@@ -195,7 +196,7 @@ def test_a_rejected_row_is_logged_left_dirty_and_accepted_on_a_later_run(
 
     reason = "INVALID_PHONE: 'call me' is not a valid phone number"
     assert (first.status, first.sent, first.accepted, first.rejected) == ("partial", 12, 11, 1)
-    assert first.rejections == [Outcome("c4@example.com", False, reason)]
+    assert first.rejections == [Rejection("c4@example.com", reason)]
     assert first.rejection_reasons == {reason: 1}
     assert "c4@example.com" not in state(warehouse)
     assert "c4@example.com" not in destination.records
@@ -372,8 +373,8 @@ def test_tables_are_created_and_a_dbt_created_sync_state_gains_the_payload_colum
     con.execute("insert into activations.sync_state "
                 "values ('memory', 'contacts', 'c0@example.com', 'x', now())")
 
-    ensure_tables(con)
-    ensure_tables(con)
+    migrate(con)
+    migrate(con)
 
     columns = {table: [row[0] for row in con.execute(
         "select column_name from information_schema.columns where table_schema = 'activations' "
@@ -392,7 +393,7 @@ def test_tables_are_created_and_a_dbt_created_sync_state_gains_the_payload_colum
 def test_state_without_a_payload_resends_every_field_of_that_row(
         warehouse: duckdb.DuckDBPyConnection) -> None:
     add_contacts(warehouse, 1)
-    ensure_tables(warehouse)
+    migrate(warehouse)
     warehouse.execute("insert into activations.sync_state (destination, object, key, payload_hash) "
                       "values ('memory', 'contacts', 'c0@example.com', 'an older hash')")
     destination = MemoryDestination()

@@ -24,10 +24,11 @@ from activations.engine import Change, sync
 from activations.http import ApiError, MaybeApplied, RetryPolicy
 from activations.hubspot import HubSpotClient
 from activations.sends import send_due
-from activations.state import ensure_tables
+from activations.state import migrate
 from orchestration.defs.activate import brevo_emails
 from orchestration.resources import RESOURCES, LifecycleSettings
-from orchestration.settings import sandbox_environment
+from settings import sandbox_environment
+from tests.activations.test_tables import OLD_LAYOUT
 
 KEY = "xkeysib-sandbox"
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05, timeout=5.0)
@@ -165,6 +166,23 @@ def test_a_second_run_sends_nothing_even_before_dbt_runs_again(con: duckdb.DuckD
     assert len(emails(admin)) == 1 and sends(admin) == 1
 
 
+def test_a_ledger_of_the_older_layout_is_migrated_and_the_due_emails_go_out_tagged(
+        con: duckdb.DuckDBPyConnection, brevo: BrevoClient, admin: httpx.Client) -> None:
+    con.execute(OLD_LAYOUT)
+    con.execute("insert into activations.send_ledger values "
+                "('k-old', 'bob@example.com', 'demo_nurture', 1, 'sent', ?, 'msg-old')", [AS_OF - timedelta(days=1)])
+    add_message(con, "k-new", "ada@example.com")
+
+    result = send_due(con, brevo, as_of=AS_OF)
+
+    assert (result.sent, result.status) == (1, "ok")
+    assert recipients(admin) == ["ada@example.com"]
+    assert [(key, status) for key, status, _, _ in ledger(con)] == [("k-new", "sent"), ("k-old", "sent")]
+    assert tags(con)["k-old"] is None
+    assert (tags(con)["k-new"] or "").startswith("lifecycle:")
+    assert emails(admin)[0]["tags"][0] == tags(con)["k-new"]
+
+
 def test_the_sent_at_is_the_runs_clock_in_utc(con: duckdb.DuckDBPyConnection, brevo: BrevoClient) -> None:
     add_message(con, "k-1", "ada@example.com")
 
@@ -177,7 +195,7 @@ def crashed_mid_send(connection: duckdb.DuckDBPyConnection, key: str, email: str
     """What a process of the per-message version killed during the API call leaves, in a ledger created
     before batching (no send_tag column): a `sending` row, which takes the key out of messages_due at the
     next dbt run (fct_messages shows it `sending`); its email, if sent, carries the key as first tag."""
-    ensure_tables(connection)
+    migrate(connection)
     connection.execute("insert into activations.send_ledger (message_key, email, sequence, step, status, "
                        "sent_at, provider_message_id) values (?, ?, 'demo_nurture', 1, 'sending', ?, null)",
                        [key, email, at])

@@ -20,8 +20,8 @@ from activations.hubspot import HubSpotClient
 from ingestion.collector.app import create_collector_app
 from ingestion.landing import LandingZone
 from orchestration import cli
-from orchestration.settings import Settings, sandbox_environment
 from sandbox.app import Sandbox
+from settings import Settings, sandbox_environment
 from tests.servers import fresh_sandbox, serve
 
 WORLD_CONTACTS = 60

@@ -44,8 +44,8 @@ import pytest
 
 from orchestration import cli
 from orchestration.liveness import run_in_flight
-from orchestration.settings import Settings, sandbox_environment
 from sandbox.app import Sandbox
+from settings import Settings, sandbox_environment
 from tests.servers import fresh_sandbox
 
 TRIALS = int(os.environ.get("LIFECYCLE_TEST_CRASH_TRIALS", "20"))

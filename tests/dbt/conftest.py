@@ -23,9 +23,9 @@ from ingestion.landing import LandingZone
 from ingestion.pipelines import run_ingestion
 from orchestration.cli import generate_world
 from orchestration.defs import transform
-from orchestration.resources import RESOURCES, ingestion_config
-from orchestration.settings import Settings, sandbox_environment
+from orchestration.resources import OWN_WRITES, RESOURCES
 from sandbox.app import Sandbox
+from settings import Settings, sandbox_environment
 from tests.servers import fresh_sandbox, serve
 
 WORLD_CONTACTS = 200
@@ -85,6 +85,6 @@ def dbt_world(sandbox_server: tuple[str, Sandbox], tmp_path_factory: pytest.Temp
             summary = generate_world(settings, contacts=WORLD_CONTACTS, seed=WORLD_SEED,
                                      sandbox_url=sandbox_url, collector_url=collector_url)
             add_bad_records(settings, sandbox_url, collector_url)
-        run_ingestion(ingestion_config(settings))
+        run_ingestion(settings, own_writes=OWN_WRITES)
         builds = [run_transform(), run_transform()]
         yield BuiltWorld(home=home, env=env, summary=summary, builds=builds)

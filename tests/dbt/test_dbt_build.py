@@ -12,6 +12,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from activations.state import migrate
 from ingestion.forms import is_valid_email
 from orchestration.resources import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from sandbox.world import UNKNOWN_ORG_TYPES, UNKNOWN_WEBINAR_CODES, WEBINAR_CODES
@@ -151,9 +152,44 @@ def test_dbt_builds_on_a_warehouse_dlt_has_not_filled(tmp_path: Path, monkeypatc
         assert con.execute("select count(*) from activations.send_ledger").fetchone() == (0,)
 
 
+def run_dbt(home: Path, target: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [DBT_EXECUTABLE, *args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+         "--target-path", str(target / "target"), "--log-path", str(target / "logs")],
+        check=False, capture_output=True, text=True, timeout=180,
+        env={**os.environ, "LIFECYCLE_HOME": str(home), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+    )
+
+
+def test_dbt_on_its_own_reads_the_activation_tables_before_they_exist_then_the_real_ones(tmp_path: Path) -> None:
+    """dbt run by hand before any activation: the tables the activations own (activations/state.py) are
+    not there, and the models that read them build on empty stand-ins; once migrated in, they read them."""
+    build = ("build", "--select", "stg_activations__sync_runs", "stg_activations__sync_log", "+int_sequence_messages",
+             "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test")
+
+    before = run_dbt(tmp_path, tmp_path, *build)
+
+    assert before.returncode == 0, before.stdout[-3000:]
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        assert con.execute("select count(*) from information_schema.tables "
+                           "where table_schema = 'activations'").fetchone() == (0,)
+        assert con.execute("select count(*) from staging.stg_activations__sync_runs").fetchone() == (0,)
+        assert con.execute("select count(*) from intermediate.int_sequence_messages").fetchone() == (0,)
+        migrate(con)
+        con.execute("insert into activations.sync_runs (run_id, destination, object, status) "
+                    "values ('run-1', 'brevo', 'emails', 'ok')")
+
+    after = run_dbt(tmp_path, tmp_path, *build)
+
+    assert after.returncode == 0, after.stdout[-3000:]
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("select sync_run_id, status from staging.stg_activations__sync_runs").fetchall() == [
+            ("run-1", "ok")]
+
+
 def test_the_marts_summary_reads_the_built_marts(dbt_world: BuiltWorld) -> None:
     """What `lifecycle demo` prints: figures straight from the marts, and no crash on tables without rows
-    (this world was never activated: dbt created the sync runs' table empty)."""
+    (this world was never activated: the transform created the sync runs' table empty)."""
     from orchestration.reporting import marts_summary
 
     summary = marts_summary(dbt_world.home / "warehouse.duckdb")

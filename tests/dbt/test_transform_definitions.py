@@ -20,7 +20,7 @@ from dagster_dbt import DagsterDbtTranslator
 from orchestration.cli import as_of_timestamp, main
 from orchestration.defs import ingest, transform
 from orchestration.resources import RESOURCES
-from orchestration.settings import Settings
+from settings import Settings
 from tests.dbt.conftest import BuiltWorld
 
 STAGING_PARENTS = {

@@ -21,8 +21,9 @@ from activations.destinations import (
 from activations.engine import SyncObject, sync
 from activations.hubspot import HubSpotClient
 from ingestion.echoes import EchoFilter, canonical, digest
-from ingestion.pipelines import IngestionConfig, make_pipeline, run_ingestion
+from ingestion.pipelines import make_pipeline, run_ingestion
 from ingestion.sources import parse_timestamp
+from settings import Settings, sandbox_environment
 
 HUBSPOT = {"Authorization": "Bearer pat-sandbox"}
 BREVO = {"api-key": "xkeysib-sandbox"}
@@ -58,19 +59,15 @@ def test_the_filter_drops_only_records_that_hold_what_we_expect() -> None:
     assert echoes.skipped == 2
 
 
+OWN_WRITES = {"crm": hubspot_written_contacts_sql(), "marketing": brevo_written_contacts_sql()}
+
+
 @pytest.fixture()
-def config(tmp_path: Path, sandbox_url: str) -> IngestionConfig:
-    return IngestionConfig(
-        warehouse_path=tmp_path / "warehouse.duckdb", pipelines_dir=tmp_path / "dlt", landing_dir=tmp_path / "landing",
-        hubspot_base_url=f"{sandbox_url}/hubspot", hubspot_token="pat-sandbox",
-        brevo_base_url=f"{sandbox_url}/brevo/v3", brevo_api_key="xkeysib-sandbox",
-        calendly_base_url=f"{sandbox_url}/calendly", calendly_token="calendly-sandbox",
-        stripe_base_url=f"{sandbox_url}/stripe", stripe_api_key="sk_test_sandbox",
-        own_writes={"crm": hubspot_written_contacts_sql(), "marketing": brevo_written_contacts_sql()},
-    )
+def config(tmp_path: Path, sandbox_url: str) -> Settings:
+    return Settings.from_env(sandbox_environment(sandbox_url, tmp_path))
 
 
-def sync_rows(config: IngestionConfig, table: str, columns: str, rows: list[tuple]) -> SyncObject:
+def sync_rows(config: Settings, table: str, columns: str, rows: list[tuple]) -> SyncObject:
     """The desired rows of a sync model, as dbt would build them."""
     with duckdb.connect(str(config.warehouse_path)) as con:
         con.execute("create schema if not exists sync")
@@ -79,24 +76,29 @@ def sync_rows(config: IngestionConfig, table: str, columns: str, rows: list[tupl
     return SyncObject(f"sync.{table}", ("email",))
 
 
-def synced(config: IngestionConfig, source: SyncObject, destination) -> None:
+def synced(config: Settings, source: SyncObject, destination) -> None:
     with duckdb.connect(str(config.warehouse_path)) as con:
         result = sync(con, source, destination)
     assert result.rejected == 0 and result.accepted > 0
 
 
-def query(config: IngestionConfig, sql: str) -> list[tuple]:
+def ingest(config: Settings, source: str) -> dict[str, int]:
+    """Rows loaded per table, recognising what the syncs wrote (as the orchestration's ingestion does)."""
+    return run_ingestion(config, only=[source], own_writes=OWN_WRITES)[source]
+
+
+def query(config: Settings, sql: str) -> list[tuple]:
     with duckdb.connect(str(config.warehouse_path), read_only=True) as con:
         return con.execute(sql).fetchall()
 
 
 def test_hubspot_contacts_holding_only_our_writes_are_not_loaded_again(
-    config: IngestionConfig, sandbox_url: str
+    config: Settings, sandbox_url: str
 ) -> None:
     httpx.post(f"{sandbox_url}/_sandbox/hubspot/contacts", json=[
         {"properties": {"email": f"crm{n}@example.com", "firstname": f"C{n}", "lifecyclestage": "lead"}}
         for n in range(3)]).raise_for_status()
-    assert run_ingestion(config, only=["crm"])["crm"]["raw_crm.contacts"] == 3
+    assert ingest(config, "crm")["raw_crm.contacts"] == 3
     columns = "email varchar, customer_segment varchar, latest_touch_at varchar"
     source = sync_rows(config, "crm_contacts", columns, [
         (f"crm{n}@example.com", "B2B", "1796170665000") for n in range(3)] + [("new@example.com", "B2C", None)])
@@ -116,7 +118,7 @@ def test_hubspot_contacts_holding_only_our_writes_are_not_loaded_again(
         synced(config, source, HubSpotContacts(client))
         newest = client.read_contacts(["crm0@example.com"], ["lastmodifieddate"])["crm0@example.com"]
 
-    assert run_ingestion(config, only=["crm"])["crm"] == {"raw_crm.contacts": 3}, "crm0 held only our writes"
+    assert ingest(config, "crm") == {"raw_crm.contacts": 3}, "crm0 held only our writes"
     assert query(config, "select email, lastname, customer_segment from raw_crm.contacts order by email") == [
         ("crm0@example.com", None, None), ("crm1@example.com", "Changed", "B2B"),
         ("crm2@example.com", None, "B2C"), ("new@example.com", None, "B2C")]
@@ -126,7 +128,7 @@ def test_hubspot_contacts_holding_only_our_writes_are_not_loaded_again(
 
 
 def test_brevo_contacts_holding_only_our_writes_are_not_loaded_again(
-    config: IngestionConfig, sandbox_url: str
+    config: Settings, sandbox_url: str
 ) -> None:
     newsletter = httpx.post(f"{sandbox_url}/brevo/v3/contacts/lists", headers=BREVO,
                             json={"name": "Newsletter", "folderId": 1}).json()["id"]
@@ -134,12 +136,12 @@ def test_brevo_contacts_holding_only_our_writes_are_not_loaded_again(
         httpx.post(f"{sandbox_url}/brevo/v3/contacts", headers=BREVO, json={
             "email": f"sub{n}@example.com", "attributes": {"FIRSTNAME": f"S{n}"},
             "listIds": [newsletter] if n == 2 else []}).raise_for_status()
-    run_ingestion(config, only=["marketing"])
+    ingest(config, "marketing")
     columns = 'email varchar, "SEGMENT" varchar, "DEMO_BOOKED" boolean'
     with BrevoClient("xkeysib-sandbox", f"{sandbox_url}/brevo/v3") as client:
         first = sync_rows(config, "marketing_contacts", columns, [(f"sub{n}@example.com", "B2B", False) for n in range(3)])
         synced(config, first, BrevoContacts(client))  # every synced contact also joins "Lifecycle contacts"
-        assert run_ingestion(config, only=["marketing"])["marketing"]["raw_marketing.contacts"] == 3, (
+        assert ingest(config, "marketing")["raw_marketing.contacts"] == 3, (
             "attributes the warehouse never held land")
 
         again = sync_rows(config, "marketing_contacts", columns, [(f"sub{n}@example.com", "B2C", True) for n in range(3)])
@@ -150,7 +152,7 @@ def test_brevo_contacts_holding_only_our_writes_are_not_loaded_again(
     httpx.put(f"{sandbox_url}/brevo/v3/contacts/sub1%40example.com", headers=BREVO,
               json={"attributes": {"FIRSTNAME": "Renamed"}}).raise_for_status()
 
-    loaded = run_ingestion(config, only=["marketing"])["marketing"]
+    loaded = ingest(config, "marketing")
 
     assert loaded["raw_marketing.contacts"] == 1, "sub0 and sub2 came back holding only our writes, lists included"
     landed = """
@@ -164,5 +166,5 @@ def test_brevo_contacts_holding_only_our_writes_are_not_loaded_again(
 
     with BrevoClient("xkeysib-sandbox", f"{sandbox_url}/brevo/v3") as client:
         client.remove_from_list(newsletter, ["sub2@example.com"])  # someone else's list: news
-    assert run_ingestion(config, only=["marketing"])["marketing"]["raw_marketing.contacts"] == 1
+    assert ingest(config, "marketing")["raw_marketing.contacts"] == 1
     assert query(config, landed)[2] == ("sub2@example.com", "S2", "B2C", 1)

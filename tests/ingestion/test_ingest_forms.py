@@ -10,19 +10,18 @@ import duckdb
 import pytest
 
 from ingestion.landing import LandingZone
-from ingestion.pipelines import IngestionConfig, make_pipeline, run_ingestion
+from ingestion.pipelines import make_pipeline, run_ingestion
+from settings import Settings
 
 UNREACHABLE = "http://127.0.0.1:9"
 
 
 @pytest.fixture()
-def config(tmp_path: Path) -> IngestionConfig:
-    return IngestionConfig(
-        warehouse_path=tmp_path / "warehouse.duckdb", pipelines_dir=tmp_path / "dlt",
-        landing_dir=tmp_path / "landing",
-        hubspot_base_url=UNREACHABLE, hubspot_token="x", brevo_base_url=UNREACHABLE, brevo_api_key="x",
-        calendly_base_url=UNREACHABLE, calendly_token="x", stripe_base_url=UNREACHABLE, stripe_api_key="x",
-    )
+def config(tmp_path: Path) -> Settings:
+    return Settings.from_env({
+        "LIFECYCLE_HOME": str(tmp_path), "HUBSPOT_BASE_URL": UNREACHABLE, "BREVO_BASE_URL": UNREACHABLE,
+        "CALENDLY_BASE_URL": UNREACHABLE, "STRIPE_BASE_URL": UNREACHABLE,
+    })
 
 
 def submission(n: int, origin: str = "collector", **fields: object) -> dict:
@@ -34,11 +33,11 @@ def submission(n: int, origin: str = "collector", **fields: object) -> dict:
     }
 
 
-def ingest(config: IngestionConfig) -> dict[str, int]:
+def ingest(config: Settings) -> dict[str, int]:
     return run_ingestion(config, only=["forms"])["forms"]
 
 
-def query(config: IngestionConfig, sql: str) -> list[tuple]:
+def query(config: Settings, sql: str) -> list[tuple]:
     with duckdb.connect(str(config.warehouse_path), read_only=True) as con:
         return con.sql(sql).fetchall()
 
@@ -47,7 +46,7 @@ def line(record: dict) -> bytes:
     return (json.dumps(record) + "\n").encode()
 
 
-def test_submissions_land_with_typed_columns_and_extra_as_json(config: IngestionConfig) -> None:
+def test_submissions_land_with_typed_columns_and_extra_as_json(config: Settings) -> None:
     LandingZone(config.landing_dir, "collector").append_many("forms", [
         submission(1, utm_source="google", extra={"gclid": "abc"}),
         submission(2, consent=False, org_type="YMCA"),
@@ -70,7 +69,7 @@ def test_submissions_land_with_typed_columns_and_extra_as_json(config: Ingestion
     assert rows[0][10] == "TIMESTAMP WITH TIME ZONE"
 
 
-def test_nothing_new_loads_zero_rows(config: IngestionConfig) -> None:
+def test_nothing_new_loads_zero_rows(config: Settings) -> None:
     LandingZone(config.landing_dir, "collector").append_many("forms", [submission(1), submission(2)])
     assert ingest(config) == {"raw_forms.submissions": 2}
 
@@ -80,7 +79,7 @@ def test_nothing_new_loads_zero_rows(config: IngestionConfig) -> None:
     assert query(config, "select count(*) from raw_forms.submissions") == [(2,)]
 
 
-def test_appended_lines_and_a_new_file_load_only_the_new_rows(config: IngestionConfig) -> None:
+def test_appended_lines_and_a_new_file_load_only_the_new_rows(config: Settings) -> None:
     collector = LandingZone(config.landing_dir, "collector")
     collector.append_many("forms", [submission(1), submission(2)])
     ingest(config)
@@ -95,7 +94,7 @@ def test_appended_lines_and_a_new_file_load_only_the_new_rows(config: IngestionC
     ]
 
 
-def test_a_partially_written_last_line_waits_until_it_is_complete(config: IngestionConfig) -> None:
+def test_a_partially_written_last_line_waits_until_it_is_complete(config: Settings) -> None:
     path = config.landing_dir / "forms" / "2025-03-10.collector.jsonl"
     path.parent.mkdir(parents=True)
     third = line(submission(3))
@@ -111,7 +110,7 @@ def test_a_partially_written_last_line_waits_until_it_is_complete(config: Ingest
     assert query(config, "select id, landing_line from raw_forms.submissions where id = 'frm_3'") == [("frm_3", 3)]
 
 
-def test_corrupt_lines_go_to_rejected_lines_and_good_ones_still_load(config: IngestionConfig) -> None:
+def test_corrupt_lines_go_to_rejected_lines_and_good_ones_still_load(config: Settings) -> None:
     path = config.landing_dir / "forms" / "2025-03-10.collector.jsonl"
     path.parent.mkdir(parents=True)
     bad = [b"{not json\n", b'{"form_id": "contact", "fields": {}}\n', b"[1, 2]\n",
@@ -136,7 +135,7 @@ def test_corrupt_lines_go_to_rejected_lines_and_good_ones_still_load(config: Ing
     assert sum(ingest(config).values()) == 0
 
 
-def test_a_reimported_backfill_merges_on_the_submission_id(config: IngestionConfig) -> None:
+def test_a_reimported_backfill_merges_on_the_submission_id(config: Settings) -> None:
     LandingZone(config.landing_dir, "import-1").append_many("forms", [submission(1, "import"), submission(2, "import")])
     ingest(config)
 
@@ -148,10 +147,10 @@ def test_a_reimported_backfill_merges_on_the_submission_id(config: IngestionConf
         ("frm_1", "Ada Corrected"), ("frm_2", "Ada")]
 
 
-def test_the_loads_connection_keeps_the_configured_memory_limit(config: IngestionConfig) -> None:
+def test_the_loads_connection_keeps_the_configured_memory_limit(config: Settings) -> None:
     """dlt's own DuckDB connection, where a load merges whole tables, gets the limit (DuckDB's default is 80 %
     of the machine's memory)."""
-    pipeline = make_pipeline("forms", replace(config, duckdb_config={"memory_limit": "123MB"}))
+    pipeline = make_pipeline("forms", replace(config, duckdb_memory_limit="123MB"))
     with pipeline.sql_client() as client:
         [(limit,)] = client.execute_sql("select current_setting('memory_limit')")
     with duckdb.connect(config={"memory_limit": "123MB"}) as limited, duckdb.connect() as default:

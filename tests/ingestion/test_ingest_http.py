@@ -9,7 +9,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from ingestion.pipelines import SOURCE_NAMES, IngestionConfig, build_source
+from ingestion.pipelines import SOURCE_NAMES, build_source
 from ingestion.sources.http import (
     ApiError,
     RestClient,
@@ -20,6 +20,7 @@ from ingestion.sources.http import (
     stripe_client,
 )
 from ingestion.sources.hubspot import listing_is_cheaper, search_modified_since
+from settings import Settings
 from tests.leaks import leaks
 
 TOKEN = "pat-na1-very-secret"
@@ -240,12 +241,10 @@ def test_listing_every_contact_wins_only_when_most_of_them_changed() -> None:
 
 def test_sources_build_without_network_and_expose_the_contracted_tables(tmp_path) -> None:
     unreachable = "http://127.0.0.1:9"
-    config = IngestionConfig(
-        warehouse_path=tmp_path / "w.duckdb", pipelines_dir=tmp_path / "dlt", landing_dir=tmp_path / "landing",
-        hubspot_base_url=unreachable, hubspot_token="placeholder", brevo_base_url=unreachable,
-        brevo_api_key="placeholder", calendly_base_url=unreachable, calendly_token="placeholder",
-        stripe_base_url=unreachable, stripe_api_key="placeholder",
-    )
+    config = Settings.from_env({
+        "LIFECYCLE_HOME": str(tmp_path), "HUBSPOT_BASE_URL": unreachable, "BREVO_BASE_URL": unreachable,
+        "CALENDLY_BASE_URL": unreachable, "STRIPE_BASE_URL": unreachable,
+    }).without_secrets()
 
     tables = {name: sorted(build_source(name, config).selected_resources) for name in SOURCE_NAMES}
 

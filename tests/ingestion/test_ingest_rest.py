@@ -12,23 +12,17 @@ import httpx
 import pytest
 
 from ingestion.landing import LandingZone
-from ingestion.pipelines import SOURCE_NAMES, IngestionConfig, run_ingestion
+from ingestion.pipelines import SOURCE_NAMES, run_ingestion
 from ingestion.sources import brevo as brevo_module
+from settings import Settings, sandbox_environment
 
 HUBSPOT = {"Authorization": "Bearer pat-sandbox"}
 BREVO = {"api-key": "xkeysib-sandbox"}
 
 
 @pytest.fixture()
-def config(tmp_path: Path, sandbox_url: str) -> IngestionConfig:
-    return IngestionConfig(
-        warehouse_path=tmp_path / "warehouse.duckdb", pipelines_dir=tmp_path / "dlt",
-        landing_dir=tmp_path / "landing",
-        hubspot_base_url=f"{sandbox_url}/hubspot", hubspot_token="pat-sandbox",
-        brevo_base_url=f"{sandbox_url}/brevo/v3", brevo_api_key="xkeysib-sandbox",
-        calendly_base_url=f"{sandbox_url}/calendly", calendly_token="calendly-sandbox",
-        stripe_base_url=f"{sandbox_url}/stripe", stripe_api_key="sk_test_sandbox",
-    )
+def config(tmp_path: Path, sandbox_url: str) -> Settings:
+    return Settings.from_env(sandbox_environment(sandbox_url, tmp_path))
 
 
 def iso(moment: datetime) -> str:
@@ -38,7 +32,7 @@ def iso(moment: datetime) -> str:
 NOW = datetime.now(UTC)
 
 
-def query(config: IngestionConfig, sql: str) -> list[tuple]:
+def query(config: Settings, sql: str) -> list[tuple]:
     with duckdb.connect(str(config.warehouse_path), read_only=True) as con:
         return con.sql(sql).fetchall()
 
@@ -64,7 +58,7 @@ def purchase(n: int) -> dict:
 
 
 def test_calendly_reconciliation_reloads_only_the_changed_event_and_its_invitee(
-        config: IngestionConfig, sandbox_url: str) -> None:
+        config: Settings, sandbox_url: str) -> None:
     bookings = [book(sandbox_url, n) for n in range(3)]
 
     assert run_ingestion(config, only=["calendly"])["calendly"] == {
@@ -89,7 +83,7 @@ def test_calendly_reconciliation_reloads_only_the_changed_event_and_its_invitee(
 
 
 def test_stripe_lists_sessions_with_line_items_a_hundred_per_call(
-        config: IngestionConfig, sandbox_url: str) -> None:
+        config: Settings, sandbox_url: str) -> None:
     httpx.post(f"{sandbox_url}/_sandbox/stripe/purchases",
                json=[purchase(n) for n in range(120)]).raise_for_status()
 
@@ -109,7 +103,7 @@ def test_stripe_lists_sessions_with_line_items_a_hundred_per_call(
         "raw_stripe.events": 1, "raw_stripe.checkout_sessions": 1, "raw_stripe.checkout_line_items": 1}
 
 
-def test_hubspot_lists_first_then_searches_for_changes(config: IngestionConfig, sandbox_url: str) -> None:
+def test_hubspot_lists_first_then_searches_for_changes(config: Settings, sandbox_url: str) -> None:
     seeded = httpx.post(f"{sandbox_url}/_sandbox/hubspot/contacts", json=[
         {"properties": {"email": f"crm{n}@example.com", "firstname": f"C{n}", "hubspot_owner_id": "102",
                         "lifecyclestage": "lead"}} for n in range(3)]).json()["ids"]
@@ -136,7 +130,7 @@ def test_hubspot_lists_first_then_searches_for_changes(config: IngestionConfig, 
 
 
 def test_hubspot_lists_every_contact_when_most_changed_and_loads_only_the_changed(
-    config: IngestionConfig, sandbox_url: str
+    config: Settings, sandbox_url: str
 ) -> None:
     emails = [f"bulk{n}@example.com" for n in range(450)]
     httpx.post(f"{sandbox_url}/_sandbox/hubspot/contacts",
@@ -161,7 +155,7 @@ def test_hubspot_lists_every_contact_when_most_changed_and_loads_only_the_change
         ("New", 400), ("Old", 50)]
 
 
-def test_brevo_loads_contacts_and_email_events_incrementally(config: IngestionConfig, sandbox_url: str) -> None:
+def test_brevo_loads_contacts_and_email_events_incrementally(config: Settings, sandbox_url: str) -> None:
     for n in range(2):
         httpx.post(f"{sandbox_url}/brevo/v3/contacts", headers=BREVO, json={
             "email": f"sub{n}@example.com", "attributes": {"FIRSTNAME": f"S{n}"}}).raise_for_status()
@@ -193,7 +187,7 @@ def test_brevo_loads_contacts_and_email_events_incrementally(config: IngestionCo
 
 
 def test_brevo_reads_events_newest_first_and_stops_at_the_cursor(
-    config: IngestionConfig, sandbox_url: str, monkeypatch: pytest.MonkeyPatch
+    config: Settings, sandbox_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(brevo_module, "EVENTS_PAGE_SIZE", 2)
     httpx.post(f"{sandbox_url}/brevo/v3/contacts", headers=BREVO, json={"email": "sub0@example.com"}).raise_for_status()
@@ -214,7 +208,7 @@ def test_brevo_reads_events_newest_first_and_stops_at_the_cursor(
     assert query(config, "select count(*), count(distinct event_key) from raw_marketing.email_events") == [(7, 7)]
 
 
-def test_every_source_loads_then_a_second_run_loads_nothing(config: IngestionConfig, sandbox_url: str) -> None:
+def test_every_source_loads_then_a_second_run_loads_nothing(config: Settings, sandbox_url: str) -> None:
     LandingZone(config.landing_dir, "collector").append("forms", {
         "id": "frm_1", "form_id": "newsletter", "submitted_at": iso(NOW), "received_at": iso(NOW),
         "origin": "collector", "fields": {"email": "all@example.com", "extra": {}}})
@@ -236,7 +230,7 @@ def test_every_source_loads_then_a_second_run_loads_nothing(config: IngestionCon
 
 
 def test_a_429_with_retry_after_is_retried_and_the_run_completes(
-        config: IngestionConfig, sandbox_url: str) -> None:
+        config: Settings, sandbox_url: str) -> None:
     httpx.post(f"{sandbox_url}/_sandbox/stripe/purchases",
                json=[purchase(n) for n in range(3)]).raise_for_status()
     httpx.post(f"{sandbox_url}/_sandbox/faults",
@@ -250,7 +244,7 @@ def test_a_429_with_retry_after_is_retried_and_the_run_completes(
     assert made["stripe GET /v1/events"] + made["stripe GET /v1/checkout/sessions"] > 2
 
 
-def test_brevo_event_fields_beyond_the_documented_ones_are_kept(config: IngestionConfig, sandbox_url: str) -> None:
+def test_brevo_event_fields_beyond_the_documented_ones_are_kept(config: Settings, sandbox_url: str) -> None:
     """Events go through Arrow with a fixed schema; anything else the API sends lands in ``extra``."""
     httpx.post(f"{sandbox_url}/brevo/v3/smtp/email", headers=BREVO, json={
         "to": [{"email": "tagged@example.com"}], "templateId": 7, "params": {},

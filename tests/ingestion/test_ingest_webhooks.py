@@ -13,26 +13,20 @@ import pytest
 
 from ingestion.collector.app import create_collector_app
 from ingestion.landing import LandingZone, landing_files
-from ingestion.pipelines import IngestionConfig, run_ingestion
+from ingestion.pipelines import run_ingestion
+from settings import Settings, sandbox_environment
 from tests.servers import serve
 
 CALENDLY = {"Authorization": "Bearer calendly-sandbox"}
 STRIPE = {"Authorization": "Bearer sk_test_sandbox"}
 
 
-def sandbox_config(tmp_path: Path, sandbox_url: str) -> IngestionConfig:
-    return IngestionConfig(
-        warehouse_path=tmp_path / "warehouse.duckdb", pipelines_dir=tmp_path / "dlt",
-        landing_dir=tmp_path / "landing",
-        hubspot_base_url=f"{sandbox_url}/hubspot", hubspot_token="pat-sandbox",
-        brevo_base_url=f"{sandbox_url}/brevo/v3", brevo_api_key="xkeysib-sandbox",
-        calendly_base_url=f"{sandbox_url}/calendly", calendly_token="calendly-sandbox",
-        stripe_base_url=f"{sandbox_url}/stripe", stripe_api_key="sk_test_sandbox",
-    )
+def sandbox_config(tmp_path: Path, sandbox_url: str) -> Settings:
+    return Settings.from_env(sandbox_environment(sandbox_url, tmp_path))
 
 
 @pytest.fixture()
-def config(tmp_path: Path, sandbox_url: str) -> Iterator[IngestionConfig]:
+def config(tmp_path: Path, sandbox_url: str) -> Iterator[Settings]:
     """A live collector landing in tmp_path, subscribed to the sandbox's Calendly and Stripe webhooks."""
     config = sandbox_config(tmp_path, sandbox_url)
     app = create_collector_app(LandingZone(config.landing_dir, "collector"),
@@ -55,13 +49,13 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def query(config: IngestionConfig, sql: str) -> list[tuple]:
+def query(config: Settings, sql: str) -> list[tuple]:
     with duckdb.connect(str(config.warehouse_path), read_only=True) as con:
         return con.sql(sql).fetchall()
 
 
 def test_a_calendly_booking_seen_by_webhook_and_by_rest_shares_its_dedup_key(
-        config: IngestionConfig, sandbox_url: str) -> None:
+        config: Settings, sandbox_url: str) -> None:
     start = datetime.now(UTC) + timedelta(days=3)
     booking = httpx.post(f"{sandbox_url}/_sandbox/calendly/bookings", json={
         "email": "ada@example.com", "name": "Ada Lovelace", "event_name": "Demo",
@@ -96,7 +90,7 @@ def test_a_calendly_booking_seen_by_webhook_and_by_rest_shares_its_dedup_key(
 
 
 def test_a_corrupt_webhook_landing_line_is_kept_in_rejected_lines(
-        config: IngestionConfig, sandbox_url: str) -> None:
+        config: Settings, sandbox_url: str) -> None:
     start = datetime.now(UTC) + timedelta(days=1)
     httpx.post(f"{sandbox_url}/_sandbox/calendly/bookings", json={
         "email": "bob@example.com", "name": "Bob", "event_name": "Demo", "start_time": iso(start),
@@ -115,7 +109,7 @@ def test_a_corrupt_webhook_landing_line_is_kept_in_rejected_lines(
 
 
 def test_a_stripe_event_seen_by_webhook_and_by_the_events_api_shares_its_dedup_key(
-        config: IngestionConfig, sandbox_url: str) -> None:
+        config: Settings, sandbox_url: str) -> None:
     now = datetime.now(UTC)
     purchase = httpx.post(f"{sandbox_url}/_sandbox/stripe/purchases", json={
         "email": "carla@example.com", "name": "Carla", "product_id": "prod_toolkit",

@@ -13,7 +13,7 @@ import pytest
 from ingestion.collector import create_collector_app
 from ingestion.landing import LandingZone, landing_files
 from ingestion.webhooks import WebhookRegistrationError, register_webhooks
-from orchestration.settings import Settings, sandbox_environment
+from settings import Settings, sandbox_environment
 from tests.servers import serve
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import httpx
 
-from orchestration.settings import sandbox_environment
+from settings import sandbox_environment
 
 LIFECYCLE = str(Path(sys.executable).parent / "lifecycle")
 CONFIG_VARIABLES = (*sandbox_environment("http://unused", Path()), "DAGSTER_HOME")

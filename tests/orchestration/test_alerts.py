@@ -20,7 +20,7 @@ from starlette.routing import Route
 from orchestration.defs import automation
 from orchestration.defs.activate import no_rejections
 from orchestration.liveness import HOST_TAG, PID_TAG, PROCESS_STARTED_TAG, reap_dead_runs, this_host
-from orchestration.settings import Settings
+from settings import Settings
 from tests.orchestration.stand_ins import lifecycle_stand_in, transform_stand_in
 from tests.servers import serve
 

@@ -12,7 +12,7 @@ from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobO
 
 from orchestration.defs import automation
 from orchestration.liveness import HOST_TAG, IN_FLIGHT_STATUSES, PID_TAG, PROCESS_STARTED_TAG, this_host
-from orchestration.settings import Settings
+from settings import Settings
 from tests.orchestration.stand_ins import activate_stand_in, lifecycle_stand_in, transform_stand_in
 
 

@@ -26,8 +26,8 @@ import pytest
 from orchestration import cli
 from orchestration.defs import automation
 from orchestration.defs.ingest import WAREHOUSE_POOL
-from orchestration.settings import Settings, sandbox_environment
 from sandbox.app import Sandbox
+from settings import Settings, sandbox_environment
 from tests.orchestration.stand_ins import lifecycle_stand_in, transform_stand_in
 from tests.servers import fresh_sandbox
 

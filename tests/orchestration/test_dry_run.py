@@ -34,8 +34,8 @@ from ingestion.landing import LandingZone
 from orchestration import cli
 from orchestration.defs import activate
 from orchestration.resources import LifecycleSettings
-from orchestration.settings import Settings, sandbox_environment
 from sandbox.app import Sandbox
+from settings import Settings, sandbox_environment
 from tests.orchestration.cli_process import (
     dagster_runs,
     lifecycle_env,

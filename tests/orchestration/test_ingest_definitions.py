@@ -17,7 +17,7 @@ import pytest
 from orchestration.cli import main
 from orchestration.defs import ingest
 from orchestration.resources import RESOURCES
-from orchestration.settings import Settings, sandbox_environment
+from settings import Settings, sandbox_environment
 
 EXPECTED_KEYS = {
     "raw_forms/submissions", "raw_forms/rejected_lines",

@@ -25,8 +25,8 @@ import pytest
 
 from orchestration import cli
 from orchestration.publish import publish
-from orchestration.settings import Settings, sandbox_environment
 from sandbox.app import Sandbox
+from settings import Settings, sandbox_environment
 from tests.orchestration.browser import drawn_charts, rendered_dom
 from tests.orchestration.cli_process import lifecycle_env, run_lifecycle
 from tests.servers import fresh_sandbox

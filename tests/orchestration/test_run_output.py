@@ -30,8 +30,8 @@ from orchestration import cli
 from orchestration.defs.activate import ACTIVATIONS, EMAILS_KEY, EMAILS_OBJECT, mask_emails
 from orchestration.run_output import FIRST_REASONS, LiveDisplay, RunProgress, step_label
 from orchestration.services import free_port, stop, wait_healthy
-from orchestration.settings import Settings, sandbox_environment
 from sandbox.app import Sandbox
+from settings import Settings, sandbox_environment
 from tests.orchestration.cli_process import LIFECYCLE, lifecycle_env, run_lifecycle
 from tests.servers import fresh_sandbox
 

@@ -171,7 +171,7 @@ def test_the_instance_yaml_written_by_lifecycle_is_kept_current_and_an_edited_on
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIFECYCLE_HOME", str(tmp_path))
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    from orchestration.settings import Settings
+    from settings import Settings
 
     config = tmp_path / "dagster" / "dagster.yaml"
     config.parent.mkdir()

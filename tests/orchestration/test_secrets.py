@@ -33,7 +33,7 @@ import pytest
 from dlt.common.versioned_state import decompress_state
 
 from orchestration.services import free_port, stop, wait_healthy
-from orchestration.settings import sandbox_environment
+from settings import sandbox_environment
 
 MARKER = "LEAKCANARY"
 SECRETS = {

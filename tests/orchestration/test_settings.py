@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from orchestration.defs.transform import dbt_environment
-from orchestration.resources import ingestion_config
-from orchestration.settings import REAL_BASE_URLS, Secret, Settings, sandbox_environment, secret_values
+from settings import REAL_BASE_URLS, Secret, Settings, sandbox_environment, secret_values
 
 
 def test_defaults_point_at_the_real_services_and_local_home(tmp_path: Path) -> None:
@@ -52,6 +51,19 @@ def test_secrets_are_masked_in_repr_str_format_and_logs(tmp_path: Path, caplog) 
     assert settings.hubspot_token.reveal() == "pat-na1-very-secret"
 
 
+def test_settings_without_secrets_keep_everything_but_the_credentials(tmp_path: Path) -> None:
+    settings = Settings.from_env(sandbox_environment("http://127.0.0.1:9999", tmp_path))
+
+    redacted = settings.without_secrets()
+
+    secrets = {name for name, value in vars(settings).items() if isinstance(value, Secret)}
+    assert {name: getattr(redacted, name).reveal() for name in secrets} == dict.fromkeys(secrets, "placeholder")
+    assert secret_values(settings) and not set(secret_values(settings)) & set(secret_values(redacted))
+    unchanged = {name: value for name, value in vars(settings).items() if not isinstance(value, Secret)}
+    assert unchanged == {name: value for name, value in vars(redacted).items() if not isinstance(value, Secret)}
+    assert redacted.warehouse_path == settings.warehouse_path
+
+
 def test_the_brevo_settle_time_is_a_setting_in_seconds() -> None:
     assert Settings.from_env({}).brevo_settle_seconds is None
     assert Settings.from_env({"LIFECYCLE_BREVO_SETTLE_SECONDS": "90"}).brevo_settle_seconds == 90
@@ -64,7 +76,6 @@ def test_the_duckdb_memory_limit_is_validated_and_reaches_dlt_and_dbt(tmp_path: 
     assert Settings.from_env({}).duckdb_config == {"memory_limit": "1GB"}
     settings = Settings.from_env({"LIFECYCLE_DUCKDB_MEMORY_LIMIT": "512MB", "LIFECYCLE_HOME": str(tmp_path)})
     assert settings.duckdb_config == {"memory_limit": "512MB"}
-    assert ingestion_config(settings, with_credentials=False).duckdb_config == {"memory_limit": "512MB"}
     with dbt_environment(settings, None):
         assert os.environ["LIFECYCLE_DUCKDB_MEMORY_LIMIT"] == "512MB"
     for bad in ("lots", "1 000MB", "80%", "-1GB"):

@@ -24,8 +24,8 @@ import duckdb
 import pytest
 
 from orchestration import cli
-from orchestration.settings import Settings, sandbox_environment
 from sandbox.app import Sandbox
+from settings import Settings, sandbox_environment
 from tests.orchestration.cli_process import lifecycle_env, run_lifecycle, sandbox_calls, write_calls
 from tests.servers import fresh_sandbox
 

@@ -103,7 +103,7 @@ def stop_process_group(process: subprocess.Popen) -> None:
 @pytest.fixture()
 def dagster_dev(tmp_path: Path, sandbox_url: str) -> Iterator[tuple[httpx.Client, Path]]:
     """A ``dagster dev`` on a free port, with a fresh LIFECYCLE_HOME pointed at the session sandbox."""
-    from orchestration.settings import sandbox_environment
+    from settings import sandbox_environment
 
     httpx.post(sandbox_url + "/_sandbox/limits", json={"off": True}).raise_for_status()
     home = tmp_path / "home"

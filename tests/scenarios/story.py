@@ -29,7 +29,7 @@ from ingestion.collector.app import create_collector_app
 from ingestion.landing import LandingZone
 from ingestion.webhooks import register_webhooks
 from orchestration import cli
-from orchestration.settings import Settings, sandbox_environment
+from settings import Settings, sandbox_environment
 from tests.servers import serve
 
 NINA = "nina.nurture@providers.example"

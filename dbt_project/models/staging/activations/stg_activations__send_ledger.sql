@@ -1,7 +1,7 @@
 -- One row per email the activations handed to the provider, or are handing (activations.send_ledger): the
 -- ledger the sequence models read to know what was already sent.
 with source as (
-    select * from {{ source('activations', 'send_ledger') }}
+    select * from {{ source_or_empty('activations', 'send_ledger') }}
 )
 
 select

@@ -1,7 +1,7 @@
 -- One row per key an activation run sent, rejected or would send (activations.sync_log), renamed: `key`
 -- and `at` are reserved words in some warehouses.
 with source as (
-    select * from {{ source('activations', 'sync_log') }}
+    select * from {{ source_or_empty('activations', 'sync_log') }}
 )
 
 select

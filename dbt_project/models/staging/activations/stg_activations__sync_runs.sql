@@ -1,6 +1,6 @@
 -- One row per activation run (activations.sync_runs): one destination object's sync, or the emails.
 with source as (
-    select * from {{ source('activations', 'sync_runs') }}
+    select * from {{ source_or_empty('activations', 'sync_runs') }}
 )
 
 select

@@ -1,7 +1,8 @@
-"""All configuration, read from the environment (and a ``.env`` file) in one place (SPEC §5.1).
+"""All configuration, read from the environment (and a ``.env`` file) in one place.
 
-Secrets are held as ``Secret`` so that printing settings, logging them or putting them in run metadata
-shows ``***`` instead of the value.
+A package of its own, importing none of the others, so that the orchestration and ingestion read the same
+``Settings`` (ingestion never imports the orchestration). Secrets are held as ``Secret`` so that printing
+settings, logging them or putting them in run metadata shows ``***`` instead of the value.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import hmac
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -103,6 +104,12 @@ class Settings:
     """LIFECYCLE_DUCKDB_MEMORY_LIMIT, e.g. ``1GB`` or ``512MB``."""
     scratch: Path | None = None
     """A dry run's throwaway copy of the warehouse and the dlt state; None for a real run."""
+
+    def without_secrets(self) -> Settings:
+        """These settings with a placeholder for every credential: for what must not hold one, such as the
+        asset definitions (their metadata is shown in the UI)."""
+        return replace(self, **{name: Secret("placeholder") for name, value in vars(self).items()
+                                if isinstance(value, Secret)})
 
     @property
     def data_dir(self) -> Path:
