@@ -238,10 +238,19 @@ def masked(value: Any) -> Any:
     return value
 
 
-def materialization_metadata(result: RunResult[Any], preview: dg.MetadataValue) -> dict[str, Any]:
+def preview_table(result: RunResult[Any], listed_in: Path | None = None) -> dg.MetadataValue:
+    """The first rows a run sent (or a dry run would send) as a Markdown table: emails, or a sync's rows."""
+    if isinstance(result, SendResult):
+        return preview_markdown(("step", "to", "template", "message key", "params"), send_preview_rows(result),
+                                result.sent, result.run_id, listed_in)
+    return preview_markdown(("action", "key", "fields written"), preview_rows(result), result.changed,
+                            result.run_id, listed_in)
+
+
+def materialization_metadata(result: RunResult[Any], listed_in: Path | None = None) -> dict[str, Any]:
     """A run's numbers as Dagster metadata, a sync's or the emails' alike: mappings as JSON, the first
     ``REJECTION_ROWS`` of each sample (rejections, unconfirmed keys) as JSON with emails masked, and the
-    preview."""
+    preview table."""
     metadata: dict[str, Any] = {}
     for name, value in result.metadata().items():
         if isinstance(value, list):
@@ -249,7 +258,7 @@ def materialization_metadata(result: RunResult[Any], preview: dg.MetadataValue) 
         elif isinstance(value, dict):
             value = dg.MetadataValue.json(value)
         metadata[name] = value
-    metadata["preview"] = preview
+    metadata["preview"] = preview_table(result, listed_in)
     return metadata
 
 
@@ -292,9 +301,7 @@ def _activation_asset(activation: Activation) -> dg.AssetsDefinition:
             context.log.warning(f"{destination} {object_}: {result.rejected} rows rejected "
                                 f"({dict(result.rejection_reasons)}); they are retried next run")
         check = no_rejections(activation.key, result.left_over())
-        preview = preview_markdown(("action", "key", "fields written"), preview_rows(result), result.changed,
-                                   result.run_id, listed_in)
-        return dg.MaterializeResult(metadata=materialization_metadata(result, preview), check_results=[check])
+        return dg.MaterializeResult(metadata=materialization_metadata(result, listed_in), check_results=[check])
 
     return activate
 
@@ -356,9 +363,7 @@ def brevo_emails(context: AssetExecutionContext, lifecycle: LifecycleSettings,
     if result.rejected or result.unconfirmed:
         context.log.warning(f"brevo emails: {result.rejected} rejected ({dict(result.rejection_reasons)}), "
                             f"{result.unconfirmed} unconfirmed; they are retried next run")
-    preview = preview_markdown(("step", "to", "template", "message key", "params"), send_preview_rows(result),
-                               result.sent, result.run_id, listed_in)
-    metadata = {**materialization_metadata(result, preview), "settled": settled}
+    metadata = {**materialization_metadata(result, listed_in), "settled": settled}
     check = no_rejections(EMAILS_KEY, result.left_over())
     return dg.MaterializeResult(metadata=metadata, check_results=[check])
 

@@ -22,9 +22,6 @@ SHARED = {"sync_run_id", "destination", "object", "dry_run", "status", "started_
           "batches", "rejection_reasons", "rejections", "api_calls", "duration_seconds", "preview"}
 
 
-PREVIEW = dg.MetadataValue.md("| preview |")
-
-
 def rejected_thirty(result: RunResult) -> RunResult:
     for n in range(30):
         result.reject(f"key-{n}", "INVALID_EMAIL" if n % 3 else "BLOCKED")
@@ -37,22 +34,22 @@ def test_a_sync_and_the_emails_give_the_same_metadata_for_what_they_share() -> N
     emails = rejected_thirty(SendResult())
 
     for result in (sync, emails):
-        metadata = materialization_metadata(result, PREVIEW)
+        metadata = materialization_metadata(result)
         assert metadata.keys() >= SHARED
         assert metadata["rejected"] == 30
         assert metadata["rejection_reasons"] == dg.MetadataValue.json({"BLOCKED": 10, "INVALID_EMAIL": 20})
         assert metadata["rejections"] == dg.MetadataValue.json(
             [{"key": f"key-{n}", "reason": "INVALID_EMAIL" if n % 3 else "BLOCKED"} for n in range(REJECTION_ROWS)])
         assert metadata["api_calls"] == dg.MetadataValue.json({"POST /batch": 2})
-    assert {"added", "accepted", "write_calls"} <= materialization_metadata(sync, PREVIEW).keys()
-    assert {"reconciled", "unconfirmed_keys", "per_step"} <= materialization_metadata(emails, PREVIEW).keys()
+    assert {"added", "accepted", "write_calls"} <= materialization_metadata(sync).keys()
+    assert {"reconciled", "unconfirmed_keys", "per_step"} <= materialization_metadata(emails).keys()
 
 
 def test_the_emails_left_unconfirmed_make_them_partial_but_not_a_sync() -> None:
     emails = SendResult(unconfirmed=2, unconfirmed_keys=[f"k-{n}" for n in range(40)])
 
     assert emails.left_over() == {"rejected": 0, "unconfirmed": 2}
-    assert materialization_metadata(emails, PREVIEW)["unconfirmed_keys"] == dg.MetadataValue.json(
+    assert materialization_metadata(emails)["unconfirmed_keys"] == dg.MetadataValue.json(
         [f"k-{n}" for n in range(REJECTION_ROWS)])
     assert SyncResult(destination="brevo", object="contacts").left_over() == {"rejected": 0}
 
@@ -73,4 +70,6 @@ def test_the_preview_lists_the_first_rows_masked_and_counts_the_rest(tmp_path: P
                             emails.sent, emails.run_id, tmp_path / "all.csv").value.splitlines()
     assert rows[2:] == ["| demo_nurture/1 | e0***@example.com | 11 | k-0 | n: 0 |", "",
                         f"... and 4 more ({tmp_path / 'all.csv'})"]
-    assert materialization_metadata(emails, PREVIEW)["preview"] == PREVIEW
+    assert materialization_metadata(emails)["preview"] == preview_markdown(
+        ("step", "to", "template", "message key", "params"), send_preview_rows(emails), emails.sent, emails.run_id,
+        None)
