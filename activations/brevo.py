@@ -1,5 +1,5 @@
 """Brevo API v3 destination client: attributes, lists, contact upserts, list members, transactional email
-(api_contracts.md §2).
+(https://developers.brevo.com/docs/how-it-works).
 
 Contacts go through ``POST /contacts/import`` with a JSON body. Why import rather than ``/contacts/batch``
 for existing contacts plus one ``POST /contacts`` per new one: the contacts endpoints share 10 requests per
@@ -49,7 +49,8 @@ IMPORT_MAX_BYTES = 8_000_000  # Brevo caps jsonBody at 10 MB and recommends 8 MB
 LISTS_PAGE = 50
 EVENTS_PAGE = 2500
 MESSAGE_VERSIONS_MAX = 1000
-"""Brevo's cap on ``messageVersions`` per ``POST /smtp/email`` (api_contracts.md §2.10)."""
+"""Brevo's cap on ``messageVersions`` per ``POST /smtp/email``
+(https://developers.brevo.com/docs/send-a-transactional-email)."""
 EMAIL_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 TOP_LEVEL_DOMAIN = re.compile(r"[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59}")
@@ -74,7 +75,7 @@ LIFECYCLE_ATTRIBUTES: dict[str, str] = {
     "ENGAGEMENT_TIER": "text",
     "CUSTOMER_STATUS": "text",
 }
-"""SPEC §5.4: the contact attributes the pipeline writes, with their Brevo types."""
+"""The contact attributes the pipeline writes, with their Brevo types (docs/field-names.md)."""
 
 
 class InvalidValue(ValueError):

@@ -1,6 +1,6 @@
 """The transport every destination client shares: auth, pacing, retries, call counts and safe errors.
 
-Why not ingestion's HTTP client: activations must not import ingestion (SPEC §1), and writes need more
+Why not ingestion's HTTP client: activations must not import ingestion (docs/architecture.md), and writes need more
 than reads do. A run should stay under the vendor's limit instead of bouncing off it, so a per-bucket
 ``Pacer`` reads the limit headers of every answer and waits before the request that would be refused.
 When a 429 still comes (another app shares the bucket), ``Retry-After`` is honoured, then the vendor's

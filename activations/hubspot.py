@@ -1,4 +1,5 @@
-"""HubSpot CRM v3 destination client: properties, contact upserts and reads, notes (api_contracts.md §1).
+"""HubSpot CRM v3 destination client: properties, contact upserts and reads, notes
+(https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/batch/upsert-contacts).
 
 Pure data in and out: rows are dicts, answers are ``RowOutcome``s and small dataclasses; the engine reads
 the warehouse and decides what to send. Batches go at HubSpot's limit of 100 inputs; a batch refused as a
@@ -72,7 +73,7 @@ LIFECYCLE_PROPERTIES: tuple[dict, ...] = (
     _enumeration("engagement_tier", "Engagement tier", ("most_engaged", "engaged", "quiet", "new")),
     {"name": "hs_lead_status", "options": [{"label": "Demo scheduled", "value": "DEMO_SCHEDULED"}]},
 )
-"""SPEC §5.4: our own properties (group ``lifecycle``) and the ``DEMO_SCHEDULED`` lead status option.
+"""Our own properties (group ``lifecycle``, docs/field-names.md) and the ``DEMO_SCHEDULED`` lead status option.
 An entry for an existing property only adds its missing options."""
 
 
@@ -108,7 +109,7 @@ class PropertyChanges:
 
 
 def property_value(value: Any) -> str:
-    """HubSpot wants every value as a string; ``""`` clears (api_contracts.md §1.2)."""
+    """HubSpot wants every value as a string; ``""`` clears (HubSpot's batch update reference)."""
     if value is None:
         return ""
     if isinstance(value, bool):

@@ -1,6 +1,6 @@
 """``lifecycle webhooks register --url PUBLIC_URL``: subscribe the collector to Calendly and Stripe.
 
-Real clients of the real APIs (api_contracts §3.1, §4; base URLs configurable so the sandbox stands in).
+Real clients of the real APIs (Calendly's webhook subscriptions, Stripe's webhook endpoints; base URLs configurable so the sandbox stands in).
 Idempotent: an existing subscription for the same URL is left alone, so running it twice creates nothing.
 Calendly disables a subscription after a day of failed deliveries and it must then be re-created, so a
 disabled one is replaced. Stripe's endpoint signing secret is never printed: the operator copies it from

@@ -1,4 +1,4 @@
-"""``lifecycle``: the command line of SPEC §5.1.
+"""``lifecycle``: the command line of docs/interfaces.md#command-line-and-settings.
 
 Every command reads its configuration from the environment (and ``.env``) through ``Settings``; the
 pipeline commands execute the same Dagster definitions that ``dagster dev -w workspace.yaml`` shows.

@@ -1,4 +1,4 @@
-"""The one place where Dagster resources are built: everything comes from the environment (SPEC §5.1)."""
+"""The one place where Dagster resources are built: everything comes from the environment (docs/interfaces.md#command-line-and-settings)."""
 
 from __future__ import annotations
 

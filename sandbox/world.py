@@ -1,11 +1,11 @@
 """``python -m sandbox world``: a synthetic company's history, pushed into the sandbox and a backfill file.
 
-Why it exists: the pipeline's tests, the demo and the bench need a world that holds every case of SPEC §3
+Why it exists: the pipeline's tests, the demo and the bench need a world that holds every case of the behaviour rules (docs/)
 (repeat leads, reschedules in both webhook orders, repeat buyers on Day 0/3/8, refunds, renewals and both
 kinds of churn, CRM contacts that already have an owner, webinar duplicates, unknown org types and codes,
 invalid emails, engagement tiers) at about ten raw events per contact.
 
-The generator is a client like any other (SPEC §1: the sandbox imports no product code): it speaks HTTP to
+The generator is a client like any other (docs/architecture.md: the sandbox imports no product code): it speaks HTTP to
 the sandbox's admin API and emulated vendor APIs, POSTs live submissions to the collector, and writes the
 historical form submissions to a JSONL backfill file, because only ``lifecycle import-forms`` keeps their
 original timestamps (the collector stamps server time).
@@ -456,7 +456,7 @@ class World:
             if self.q_reschedule.hit():
                 canceled = rng.randrange(created + HOUR, cancel_by)
                 shift = rng.randrange(1, 8) * DAY
-                # Every other reschedule delivers invitee.created before invitee.canceled (SPEC §3.4.2).
+                # Every other reschedule delivers invitee.created before invitee.canceled (docs/demos.md#reschedule).
                 followup = {"canceled_at": iso(canceled),
                             "reverse_order": self.counts["reschedules"] % 2 == 1,
                             "reschedule_to": {"start_time": iso(start + shift), "end_time": iso(end + shift)}}
@@ -509,7 +509,7 @@ class World:
 
     def subscription(self, block: Block, person: Person, started: int) -> None:
         """Monthly renewals to the end of the window; some churn by cancellation, some by an unpaid
-        renewal at least 15 days before the end (so the 14-day rule of SPEC §3.8.2 can see it)."""
+        renewal at least 15 days before the end (so the 14-day rule of docs/churn.md#churn can see it)."""
         rng = self.rng
         interval = SUBSCRIPTION_INTERVAL_DAYS * DAY
         cycles = [started + k * interval for k in range(1, (self.end - started) // interval + 1)]
@@ -566,7 +566,7 @@ class World:
         self.counts["crm_seeded"] += 1
 
     def engagement(self, block: Block, person: Person, since: int) -> None:
-        """Opens and clicks shaped for the tiers of SPEC §3.7: recent clickers, openers within 90 days,
+        """Opens and clicks shaped for the engagement tiers (docs/engagement.md#engagement-tiers): recent clickers, openers within 90 days,
         early-then-silent (quiet), never; a few hard bounces (nothing after them) and unsubscribes."""
         rng = self.rng
         quiet_until = self.end - 91 * DAY

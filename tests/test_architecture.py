@@ -1,4 +1,4 @@
-"""Dependencies run one way (SPEC §1): product code never imports the sandbox, the sandbox never imports
+"""Dependencies run one way (docs/architecture.md): product code never imports the sandbox, the sandbox never imports
 product code, ingestion and activations know nothing of Dagster's wiring or of each other, the settings
 (read by the orchestration and ingestion alike) know nothing of anyone, and the bench
 drives the product and the sandbox only from the outside (the command line, HTTP, the warehouse)."""

@@ -1,4 +1,4 @@
-{#- Time travel (SPEC §1): the moment a run looks at, as a UTC timestamp literal.
+{#- Time travel (docs/architecture.md): the moment a run looks at, as a UTC timestamp literal.
 
     The `as_of` var takes an ISO 8601 timestamp ("2026-09-01T00:00:00Z", any offset; no offset means
     UTC); without it, the environment variable LIFECYCLE_AS_OF does (what orchestration sets: a changed

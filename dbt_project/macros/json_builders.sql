@@ -1,4 +1,4 @@
-{#- JSON text built in SQL, for the params of the lifecycle emails (SPEC §3.9.5). Values are escaped by a
+{#- JSON text built in SQL, for the params of the lifecycle emails (docs/sequences.md#params-of-every-send). Values are escaped by a
     dispatched macro; the rest is string concatenation through dbt's cross-database macros. -#}
 
 {#- A JSON object from `members`, a list of (key, SQL expression, type); type is one of

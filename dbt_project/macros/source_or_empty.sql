@@ -1,7 +1,7 @@
 {#- A raw table, or an empty stand-in with its declared columns when dlt has not created it yet.
 
     dlt creates a table with its first row, so a warehouse can lack some: no webhook ever landed (the
-    pipeline must be complete from REST alone, SPEC §5.3), no Stripe event in the last 30 days, a
+    pipeline must be complete from REST alone, docs/interfaces.md#sandbox), no Stripe event in the last 30 days, a
     system not in use, a landing stream without a bad line. Staging reads every source through this
     macro, so such a table stages as an empty view instead of failing the build; the view is rebuilt
     from the real table on the first run after it appears. The stand-in's columns are the ones declared

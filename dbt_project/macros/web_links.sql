@@ -1,4 +1,4 @@
-{#- Helpers for the links in lifecycle emails (webinar calendar and survey links, SPEC §3.6.3). -#}
+{#- Helpers for the links in lifecycle emails (webinar calendar and survey links, docs/webinars.md#confirmation-and-links). -#}
 
 {#- A text percent-encoded for a URL query value (RFC 3986: everything but letters, digits and -._~). -#}
 {% macro url_encode(expression) -%}

@@ -49,7 +49,7 @@ INVITEE_FIELDS: dict[str, tuple[str, ...]] = {
     "timestamp": ("cancellation__created_at", "created_at", "updated_at"),
     "json": ("questions_and_answers", "payment", "no_show", "reconfirmation"),
 }
-"""Invitee fields of api_contracts §3.2, typed so that each column exists even while it is always null."""
+"""The invitee fields of Calendly's webhook payload, typed so that each column exists even while it is always null."""
 
 EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "text": ("uri", "name", "status", "event_type", "meeting_notes_plain", "meeting_notes_html"),

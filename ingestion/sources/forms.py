@@ -34,7 +34,7 @@ SUBMISSION_COLUMNS: dict[str, dict[str, Any]] = {
 
 
 def submission_row(record: dict[str, Any]) -> dict[str, Any]:
-    """One landing record as a row: the known form fields (SPEC §5.2) as columns, the rest in ``extra``.
+    """One landing record as a row: the known form fields (docs/interfaces.md#collector) as columns, the rest in ``extra``.
 
     The collector and the backfill already put unknown fields under ``fields.extra``; any other unknown
     key (an older writer, a hand-made file) joins them there rather than being dropped.

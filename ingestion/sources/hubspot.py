@@ -47,7 +47,7 @@ LIST_REQUESTS_PER_SECOND = 10
 DEFAULT_CONTACT_PROPERTIES: tuple[str, ...] = (
     "email", "firstname", "lastname", "company", "phone", "lifecyclestage", "hs_lead_status",
     "hubspot_owner_id", "hs_analytics_source", "hs_latest_source", "createdate", "lastmodifieddate",
-    # our own properties (SPEC §5.4); HubSpot ignores unknown names in reads, so this is safe before they exist
+    # our own properties (docs/field-names.md); HubSpot ignores unknown names in reads, so this is safe before they exist
     "customer_segment", "primary_audience", "form_source", "original_touch_source", "original_touch_campaign",
     "original_touch_at", "latest_touch_source", "latest_touch_campaign", "latest_touch_at", "webinar_history",
     "demo_booked_at", "demo_event_name", "customer_status", "engagement_tier",

@@ -1,4 +1,4 @@
-"""Activation assets: one per sync (SPEC §4), pushing a dbt sync model's differences to HubSpot or Brevo,
+"""Activation assets: one per sync (docs/sync-engine.md), pushing a dbt sync model's differences to HubSpot or Brevo,
 and ``brevo_email_sends``, which sends the lifecycle emails due (activations/sends.py).
 
 Keys are ``<destination>_<object>_sync`` (``hubspot_contacts_sync``): the graph shows a key's last part only,

@@ -225,7 +225,7 @@ class Calendly(CalendlyAdmin):
         }})
 
     def _check_owner(self, request: Request) -> None:
-        """Exactly one of user/organization/group, and it must be ours (§3.6)."""
+        """Exactly one of user/organization/group, and it must be ours."""
         given = [name for name in ("user", "organization", "group") if name in request.query_params]
         if len(given) != 1:
             raise invalid("organization", "exactly one of user, organization or group is required")

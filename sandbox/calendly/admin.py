@@ -69,7 +69,7 @@ class CalendlyAdmin:
                 "event_uri": f"{base}/scheduled_events/{event.uuid}"}
 
     async def cancel(self, item: dict, base: str) -> dict:
-        """A plain cancellation, or a reschedule: the old booking canceled plus a new one (§3.3)."""
+        """A plain cancellation, or a reschedule: the old booking canceled plus a new one."""
         invitee_uuid = resource_uuid(item.get("invitee_uri"), "invitees")
         canceled_at = required_time(item, "canceled_at")
         reschedule_to = item.get("reschedule_to")

@@ -29,7 +29,7 @@ SUBSCRIPTION_SCOPES = ("user", "organization")
 DEFAULT_COUNT = 20
 MAX_COUNT = 100
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-RATE_LIMIT = (500, 60.0)  # paid plans: 500 requests per user per minute (§3.7)
+RATE_LIMIT = (500, 60.0)  # paid plans: 500 requests per user per minute
 
 ORGANIZATION_UUID = str(uuid.uuid5(uuid.NAMESPACE_URL, "sandbox.calendly/organization"))
 USER_UUID = str(uuid.uuid5(uuid.NAMESPACE_URL, "sandbox.calendly/user"))
@@ -158,7 +158,7 @@ class Subscription:
         self.refresh()
 
     def refresh(self) -> None:
-        """Calendly retries failed deliveries, then disables the subscription (§3.5)."""
+        """Calendly retries failed deliveries, then disables the subscription."""
         if any(d.status == "failed" for d in self.pending):
             self.state = "disabled"
         self.pending = [d for d in self.pending if d.status in ("pending", "sending")]

@@ -1,4 +1,4 @@
-"""The diff-based sync engine (SPEC §4.2-§4.5) against an in-memory destination on a tmp DuckDB warehouse."""
+"""The diff-based sync engine (docs/sync-engine.md) against an in-memory destination on a tmp DuckDB warehouse."""
 
 from __future__ import annotations
 

@@ -105,7 +105,7 @@ def test_dq_flagged_records_lists_the_bad_records_with_reasons(dbt_world: BuiltW
 
 
 def test_flagged_records_stay_in_the_pipeline(dbt_world: BuiltWorld) -> None:
-    """Raw data is never dropped (SPEC §2): a flagged submission is still in the intermediate model,
+    """Raw data is never dropped (docs/sources.md): a flagged submission is still in the intermediate model,
     an unknown org type with audience Other."""
     kept = dbt_world.query("""
         select submissions.primary_audience, submissions.segment

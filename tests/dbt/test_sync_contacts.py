@@ -1,5 +1,4 @@
-"""Contacts, touches and the CRM / marketing sync payloads on the world generator's data (SPEC §3.1-§3.4,
-§4.1, §5.4), checked against the raw tables and the generator's own counts: the payloads carry exactly the
+"""Contacts, touches and the CRM / marketing sync payloads on the world generator's data (docs/README.md), checked against the raw tables and the generator's own counts: the payloads carry exactly the
 destinations' field names, both systems get the same contacts, an original touch the CRM already holds is
 never overwritten, each demo event is one note, and a touch's source follows the referrer seed."""
 
@@ -40,7 +39,7 @@ def valid(emails: list[tuple[str | None]]) -> set[str]:
 
 
 def test_payloads_carry_exactly_the_destination_fields(dbt_world: BuiltWorld) -> None:
-    """SPEC §5.4 names, HubSpot values all strings, Brevo booleans as booleans; never-written HubSpot
+    """docs/field-names.md names, HubSpot values all strings, Brevo booleans as booleans; never-written HubSpot
     properties are not columns at all."""
     assert column_types(dbt_world, "sync_crm__contacts") == [(name, "VARCHAR") for name in HUBSPOT_PROPERTIES]
     assert column_types(dbt_world, "sync_marketing__contacts") == [("email", "VARCHAR")] + [
@@ -57,7 +56,7 @@ def test_the_transform_job_builds_the_sync_models(dbt_world: BuiltWorld) -> None
 
 
 def test_both_systems_get_every_contact(dbt_world: BuiltWorld) -> None:
-    """SPEC §3.1.3: every valid email that submitted a form, booked or paid is one contact, in both payloads."""
+    """docs/contacts-and-touches.md#both-systems-in-one-run: every valid email that submitted a form, booked or paid is one contact, in both payloads."""
     expected = (
         valid(dbt_world.query("select email from raw_forms.submissions"))
         | valid(dbt_world.query("select email from raw_calendly.invitees"))
@@ -71,7 +70,7 @@ def test_both_systems_get_every_contact(dbt_world: BuiltWorld) -> None:
 
 
 def test_an_original_touch_the_crm_holds_is_never_overwritten(dbt_world: BuiltWorld) -> None:
-    """SPEC §3.2: CRM contacts seeded with an original touch get no original_touch_* written, and Brevo shows
+    """docs/contacts-and-touches.md#attribution-is-never-overwritten: CRM contacts seeded with an original touch get no original_touch_* written, and Brevo shows
     the CRM's; CRM contacts with an owner but no original touch get ours (set if empty)."""
     kept = dbt_world.query("""
         select crm.original_touch_source, sync.original_touch_source, sync.original_touch_campaign,
@@ -101,7 +100,7 @@ def test_an_original_touch_the_crm_holds_is_never_overwritten(dbt_world: BuiltWo
 
 
 def test_each_demo_event_is_one_note(dbt_world: BuiltWorld) -> None:
-    """SPEC §3.2.3/§3.4: a note per booking, reschedule and plain cancellation; a reschedule reads
+    """docs/contacts-and-touches.md#history-is-appended, docs/demos.md#demo-bookings: a note per booking, reschedule and plain cancellation; a reschedule reads
     "rescheduled from X to Y" whichever webhook came first."""
     summary = dbt_world.summary
     by_type = dict(dbt_world.query("select note_type, count(*) from sync.sync_crm__notes group by 1"))
@@ -113,7 +112,7 @@ def test_each_demo_event_is_one_note(dbt_world: BuiltWorld) -> None:
 
 
 def test_form_touch_sources_follow_utm_then_the_referrer_seed(dbt_world: BuiltWorld) -> None:
-    """SPEC §3.1.2 end to end: utm_source if present, else the referrer's domain through the seed (or the
+    """docs/contacts-and-touches.md#touch-source end to end: utm_source if present, else the referrer's domain through the seed (or the
     domain itself), else direct."""
     with (DBT_PROJECT_DIR / "seeds" / "referrer_sources.csv").open(newline="") as seed:
         mapped = {row["referrer_domain"]: row["source"] for row in csv.DictReader(seed)}

@@ -1,4 +1,4 @@
-"""Contract tests of the emulated Brevo API v3 (reference/api_contracts.md §2), over real HTTP."""
+"""Contract tests of the emulated Brevo API v3 (as https://developers.brevo.com documents it), over real HTTP."""
 
 from __future__ import annotations
 

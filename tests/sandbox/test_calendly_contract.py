@@ -1,4 +1,4 @@
-"""Contract tests of the emulated Calendly (reference/api_contracts.md §3), over real HTTP.
+"""Contract tests of the emulated Calendly (as https://developer.calendly.com documents it), over real HTTP.
 
 Webhooks go to a small recording receiver subscribed through the emulated API; signatures are checked
 with hmac/hashlib here, independently of the emulator's own code.
@@ -107,7 +107,7 @@ def subscribe(api: httpx.Client, url: str, **extra: object) -> httpx.Response:
 
 
 def verify(delivery: dict, key: str) -> bool:
-    """Calendly's scheme (§3.4), written out independently: v1 = HMAC-SHA256(key, "t." + raw body)."""
+    """Calendly's scheme, written out independently: v1 = HMAC-SHA256(key, "t." + raw body)."""
     parts = dict(part.split("=", 1) for part in delivery["headers"]["calendly-webhook-signature"].split(","))
     signed = parts["t"].encode() + b"." + delivery["body"]
     expected = hmac.new(key.encode(), signed, hashlib.sha256).hexdigest()

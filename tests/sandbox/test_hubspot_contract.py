@@ -1,4 +1,4 @@
-"""Contract tests of the emulated HubSpot CRM v3 (reference/api_contracts.md §1), over real HTTP."""
+"""Contract tests of the emulated HubSpot CRM v3 (as https://developers.hubspot.com documents it), over real HTTP."""
 
 from __future__ import annotations
 

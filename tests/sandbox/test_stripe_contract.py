@@ -1,4 +1,4 @@
-"""Contract tests of the emulated Stripe (reference/api_contracts.md §4), over real HTTP.
+"""Contract tests of the emulated Stripe (as https://docs.stripe.com documents it), over real HTTP.
 
 Webhooks go to a small recording receiver registered through the emulated API; signatures are checked
 both with the ``stripe`` library and with hmac/hashlib, independently of the emulator's own code.

@@ -1,4 +1,4 @@
-"""The world generator (``python -m sandbox world``): deterministic, and every case of SPEC §3 is in it.
+"""The world generator (``python -m sandbox world``): deterministic, and every case of the behaviour rules (docs/) is in it.
 
 One generated world (200 contacts, through the real CLI, with a live collector receiving the webhooks and
 live forms) is inspected through the files it wrote, the collector's landing zone and the emulated APIs.
@@ -94,7 +94,7 @@ def generated(sandbox_server, tmp_path_factory) -> dict:
         # the sandbox retries it, like the vendors do. Run the due retries now instead of waiting.
         httpx.post(f"{sandbox_url}/_sandbox/webhooks/flush").raise_for_status()
         deliveries = httpx.get(f"{sandbox_url}/_sandbox/webhooks").json()
-    # At-least-once delivery: deduplicated by the sources' own ids, as the pipeline does (SPEC §2).
+    # At-least-once delivery: deduplicated by the sources' own ids, as the pipeline does (docs/sources.md).
     stripe_events = list({r["event"]["id"]: r["event"] for r in landed(landing_root, "stripe")}.values())
     calendly_events = list({(r["event"]["event"], r["event"]["payload"]["uri"]): r["event"]
                             for r in landed(landing_root, "calendly")}.values())
@@ -354,7 +354,7 @@ def test_brevo_contacts_and_engagement_tiers(generated):
     assert len(events["unsubscribed"]) == counts["unsubscribed"]
     assert len(events["hardBounces"]) == counts["hard_bounce"]
 
-    # Days since each contact's last open or click, and since the last click (SPEC §3.7 tiers).
+    # Days since each contact's last open or click, and since the last click (docs/engagement.md#engagement-tiers).
     since_any: dict[str, int] = {}
     since_click: dict[str, int] = {}
     for kind, target in (("opened", since_any), ("clicks", since_click)):

@@ -78,7 +78,7 @@ OWNED_CRM_PROPERTIES = (
     "latest_touch_source", "latest_touch_campaign", "latest_touch_at", "webinar_history", "demo_booked_at",
     "demo_event_name", "customer_status", "engagement_tier",
 )
-"""SPEC §5.4: what the pipeline writes, plus the fields it must never change (compared too)."""
+"""docs/field-names.md: what the pipeline writes, plus the fields it must never change (compared too)."""
 GUARDED_CRM_PROPERTIES = ("hubspot_owner_id", "hs_analytics_source", "lifecyclestage")
 
 MAX_ATTEMPTS = 3
@@ -265,7 +265,7 @@ def recipient(email: dict) -> str:
 
 
 def message_key(email: dict) -> tuple:
-    """What identifies a message (SPEC §3.9.2: contact, sequence, instance, step): the recipient, template,
+    """What identifies a message (docs/sequences.md#message-keys: contact, sequence, instance, step): the recipient, template,
     sequence and step, and the instance's own params (a merge sequence's growing `purchases` list is
     content, not identity)."""
     params = email["params"]

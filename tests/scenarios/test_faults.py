@@ -1,4 +1,4 @@
-"""SPEC §6.2 / issue 4 "Done means": the same story replayed on a fresh sandbox and home with HubSpot and
+"""docs/reliability.md / issue 4 "Done means": the same story replayed on a fresh sandbox and home with HubSpot and
 Brevo injecting 10 % 429s, 5 % 500s and 2 % timeouts into every API call ends in the identical state:
 the same CRM properties and notes, Brevo attributes and lists, and the same emails, each sent once.
 

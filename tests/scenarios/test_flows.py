@@ -1,4 +1,4 @@
-"""SPEC §3 flow by flow, on the recorded replay of the story (tests/scenarios/story.py): each test reads
+"""docs/README.md flow by flow, on the recorded replay of the story (tests/scenarios/story.py): each test reads
 what HubSpot and Brevo showed after each checkpoint run, and which transactional emails arrived in which
 run. Checkpoints: day0 = 2026-09-01 12:00Z, day6, day7, day10, day14, day18 (days after 09-01, at noon UTC),
 wb003_eve = 2026-10-14 21:30Z, wb005_eve = 2026-12-10 12:00Z, wb005_hour = 2026-12-10 18:30Z."""
@@ -50,7 +50,7 @@ EXPECTED_EMAILS = {
     "wb005_eve": [(WENDY, 501), (NED, 703), (CARL, 107)],
     "wb005_hour": [(WENDY, 502)],
 }
-"""Every email of the story, per checkpoint: (to, templateId). Derived by hand from SPEC §3 and the
+"""Every email of the story, per checkpoint: (to, templateId). Derived by hand from docs/README.md and the
 sequences file; the comments of each flow's test say why each one is due when it is."""
 
 SEQUENCE_OF_TEMPLATE = {
@@ -82,7 +82,7 @@ def after(checkpoint: str) -> list[str]:
     return NAMES[NAMES.index(checkpoint):]
 
 
-# -- the whole story ------------------------------------------------------------------------------------
+# -- the whole story -----------------------------------------------------------------------------------------
 
 
 def test_the_story_sends_exactly_these_emails_at_these_checkpoints(story: History) -> None:
@@ -109,7 +109,7 @@ def test_both_systems_hold_the_same_contacts(story: History) -> None:
     assert set(final.crm) == set(final.brevo) == set(CONTACTS)
 
 
-# -- B2B lead and demo nurture (§3.1, §3.3) -------------------------------------------------------------
+# -- B2B lead and demo nurture (docs/demos.md) ---------------------------------------------------------------
 
 
 def test_b2b_lead_reaches_both_systems_tagged_with_segment_audience_form_and_touch(story: History) -> None:
@@ -193,7 +193,7 @@ def test_a_client_never_enters_the_nurture_and_is_flagged_in_brevo(story: Histor
     assert story.attributes("day6", NINA)["IS_CLIENT"] is False
 
 
-# -- demo booking, reschedule, cancellation (§3.4, §3.2.3) ------------------------------------------------
+# -- demo booking, reschedule, cancellation (docs/demos.md) --------------------------------------------------
 
 
 @pytest.mark.parametrize(("email", "label", "old_start", "new_start"), [
@@ -254,7 +254,7 @@ def test_a_repeated_contact_form_does_not_restart_the_nurture(story: History) ->
     assert instant(story.crm("day18", CARL)["latest_touch_at"]) == at("2026-09-16T09:00:00Z")
 
 
-# -- attribution is never overwritten (§3.2) ------------------------------------------------------------
+# -- attribution is never overwritten (docs/contacts-and-touches.md) -----------------------------------------
 
 
 def test_preexisting_crm_contact_keeps_owner_and_original_source_while_latest_touch_moves(
@@ -276,7 +276,7 @@ def test_preexisting_crm_contact_keeps_owner_and_original_source_while_latest_to
     assert story.crm(NAMES[-1], CORA)["lifecyclestage"] == "customer"
 
 
-# -- B2C post-purchase (§3.5) ---------------------------------------------------------------------------
+# -- B2C post-purchase (docs/purchases.md) -------------------------------------------------------------------
 
 
 def test_purchases_on_day_0_and_day_3_send_one_day_0_email_and_the_day_5_email_lists_both(
@@ -313,7 +313,7 @@ def test_purchasers_are_tagged_b2c_and_listed_as_customers(story: History) -> No
         assert "B2C customers" in story.lists("day0", email)
 
 
-# -- webinars (§3.6) ------------------------------------------------------------------------------------
+# -- webinars (docs/webinars.md) -----------------------------------------------------------------------------
 
 
 def test_webinar_confirmation_carries_the_webinar_and_its_three_links(story: History) -> None:
@@ -395,7 +395,7 @@ def test_a_ymca_registrant_gets_the_targeted_follow_up_and_other_registrants_nev
     assert followers == {YARA}
 
 
-# -- engagement and re-engagement (§3.7) -----------------------------------------------------------------
+# -- engagement and re-engagement (docs/engagement.md) -------------------------------------------------------
 
 
 def test_a_quiet_contact_gets_the_reengagement_sequence_and_engaging_again_takes_them_out(
@@ -411,7 +411,7 @@ def test_a_quiet_contact_gets_the_reengagement_sequence_and_engaging_again_takes
     assert story.arrivals(REMY, 602) == []
 
 
-# -- renewals, churn and winback (§3.8) --------------------------------------------------------------------
+# -- renewals, churn and winback (docs/churn.md) -------------------------------------------------------------
 
 
 def test_a_deleted_subscription_churns_and_a_new_purchase_reactivates_and_stops_the_winback(
@@ -440,7 +440,7 @@ def test_a_renewal_unpaid_14_days_churns_and_the_winback_runs_day_0_14_45(story:
         ("day18", 701), ("wb003_eve", 702), ("wb005_eve", 703)]
 
 
-# -- suppression (§3.9.3) ------------------------------------------------------------------------------
+# -- suppression (docs/engagement.md) ------------------------------------------------------------------------
 
 
 def test_an_unsubscribed_contact_gets_transactional_email_but_no_marketing(story: History) -> None:

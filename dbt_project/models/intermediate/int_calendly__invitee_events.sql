@@ -1,5 +1,5 @@
 -- Calendly invitee events (invitee.created / invitee.canceled) up to as_of, one row per event key:
--- the webhook deliveries and the REST reconciliation copy deduplicated (SPEC §2), so the pipeline is
+-- the webhook deliveries and the REST reconciliation copy deduplicated (docs/sources.md), so the pipeline is
 -- complete from REST alone and a redelivered or out-of-order webhook changes nothing.
 {%- set columns = [
     'event_key', 'event_name', 'invitee_uri', 'event_uri', 'email', 'email_raw', 'is_valid_email',

@@ -1,5 +1,5 @@
 -- Form submissions up to as_of, tagged from the seeds: segment and primary audience from the
--- organization type (SPEC §3.1.1), known form and webinar, and the touch source (SPEC §3.1.2: UTM
+-- organization type (docs/contacts-and-touches.md#segment-and-audience), known form and webinar, and the touch source (docs/contacts-and-touches.md#touch-source: UTM
 -- parameters if present, else the referrer, else direct).
 with submissions as (
     select * from {{ ref('stg_forms__submissions') }}

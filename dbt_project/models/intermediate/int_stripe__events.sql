@@ -1,5 +1,5 @@
 -- Stripe events up to as_of, one row per event id: webhook deliveries and the Events API copy
--- deduplicated (SPEC §2). A table: the JSON extraction of staging runs once per build, not per reader.
+-- deduplicated (docs/sources.md). A table: the JSON extraction of staging runs once per build, not per reader.
 {{ config(materialized='table') }}
 {%- set columns = [
     'event_id', 'event_type', 'api_version', 'is_livemode', 'occurred_at',

@@ -1,4 +1,4 @@
--- Data quality: one row per problem found in a record (SPEC §2: bad records are kept and flagged
+-- Data quality: one row per problem found in a record (docs/sources.md: bad records are kept and flagged
 -- downstream, never silently dropped). Events count up to as_of; contacts (CRM, marketing platform) as
 -- they are now; rejected landing lines whenever they were landed.
 with submissions as (

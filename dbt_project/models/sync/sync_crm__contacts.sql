@@ -1,9 +1,9 @@
--- Desired state of the HubSpot contacts (SPEC §4.1, §5.4): one row per contact, keyed by `email`, one
+-- Desired state of the HubSpot contacts (docs/sync-engine.md#desired-state, docs/field-names.md): one row per contact, keyed by `email`, one
 -- column per contact property, named as HubSpot names it. Every value is a string (HubSpot's API takes
 -- strings only); null means "do not write this property" (an empty string would clear it, and nothing
 -- here clears). Datetimes are epoch milliseconds, which HubSpot accepts for datetime properties.
 --
--- Attribution is never overwritten (SPEC §3.2): original_touch_* only while the CRM holds no original
+-- Attribution is never overwritten (docs/contacts-and-touches.md#attribution-is-never-overwritten): original_touch_* only while the CRM holds no original
 -- touch of its own (dim_contacts.original_touch_origin = 'touches'), the latest_touch_* always;
 -- hubspot_owner_id, lifecyclestage and hs_analytics_source* are not columns at all.
 {%- set epoch = "cast('1970-01-01 00:00:00' as " ~ dbt.type_timestamp() ~ ")" %}
@@ -20,7 +20,7 @@ properties as (
         last_name as lastname,
         company,
         phone,
-        -- SPEC §3.4: scheduled while a demo is booked (a reschedule included), back to OPEN after a plain
+        -- docs/demos.md#demo-bookings: scheduled while a demo is booked (a reschedule included), back to OPEN after a plain
         -- cancellation, otherwise left as the sales team set it
         case demo_status
             when 'booked' then 'DEMO_SCHEDULED'
@@ -36,7 +36,7 @@ properties as (
         latest_touch_campaign,
         latest_touch_at,
         webinar_history,
-        -- the booked demo's start time: it moves with a reschedule (SPEC §3.4.2)
+        -- the booked demo's start time: it moves with a reschedule (docs/demos.md#reschedule)
         demo_start_at as demo_booked_at,
         demo_event_name,
         customer_status,

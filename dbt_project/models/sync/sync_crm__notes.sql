@@ -1,4 +1,4 @@
--- Desired HubSpot notes (SPEC §3.2.3, §3.4): history is appended, never replaced, so every booking,
+-- Desired HubSpot notes (docs/contacts-and-touches.md#history-is-appended, docs/demos.md#demo-bookings): history is appended, never replaced, so every booking,
 -- reschedule and plain cancellation up to as_of is one note on the contact's timeline, keyed by
 -- `note_key` (the Calendly event it records, deterministic). A note, once created, never changes.
 -- hs_timestamp (when it happened, epoch milliseconds) and hs_note_body are HubSpot's note properties.

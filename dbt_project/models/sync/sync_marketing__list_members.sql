@@ -1,9 +1,9 @@
--- Desired list memberships in the marketing platform (SPEC §4.1, §5.4), one row per contact and list:
+-- Desired list memberships in the marketing platform (docs/sync-engine.md#desired-state, docs/field-names.md), one row per contact and list:
 -- the activations add the new rows and remove the members who are no longer here.
---   Webinar <code>  registered for the webinar (SPEC §3.6.4)
+--   Webinar <code>  registered for the webinar (docs/webinars.md#webinar-lists)
 --   <list_name>     an active instance of a sequence whose list_name is set in seeds/sequences.csv
---                   (Demo nurture, Re-engagement, SPEC §3.7.2)
---   Churned         customer status churned (SPEC §3.8.2)
+--                   (Demo nurture, Re-engagement, docs/engagement.md#re-engagement)
+--   Churned         customer status churned (docs/churn.md#churn)
 --   B2C customers   a paid, unrefunded purchase and not churned
 with memberships as (
     select email, {{ dbt.concat(["'Webinar '", 'webinar_code']) }} as list_name

@@ -1,4 +1,4 @@
--- Every event that sets a customer's status up to as_of (SPEC §3.8), one row per event:
+-- Every event that sets a customer's status up to as_of (docs/churn.md#customer-status), one row per event:
 --   active  / purchase             a paid checkout session, or a subscription's first paid invoice
 --   active  / renewed              invoice.paid with billing_reason subscription_cycle (a renewal)
 --   churned / subscription_deleted customer.subscription.deleted

@@ -1,7 +1,7 @@
--- Demo lifecycle events (SPEC §3.4), one row per booking, reschedule or plain cancellation, up to as_of
+-- Demo lifecycle events (docs/demos.md#demo-bookings), one row per booking, reschedule or plain cancellation, up to as_of
 -- (int_calendly__invitee_events filters the time and deduplicates webhook and REST copies).
 --
--- Calendly reports a reschedule as two events, in either order (api_contracts §3.3): invitee.canceled
+-- Calendly reports a reschedule as two events, in either order (Calendly's guide to reschedule payloads): invitee.canceled
 -- of the old invitee (rescheduled = true, new_invitee) and invitee.created of the new one (old_invitee).
 -- The created side alone is the reschedule: it becomes one 'rescheduled' row. The canceled side never
 -- becomes a 'canceled' row, so the lead is never shown as canceled in between: until the created side

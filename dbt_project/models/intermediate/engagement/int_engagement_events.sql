@@ -1,4 +1,4 @@
--- Email engagement up to as_of (SPEC §3.7.1): opens and clicks the marketing platform reported, for
+-- Email engagement up to as_of (docs/engagement.md#tier-rules): opens and clicks the marketing platform reported, for
 -- valid emails (int_marketing__email_events filters the time). Apple's proxy loads are not opens.
 select
     event_key,

@@ -1,4 +1,4 @@
--- Each contact's engagement tier over time up to as_of (SPEC §3.7.1, §3.7.3): one row per period in a
+-- Each contact's engagement tier over time up to as_of (docs/engagement.md#tier-rules, docs/engagement.md#tier-history): one row per period in a
 -- tier, valid_to null for the current one.
 --
 -- Not a dbt snapshot: a snapshot records what each run happened to see, so it depends on when runs

@@ -1,5 +1,5 @@
 -- One row per form submission with a valid email, up to as_of (int_forms__submissions filters the time),
--- tagged with its segment and primary audience (SPEC §3.1.1). Invalid emails never reach a contact-level
+-- tagged with its segment and primary audience (docs/contacts-and-touches.md#segment-and-audience). Invalid emails never reach a contact-level
 -- model: they stay in int_forms__submissions and are listed in dq_flagged_records.
 select
     submission_id,

@@ -1,4 +1,4 @@
--- The line items of each paid checkout session up to as_of (SPEC §3.5.1: the webhook carries none, the
+-- The line items of each paid checkout session up to as_of (docs/purchases.md#purchase-tagging: the webhook carries none, the
 -- Checkout Sessions API lists them), with the product's name and audience from the products seed.
 select
     line_items.session_id,

@@ -1,4 +1,4 @@
--- Paid checkout sessions up to as_of (SPEC §3.5.1), one row per session, with their products and refunds.
+-- Paid checkout sessions up to as_of (docs/purchases.md#purchase-tagging), one row per session, with their products and refunds.
 --
 -- A session is paid when a checkout.session.completed (or .async_payment_succeeded) event says so, or
 -- the Checkout Sessions API lists it complete and paid: the pipeline is complete from REST alone, and a

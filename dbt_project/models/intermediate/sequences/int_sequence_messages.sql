@@ -1,4 +1,4 @@
--- Every message of every sequence instance as of as_of (SPEC §3.9): the sequences file
+-- Every message of every sequence instance as of as_of (docs/sequences.md#how-messages-are-made): the sequences file
 -- (seeds/sequences.csv) joined to the trigger stream (int_sequence_triggers), with the send ledger
 -- deciding what was already sent. Generic: no sequence is named here.
 --
@@ -22,7 +22,7 @@
 -- 5. Instance status: finished when no step is left to send or schedule; else exited, paused or active.
 -- 6. after_end: a new instance opens on the first entry trigger at least reentry_after_days after the
 --    previous instance ended; the chain is walked with a recursive CTE (candidates only know their own end).
--- 7. Params (SPEC §3.9.5): sequence, step, and the entry trigger's params; a merge sequence instead carries
+-- 7. Params (docs/sequences.md#params-of-every-send): sequence, step, and the entry trigger's params; a merge sequence instead carries
 --    the list `merge_param` of every trigger merged into the instance up to the send, minus withdrawn ones
 --    (refunds). A table: fct_messages, messages_due and fct_sequence_enrollments read it.
 {{ config(materialized='table') }}

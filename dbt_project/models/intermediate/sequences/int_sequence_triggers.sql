@@ -1,5 +1,5 @@
 -- The trigger stream that the sequences (seeds/sequences.csv) enter, exit, pause and resume on
--- (SPEC §3.9.1): one row per lifecycle moment of a contact up to as_of, with the instance key it opens
+-- (docs/sequences.md#the-sequences-file): one row per lifecycle moment of a contact up to as_of, with the instance key it opens
 -- (a booking, a webinar, a purchase...), its anchor time and its params as JSON text. Every trigger
 -- name a sequence may use is made here and listed in _sequences__models.yml. Each row also carries what a
 -- targeted sequence's entry filters (the entry_* columns of the file) match: the submission's form and
@@ -37,14 +37,14 @@ bookings_with_replacement as (
     left join booking_replacements on bookings.invitee_uri = booking_replacements.invitee_uri
 ),
 
--- clients per the CRM (SPEC §3.1.4); the CRM holds its current state only
+-- clients per the CRM (docs/contacts-and-touches.md#client-flag); the CRM holds its current state only
 clients as (
     select distinct email
     from {{ ref('stg_crm__contacts') }}
     where is_customer and is_valid_email and not is_archived
 ),
 
--- SPEC §3.3.1: a contact-form submission by someone with no demo booked who is not already a client
+-- docs/demos.md#nurture-entry: a contact-form submission by someone with no demo booked who is not already a client
 demo_requests as (
     select submissions.*
     from submissions
@@ -137,7 +137,7 @@ triggers as (
         ]) }}
     from demo_requests
 
-    -- a reschedule is a new booking (a fresh confirmation, SPEC §3.4.2)
+    -- a reschedule is a new booking (a fresh confirmation, docs/demos.md#reschedule)
     union all
     select
         email,
@@ -193,7 +193,7 @@ triggers as (
     from demo_events
     where event_type = 'rescheduled' and previous_invitee_uri is not null
 
-    -- a booking that was neither canceled nor moved before it ended (SPEC §3.4.4)
+    -- a booking that was neither canceled nor moved before it ended (docs/demos.md#after-the-demo)
     union all
     select
         email,

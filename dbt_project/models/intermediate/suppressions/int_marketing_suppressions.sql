@@ -1,4 +1,4 @@
--- Contacts who must get no marketing email as of as_of (SPEC §3 terms, §3.9.3), one row per contact and
+-- Contacts who must get no marketing email as of as_of (docs/engagement.md#who-gets-no-marketing-email), one row per contact and
 -- reason; transactional email still goes to them.
 --   unsubscribed  an unsubscribe reported by the marketing platform (a later form consent does not lift it)
 --   hard_bounce   a hard bounce

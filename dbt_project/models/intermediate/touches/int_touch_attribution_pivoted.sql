@@ -1,5 +1,5 @@
 -- One row per contact with a touch: the original (earliest) and the latest touch side by side, with
--- their source, medium, campaign and time (SPEC §3.1.2). Ordering and ties: int_touches_ranked.
+-- their source, medium, campaign and time (docs/contacts-and-touches.md#touch-source). Ordering and ties: int_touches_ranked.
 with touches as (
     select * from {{ ref('int_touches_ranked') }}
 ),

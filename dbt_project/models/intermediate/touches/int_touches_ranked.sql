@@ -1,4 +1,4 @@
--- Every inbound touch of a contact up to as_of (SPEC §3.1.2, §3.10.1): form submissions, Calendly
+-- Every inbound touch of a contact up to as_of (docs/contacts-and-touches.md#touch-source, docs/attribution.md#utms-end-to-end): form submissions, Calendly
 -- bookings and paid Stripe checkouts, each with the source it came from, numbered per contact from the
 -- earliest (the original touch) and flagged as the latest.
 --

@@ -1,4 +1,4 @@
--- Each contact's webinar history up to as_of (SPEC §3.6.6): the known codes they registered for, once
+-- Each contact's webinar history up to as_of (docs/webinars.md#webinar-history): the known codes they registered for, once
 -- each, in first-registration order (not in webinar order): 'WB003, WB005'.
 select
     email,

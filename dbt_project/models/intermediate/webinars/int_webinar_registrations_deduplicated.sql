@@ -1,4 +1,4 @@
--- Webinar registrations up to as_of (SPEC §3.6.2), one row per contact and known webinar: registering
+-- Webinar registrations up to as_of (docs/webinars.md#registration), one row per contact and known webinar: registering
 -- again for the same webinar adds nothing (no second confirmation, no second history entry). Unknown
 -- codes are left out here (dq_flagged_records lists them).
 with submissions as (
@@ -17,7 +17,7 @@ registrations as (
 ),
 
 -- the contact's latest name and phone from any form, for a registration that did not ask for them
--- (the survey link is prefilled with the phone, SPEC §3.6.3)
+-- (the survey link is prefilled with the phone, docs/webinars.md#confirmation-and-links)
 latest_first_names as (
     select
         email,

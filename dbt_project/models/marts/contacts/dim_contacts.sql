@@ -1,4 +1,4 @@
--- One row per contact as of as_of (SPEC §5.4): who they are, where they came from, and their state in
+-- One row per contact as of as_of (docs/field-names.md): who they are, where they came from, and their state in
 -- every lifecycle flow. A contact is a valid, normalized email with a touch (form, booking, purchase), a
 -- demo or a customer status. Names come from the forms, else the CRM, else Stripe's or Calendly's full
 -- name; the CRM is also read for IS_CLIENT and for attribution that must not be overwritten. Both sync
@@ -109,7 +109,7 @@ first_forms as (
 ),
 
 -- Segment and audience: forms tag them from the organization type, purchases tag B2C and the product's
--- audience (SPEC §3.1.1, §3.5.1). The latest tag with a known audience wins; 'Other' only when no tag
+-- audience (docs/contacts-and-touches.md#segment-and-audience, docs/purchases.md#purchase-tagging). The latest tag with a known audience wins; 'Other' only when no tag
 -- has one (a newsletter signup names no organization type and does not undo an earlier B2B tag).
 tags as (
     select email, segment, coalesce(primary_audience, 'Other') as primary_audience,
@@ -141,7 +141,7 @@ suppressions as (
     group by email
 ),
 
--- SPEC §3.2: an original touch the CRM already holds is kept. It is ours when each of its fields is
+-- docs/contacts-and-touches.md#attribution-is-never-overwritten: an original touch the CRM already holds is kept. It is ours when each of its fields is
 -- empty or equal to ours (the one this pipeline wrote, read back at millisecond precision): then writing
 -- ours only fills empty fields, and the row stays stable once HubSpot reads it back.
 original_touch_origins as (

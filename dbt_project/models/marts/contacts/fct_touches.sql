@@ -1,4 +1,4 @@
--- Every touch up to as_of, one row each (SPEC §3.1.2, §5.4): what fct_campaign_attribution and analysts
+-- Every touch up to as_of, one row each (docs/contacts-and-touches.md#touch-source, docs/field-names.md): what fct_campaign_attribution and analysts
 -- count from. Source rule and tie-breaking: int_touches_ranked.
 select
     touch_id,

@@ -1,4 +1,4 @@
--- Each customer's status as of as_of (SPEC §3.8), one row per email that ever bought or subscribed:
+-- Each customer's status as of as_of (docs/churn.md#customer-status), one row per email that ever bought or subscribed:
 -- the status of their latest status event, since when it holds, and their latest churn while churned.
 with changes as (
     select

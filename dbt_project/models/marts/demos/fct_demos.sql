@@ -1,4 +1,4 @@
--- Each contact's current demo (SPEC §3.4), one row per email, as of as_of.
+-- Each contact's current demo (docs/demos.md#demo-bookings), one row per email, as of as_of.
 --
 -- Bookings linked by reschedules form a chain (old invitee -> new invitee); the chain's last booking is
 -- the demo as it stands, its first booking tells when the demo was booked. A contact with several chains

@@ -1,4 +1,4 @@
--- Each contact's engagement tier as of as_of (SPEC §3.7.1): the current period of
+-- Each contact's engagement tier as of as_of (docs/engagement.md#tier-rules): the current period of
 -- int_engagement_tier_history, with the latest engagement behind it.
 with engagement as (
     select

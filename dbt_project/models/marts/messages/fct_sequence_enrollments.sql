@@ -1,4 +1,4 @@
--- Each contact's sequence instances as of as_of, one row per instance (SPEC §3.9): when it was entered,
+-- Each contact's sequence instances as of as_of, one row per instance (docs/sequences.md#how-messages-are-made): when it was entered,
 -- whether it is active, paused (nurture while a demo is booked), finished (nothing left to send) or
 -- exited (an exit trigger), and when it ended.
 -- list_name: the marketing platform's list its active members join (seeds/sequences.csv), if any.

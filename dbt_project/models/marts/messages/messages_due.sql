@@ -1,4 +1,4 @@
--- The messages to send now (SPEC §4.1): planned and due at or before as_of. The activations send each
+-- The messages to send now (docs/sync-engine.md#desired-state): planned and due at or before as_of. The activations send each
 -- (template_id and params to email) and record its key in activations.send_ledger, which takes it out of
 -- the next run's rows: a key is sent at most once, ever.
 select
