@@ -84,8 +84,8 @@ def build_source(name: str, config: IngestionConfig) -> DltSource:
         return hubspot_source(base_url=config.hubspot_base_url, token=config.hubspot_token, mask=config.mask,
                               echoes=_echoes(name, config))
     if name == "marketing":
-        return brevo_source(base_url=config.brevo_base_url, api_key=config.brevo_api_key, mask=config.mask,
-                            echoes=_echoes(name, config))
+        return brevo_source(base_url=config.brevo_base_url, api_key=config.brevo_api_key, landing_dir=landing,
+                            mask=config.mask, echoes=_echoes(name, config))
     raise ValueError(f"unknown source {name!r}; expected one of {SOURCE_NAMES}")
 
 

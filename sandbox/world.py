@@ -10,6 +10,12 @@ the sandbox's admin API and emulated vendor APIs, POSTs live submissions to the 
 historical form submissions to a JSONL backfill file, because only ``lifecycle import-forms`` keeps their
 original timestamps (the collector stamps server time).
 
+Email engagement is of two kinds: on the company's newsletter campaigns (one every two weeks to the
+Newsletter list; about half of the opens, clicks, unsubscribes and bounces), which reach the pipeline only
+through Brevo's marketing webhook and the collector, and on other email, which Brevo's event log holds.
+Without a collector no webhook can carry the newsletter engagement, so it is recorded as the other kind:
+the same moments and kinds, hence the same engagement tiers, either way.
+
 Determinism: one ``random.Random(seed)`` drives every choice and the wall clock is only read for the default
 start date, so the same seed, contact count and start give the same file, byte for byte, and the same calls.
 Memory: contacts are generated and sent in blocks; only one block's payloads are held at a time.
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import collections
 import json
 import os
@@ -117,6 +124,12 @@ SUBSCRIPTION_INTERVAL_DAYS = 30
 HS_SOURCES = (
     "ORGANIC_SEARCH", "PAID_SEARCH", "EMAIL_MARKETING", "SOCIAL_MEDIA", "REFERRALS", "DIRECT_TRAFFIC",
     "OFFLINE", "PAID_SOCIAL", "OTHER_CAMPAIGNS",
+)
+NEWSLETTER_EVERY_DAYS = 14
+NEWSLETTER_SHARE = 0.5
+"""Of the engagement after the first campaign, the share that is on a newsletter campaign."""
+NEWSLETTER_TOPICS = (
+    "Caregiver tips", "Monthly roundup", "Webinar highlights", "Care team stories", "Product news",
 )
 BLOG_LINKS = (
     f"{SITE}/blog/caregiver-burnout", f"{SITE}/blog/medicare-checklist", f"{SITE}/webinars",
@@ -232,6 +245,11 @@ class World:
         self.q_unsubscribe = Quota(rng, 0.12)
         self.q_bounce = Quota(rng, 0.016)
         self.bad_email_patterns = 0
+        self.campaigns = [(number + 1, f"{NEWSLETTER_TOPICS[number % len(NEWSLETTER_TOPICS)]} #{number + 1}",
+                           sent_at)
+                          for number, sent_at in enumerate(range(self.start + 2 * DAY + 15 * HOUR, self.end,
+                                                                 NEWSLETTER_EVERY_DAYS * DAY))]
+        """The newsletter campaigns sent in the window: (id, name, sent at), oldest first."""
 
     # -- people -------------------------------------------------------------------------------------
     def person(self, index: int) -> Person:
@@ -599,9 +617,15 @@ class World:
             self.brevo_event(block, person, kind, ts)
 
     def brevo_event(self, block: Block, person: Person, kind: str, ts: int) -> None:
+        """One engagement event; about half of those after the first newsletter are on the latest one."""
         event = {"email": person.email, "event": kind, "at": iso(ts)}
         if kind == "clicked":
             event["link"] = self.rng.choice(BLOG_LINKS)
+        sent = bisect.bisect_right([campaign[2] for campaign in self.campaigns], ts)
+        if self.rng.random() < NEWSLETTER_SHARE and sent:
+            campaign_id, name, sent_at = self.campaigns[sent - 1]
+            event.update(campaign_id=campaign_id, campaign_name=name, campaign_sent_at=iso(sent_at))
+            self.counts["newsletter_events"] += 1
         block.brevo_events.append(event)
         self.brevo_event_counts[kind] += 1
 
@@ -709,8 +733,10 @@ async def send_block(client: Client, block: Block, list_id: int) -> None:
     phase1 = [client.admin_tally("/hubspot/contacts", chunk, "ids")
               for chunk in chunks(block.crm, ADMIN_CHUNK)]
     phase1 += [brevo_import(chunk) for chunk in chunks(block.brevo_contacts, BREVO_IMPORT_CHUNK)]
+    brevo_events = block.brevo_events if client.collector_url else [
+        {k: v for k, v in event.items() if not k.startswith("campaign_")} for event in block.brevo_events]
     phase1 += [client.admin_tally("/brevo/events", chunk, "recorded")
-               for chunk in chunks(block.brevo_events, BREVO_EVENT_CHUNK)]
+               for chunk in chunks(brevo_events, BREVO_EVENT_CHUNK)]
     booking_results, purchase_results, subscription_results, *_ = await asyncio.gather(
         created("/calendly/bookings", block.bookings), created("/stripe/purchases", block.purchases),
         created("/stripe/subscriptions", block.subscriptions), *phase1)
@@ -818,6 +844,8 @@ def summary(world: World, live: dict, calls: collections.Counter[str]) -> dict:
         "brevo_seeded": c["brevo_seeded"],
         "brevo_events": brevo_events,
         "brevo_events_by_type": dict(sorted(world.brevo_event_counts.items())),
+        "newsletter_campaigns": len(world.campaigns),
+        "newsletter_events": c["newsletter_events"],
         "raw_events": raw_events,
         "events_per_contact": round(raw_events / world.contacts, 2),
         "sandbox_calls": dict(sorted(calls.items())),

@@ -381,12 +381,15 @@ def play_story(sandbox_url: str, home: Path, faults: dict[str, Any] | None = Non
         settings = Settings.from_env()
         collector = create_collector_app(LandingZone(settings.landing_dir, writer="collector"),
                                          calendly_signing_key=env["CALENDLY_WEBHOOK_SIGNING_KEY"],
-                                         stripe_webhook_secret=env["STRIPE_WEBHOOK_SECRET"])
+                                         stripe_webhook_secret=env["STRIPE_WEBHOOK_SECRET"],
+                                         brevo_webhook_token=env["BREVO_WEBHOOK_TOKEN"])
         with serve(collector) as collector_url:
             register_webhooks(collector_url, calendly_base_url=env["CALENDLY_BASE_URL"],
                               calendly_token=env["CALENDLY_TOKEN"],
                               calendly_signing_key=env["CALENDLY_WEBHOOK_SIGNING_KEY"],
-                              stripe_base_url=env["STRIPE_BASE_URL"], stripe_api_key=env["STRIPE_API_KEY"])
+                              stripe_base_url=env["STRIPE_BASE_URL"], stripe_api_key=env["STRIPE_API_KEY"],
+                              brevo_base_url=env["BREVO_BASE_URL"], brevo_api_key=env["BREVO_API_KEY"],
+                              brevo_webhook_token=env["BREVO_WEBHOOK_TOKEN"])
             stage_events(sandbox, history)
             stage_forms(home, LandingZone(settings.landing_dir, writer="import-story"))
             sandbox.post("/webhooks/flush", {})
