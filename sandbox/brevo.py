@@ -147,7 +147,6 @@ CAMPAIGN_WEBHOOK_EVENTS = {
     "spam": ("spam", "spam"),
 }
 """A recorded campaign event: the name a marketing webhook subscribes to, and the one Brevo sends."""
-WEBHOOK_AUTH_TYPES = ("bearer", "basic")
 MAX_WEBHOOKS = 40
 ATTRIBUTE_CATEGORIES = ("normal", "transactional", "category", "calculated", "global")
 TYPES_BY_CATEGORY = {
@@ -1450,13 +1449,12 @@ class Brevo:
                                             f"expected some of {', '.join(WEBHOOK_EVENTS[kind])}")
         auth = body.get("auth")
         if auth is not None and not (
-            isinstance(auth, dict) and auth.get("type") in WEBHOOK_AUTH_TYPES
+            isinstance(auth, dict) and auth.get("type") == "bearer"
             and isinstance(auth.get("token"), str) and auth["token"]
         ):
             return bad("invalid_parameter", "auth must be {\"type\": \"bearer\", \"token\": a non-empty string}")
-        for name in ("batched",):
-            if name in body and not isinstance(body[name], bool):
-                return bad("invalid_parameter", f"{name} must be a boolean")
+        if "batched" in body and not isinstance(body["batched"], bool):
+            return bad("invalid_parameter", "batched must be a boolean")
         if len(self.registered_webhooks) >= MAX_WEBHOOKS:
             return bad("not_acceptable", f"the account already has {MAX_WEBHOOKS} webhooks")
         return None
@@ -1558,7 +1556,7 @@ class Brevo:
             if not payloads:
                 continue
             auth = webhook["auth"]
-            headers = {"Authorization": f"{auth['type'].capitalize()} {auth['token']}"} if auth else {}
+            headers = {"Authorization": f"Bearer {auth['token']}"} if auth else {}
             bodies = [payloads] if webhook["batched"] else payloads
             for body in bodies:
                 event_type = "batch" if webhook["batched"] else body["event"]
