@@ -213,6 +213,8 @@ class World:
     def __init__(self, contacts: int, seed: int, start: date, days: int, live_forms: int) -> None:
         self.contacts = contacts
         self.rng = random.Random(seed)
+        # Which engagement is on a newsletter is drawn apart, so the rest of a seed's world stays as it was.
+        self.newsletter_rng = random.Random(f"{seed}-newsletter")
         self.start = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp())
         self.end = self.start + days * DAY
         self.counts: collections.Counter[str] = collections.Counter()
@@ -622,7 +624,7 @@ class World:
         if kind == "clicked":
             event["link"] = self.rng.choice(BLOG_LINKS)
         sent = bisect.bisect_right([campaign[2] for campaign in self.campaigns], ts)
-        if self.rng.random() < NEWSLETTER_SHARE and sent:
+        if self.newsletter_rng.random() < NEWSLETTER_SHARE and sent:
             campaign_id, name, sent_at = self.campaigns[sent - 1]
             event.update(campaign_id=campaign_id, campaign_name=name, campaign_sent_at=iso(sent_at))
             self.counts["newsletter_events"] += 1
