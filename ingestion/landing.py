@@ -1,7 +1,7 @@
 """The landing zone: append-only JSON-lines files that the collector and the backfill write and dlt reads.
 
 Layout: ``<landing>/<stream>/<YYYY-MM-DD>.<writer>.jsonl`` with ``stream`` one of ``forms``,
-``calendly``, ``stripe``. Each writer (the collector, one import run) has files of its own, so two
+``calendly``, ``stripe``, ``brevo``. Each writer (the collector, one import run) has files of its own, so two
 processes never append to the same file. A record is one line; a reader only consumes complete lines
 (up to the last newline), so a line being written while dlt reads is picked up on the next run.
 
@@ -10,6 +10,8 @@ Record envelopes:
 - calendly / stripe webhooks: ``{"id", "received_at", "signed_at", "signature_sha256", "event": <the verified
   webhook body>}``; ``signed_at`` (the signature's unix timestamp) and ``signature_sha256`` (a digest of the
   signature, not the signature) let a restarted collector keep refusing replays.
+- brevo marketing webhooks: ``{"id", "received_at", "event": <one event of the delivery>}``; Brevo signs
+  nothing (the collector checks its bearer token), so there is no replay mark.
 
 Durability: ``append`` returns only once the record and the directory entries leading to its file are on
 disk, so a record that was acknowledged survives a power loss. A crash in the middle of an append can leave
@@ -28,7 +30,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-STREAMS = ("forms", "calendly", "stripe")
+STREAMS = ("forms", "calendly", "stripe", "brevo")
 _BLOCK = 64 * 1024
 
 logger = logging.getLogger("ingestion.landing")

@@ -67,7 +67,7 @@ def build_source(name: str, settings: Settings, own_writes: OwnWrites | None = N
                               mask=mask, echoes=_echoes(name, settings, own_writes or {}))
     if name == "marketing":
         return brevo_source(base_url=settings.brevo_base_url, api_key=settings.brevo_api_key.reveal(),
-                            mask=mask, echoes=_echoes(name, settings, own_writes or {}))
+                            landing_dir=landing, mask=mask, echoes=_echoes(name, settings, own_writes or {}))
     raise ValueError(f"unknown source {name!r}; expected one of {SOURCE_NAMES}")
 
 

@@ -1,10 +1,12 @@
-"""``lifecycle webhooks register --url PUBLIC_URL``: subscribe the collector to Calendly and Stripe.
+"""``lifecycle webhooks register --url PUBLIC_URL``: subscribe the collector to Calendly, Stripe and Brevo.
 
 Real clients of the real APIs (Calendly's webhook subscriptions, Stripe's webhook endpoints; base URLs configurable so the sandbox stands in).
 Idempotent: an existing subscription for the same URL is left alone, so running it twice creates nothing.
 Calendly disables a subscription after a day of failed deliveries and it must then be re-created, so a
 disabled one is replaced. Stripe's endpoint signing secret is never printed: the operator copies it from
-the Stripe dashboard into ``STRIPE_WEBHOOK_SECRET``.
+the Stripe dashboard into ``STRIPE_WEBHOOK_SECRET``. Brevo's marketing webhook (newsletter engagement, which
+its REST API has no account-wide feed of) is registered with ``BREVO_WEBHOOK_TOKEN`` as its bearer token,
+batched, so a campaign's opens arrive a page at a time rather than one call each.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ STRIPE_EVENTS = (
     "checkout.session.completed", "charge.refunded", "invoice.paid", "invoice.payment_failed",
     "customer.subscription.created", "customer.subscription.deleted",
 )
+BREVO_MARKETING_EVENTS = ("opened", "click", "hardBounce", "unsubscribed", "spam")
+"""What the engagement tiers and the suppressions read. Not ``delivered`` (one per recipient of every
+campaign, read by no rule) nor ``softBounce`` (a full mailbox suppresses nobody, in Brevo or here)."""
 PAGE_SIZE = 100
 
 
@@ -38,19 +43,26 @@ def register_webhooks(
     calendly_signing_key: str,
     stripe_base_url: str,
     stripe_api_key: str,
+    brevo_base_url: str,
+    brevo_api_key: str,
+    brevo_webhook_token: str,
     http: httpx.Client | None = None,
 ) -> list[str]:
-    """Make sure Calendly and Stripe deliver to ``{public_url}/webhooks/...``; returns what was done."""
+    """Make sure Calendly, Stripe and Brevo deliver to ``{public_url}/webhooks/...``; returns what was done."""
+    if not brevo_webhook_token:
+        raise ValueError("BREVO_WEBHOOK_TOKEN is not set: Brevo's webhook needs the token the collector checks")
     public_url = public_url.rstrip("/")
     client = http or httpx.Client(timeout=30.0)
     # Kept out of every error: a vendor may echo any credential it ever received.
-    secrets = (calendly_token, calendly_signing_key, stripe_api_key)
+    secrets = (calendly_token, calendly_signing_key, stripe_api_key, brevo_api_key, brevo_webhook_token)
     try:
         return [
             _register_calendly(client, calendly_base_url.rstrip("/"), calendly_token, calendly_signing_key,
                                f"{public_url}/webhooks/calendly", secrets),
             _register_stripe(client, stripe_base_url.rstrip("/"), stripe_api_key,
                              f"{public_url}/webhooks/stripe", secrets),
+            _register_brevo(client, brevo_base_url.rstrip("/"), brevo_api_key, brevo_webhook_token,
+                            f"{public_url}/webhooks/brevo", secrets),
         ]
     finally:
         if http is None:
@@ -128,3 +140,21 @@ def _register_stripe(client: httpx.Client, base_url: str, api_key: str, url: str
     # The answer carries the endpoint's signing secret: deliberately neither returned nor logged.
     return (f"Stripe: created webhook endpoint {created['id']} for {url}, events {', '.join(STRIPE_EVENTS)}. "
             f"Set STRIPE_WEBHOOK_SECRET to this endpoint's signing secret (shown in the Stripe dashboard).")
+
+
+def _register_brevo(client: httpx.Client, base_url: str, api_key: str, token: str, url: str,
+                    secrets: tuple[str, ...]) -> str:
+    headers = {"api-key": api_key, "accept": "application/json"}
+    page = _check("Brevo", client.get(f"{base_url}/webhooks", params={"type": "marketing"}, headers=headers),
+                  secrets)
+    existing = next((w for w in page.get("webhooks") or [] if w.get("url") == url), None)
+    if existing is not None:
+        return (f"Brevo: a marketing webhook for {url} already exists ({existing['id']}); left as is. "
+                f"BREVO_WEBHOOK_TOKEN must be the bearer token it was created with.")
+    created = _check("Brevo", client.post(f"{base_url}/webhooks", headers=headers, json={
+        "url": url, "type": "marketing", "events": list(BREVO_MARKETING_EVENTS), "batched": True,
+        "description": "lifecycle collector: newsletter engagement",
+        "auth": {"type": "bearer", "token": token},
+    }), secrets)
+    return (f"Brevo: created marketing webhook {created['id']} for {url}, events "
+            f"{', '.join(BREVO_MARKETING_EVENTS)}, batched, with BREVO_WEBHOOK_TOKEN as its bearer token.")

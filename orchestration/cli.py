@@ -323,6 +323,7 @@ def cmd_collector(args: argparse.Namespace) -> int:
         LandingZone(settings.landing_dir, writer="collector"),
         calendly_signing_key=settings.calendly_webhook_signing_key.reveal(),
         stripe_webhook_secret=settings.stripe_webhook_secret.reveal(),
+        brevo_webhook_token=settings.brevo_webhook_token.reveal(),
     )
     print(f"collector listening on http://{args.host}:{args.port} (forms: POST /forms/<form_id>; webhooks: "
           "POST /webhooks/calendly, /webhooks/stripe; Ctrl-C stops it)", flush=True)
@@ -349,14 +350,21 @@ def cmd_webhooks_register(args: argparse.Namespace) -> int:
     from ingestion.webhooks import register_webhooks
 
     settings = Settings.from_env()
-    messages = register_webhooks(
-        args.url.rstrip("/"),
-        calendly_base_url=settings.calendly_base_url,
-        calendly_token=settings.calendly_token.reveal(),
-        calendly_signing_key=settings.calendly_webhook_signing_key.reveal(),
-        stripe_base_url=settings.stripe_base_url,
-        stripe_api_key=settings.stripe_api_key.reveal(),
-    )
+    try:
+        messages = register_webhooks(
+            args.url.rstrip("/"),
+            calendly_base_url=settings.calendly_base_url,
+            calendly_token=settings.calendly_token.reveal(),
+            calendly_signing_key=settings.calendly_webhook_signing_key.reveal(),
+            stripe_base_url=settings.stripe_base_url,
+            stripe_api_key=settings.stripe_api_key.reveal(),
+            brevo_base_url=settings.brevo_base_url,
+            brevo_api_key=settings.brevo_api_key.reveal(),
+            brevo_webhook_token=settings.brevo_webhook_token.reveal(),
+        )
+    except ValueError as exc:
+        print(f"lifecycle webhooks register: {exc}", file=sys.stderr)
+        return 2
     for message in messages:
         print(message)
     return 0
@@ -384,6 +392,11 @@ def generate_world(settings: Settings, *, contacts: int, seed: int, sandbox_url:
                                   or sandbox_env["CALENDLY_WEBHOOK_SIGNING_KEY"]),
             stripe_base_url=sandbox_env["STRIPE_BASE_URL"],
             stripe_api_key=sandbox_env["STRIPE_API_KEY"],
+            brevo_base_url=sandbox_env["BREVO_BASE_URL"],
+            brevo_api_key=sandbox_env["BREVO_API_KEY"],
+            # The token the collector checks, so the generated newsletter engagement is accepted.
+            brevo_webhook_token=(settings.brevo_webhook_token.reveal()
+                                 or sandbox_env["BREVO_WEBHOOK_TOKEN"]),
         )
     forms_file = settings.home / "world" / f"forms-seed{seed}-{contacts}.jsonl"
     forms_file.parent.mkdir(parents=True, exist_ok=True)
@@ -633,7 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_argument("file", metavar="FILE", help="a .csv or .jsonl file")
     imports.set_defaults(func=cmd_import_forms)
 
-    webhooks = sub.add_parser("webhooks", help="webhook subscriptions at Calendly and Stripe")
+    webhooks = sub.add_parser("webhooks", help="webhook subscriptions at Calendly, Stripe and Brevo")
     webhooks_sub = webhooks.add_subparsers(dest="webhooks_command", required=True)
     register = webhooks_sub.add_parser("register", help="register the collector's webhook endpoints")
     register.add_argument("--url", required=True, help="public base URL of the collector")

@@ -32,7 +32,7 @@ class Sandbox:
         self.webhooks = WebhookSender()
         self.emulators = {
             "hubspot": HubSpot(self.calls),
-            "brevo": Brevo(self.calls),
+            "brevo": Brevo(self.calls, self.webhooks),
             "calendly": Calendly(self.calls, self.webhooks),
             "stripe": Stripe(self.calls, self.webhooks),
         }

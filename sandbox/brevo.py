@@ -33,13 +33,34 @@ The same email rule applies to ``POST /contacts``, ``PUT`` of ``EMAIL`` and tran
 
 Contact reads carry the ``statistics`` object Brevo's spec requires: campaign statistics, so they hold
 the engagement recorded through the admin API with a ``campaign_id`` (opens, clicks, hard bounces,
-unsubscriptions); transactional email never appears there, as in Brevo.
+unsubscriptions); transactional email never appears there, as in Brevo. Campaign engagement never appears
+in ``GET /v3/smtp/statistics/events`` either (that log is transactional only): Brevo has no account-wide
+feed of campaign events, only its marketing webhooks, which the sandbox delivers.
+
+Webhooks (``/v3/webhooks``):
+
+| endpoint | body / result |
+|---|---|
+| ``POST /v3/webhooks`` | ``{url, events, type?, description?, auth?: {type: "bearer", token}, batched?, headers?}``: 201 ``{"id"}``; ``type`` is ``transactional`` (default), ``marketing`` or ``inbound``, and ``events`` must be names of that type (``opened``, ``click``, ``hardBounce``, ``unsubscribed``, ``spam``, ... for marketing) |
+| ``GET /v3/webhooks`` | ``?type=`` (default ``transactional``), ``sort=asc|desc``: ``{"webhooks": [...]}``, each without its auth token |
+| ``GET /v3/webhooks/{id}`` | one webhook, 404 ``document_not_found`` if unknown |
+| ``DELETE /v3/webhooks/{id}`` | 204 |
+
+A campaign event recorded through the admin API is POSTed, before that admin call returns, to every
+marketing webhook whose ``events`` include it, in Brevo's marketing payload: ``id`` (the webhook's),
+``camp_id``, ``campaign name``, ``email``, ``event`` as Brevo sends it (subscribed as ``click`` /
+``hardBounce`` / ``unsubscribed``, sent as ``click`` / ``hard_bounce`` / ``unsubscribe``; ``opened`` and
+``spam`` unchanged), ``date_sent`` / ``date_event`` (account time, UTC here), ``ts_sent`` / ``ts_event`` /
+``ts`` (epoch seconds), ``tag``, ``segment_ids``, and per event ``URL`` (click), ``sending_ip`` (hard
+bounce), ``list_id`` (unsubscribe) or ``reason`` (spam). With ``auth`` a delivery carries
+``Authorization: Bearer <token>`` (Brevo signs nothing); a ``batched`` webhook gets one JSON array per
+admin call instead of one object per event. Failed deliveries are retried like the other vendors'.
 
 Admin API (``/_sandbox/brevo/...``):
 
 | endpoint | body / result |
 |---|---|
-| ``POST events`` | ``{email, event, at?, link?, template_id?, campaign_id?}`` (event: ``opened``, ``clicked``, ``unsubscribed`` or ``hard_bounce``), or a list of them |
+| ``POST events`` | ``{email, event, at?, link?, template_id?, campaign_id?, campaign_name?, campaign_sent_at?}`` (event: ``opened``, ``clicked``, ``unsubscribed``, ``hard_bounce`` or ``spam``), or a list of them; with a ``campaign_id`` the event is campaign engagement (contact statistics and marketing webhooks, named and dated by the first event of that campaign that gives them), else transactional (the event log) |
 | ``GET emails`` | every transactional email received, never delayed by the event lag |
 | ``GET contacts/{email}`` | a contact with its list names |
 | ``POST event_lag`` | ``{"seconds": S}``: an event of ``GET /v3/smtp/statistics/events`` (the ``requests`` of an accepted email, and every other) shows only S seconds (wall clock) after its date, like Brevo's log lagging behind; ``0`` (and ``/_sandbox/reset``) clears it |
@@ -72,6 +93,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 
 from sandbox.core import Limited, Service, env, read_json
+from sandbox.webhooks import WebhookSender
 
 CONTACTS_PER_SECOND = (10, 1.0)
 SMTP_EMAIL_PER_SECOND = (1000, 1.0)
@@ -106,8 +128,26 @@ ADMIN_EVENTS = {
     "clicked": "clicks",
     "unsubscribed": "unsubscribed",
     "hard_bounce": "hardBounces",
+    "spam": "spam",
 }
-BLOCKLISTING_EVENTS = ("unsubscribed", "hardBounces")
+BLOCKLISTING_EVENTS = ("unsubscribed", "hardBounces", "spam")
+WEBHOOK_EVENTS = {
+    "transactional": ("sent", "hardBounce", "softBounce", "blocked", "spam", "delivered", "request", "click",
+                      "invalid", "deferred", "opened", "uniqueOpened", "unsubscribed"),
+    "marketing": ("spam", "opened", "click", "hardBounce", "softBounce", "delivered", "unsubscribed",
+                  "listAddition", "contactUpdated", "contactDeleted"),
+    "inbound": ("inboundEmailProcessed",),
+}
+"""What ``POST /v3/webhooks`` takes in ``events``, per webhook type."""
+CAMPAIGN_WEBHOOK_EVENTS = {
+    "opened": ("opened", "opened"),
+    "clicks": ("click", "click"),
+    "hardBounces": ("hardBounce", "hard_bounce"),
+    "unsubscribed": ("unsubscribed", "unsubscribe"),
+    "spam": ("spam", "spam"),
+}
+"""A recorded campaign event: the name a marketing webhook subscribes to, and the one Brevo sends."""
+MAX_WEBHOOKS = 40
 ATTRIBUTE_CATEGORIES = ("normal", "transactional", "category", "calculated", "global")
 TYPES_BY_CATEGORY = {
     "normal": ("text", "date", "float", "boolean"),
@@ -259,8 +299,9 @@ class Contact:
 class Brevo:
     """The emulated Brevo account: contacts, one default folder, lists, sent email and its events."""
 
-    def __init__(self, calls: collections.Counter[str]) -> None:
+    def __init__(self, calls: collections.Counter[str], webhooks: WebhookSender) -> None:
         self.calls = calls
+        self.webhooks = webhooks
         # The generic /_sandbox/limits handler sets the "default" group, so it is the contacts bucket.
         self.service = Service(
             "brevo",
@@ -290,6 +331,8 @@ class Brevo:
         self.event_lag = 0.0
         self.reports: dict[str, dict[str, str]] = {}  # report token -> {kind: CSV text}
         self.campaign_events: dict[str, list[dict]] = {}  # email -> its campaign engagement
+        self.campaigns: dict[int, dict] = {}  # campaign id -> {"name", "sent_at"}
+        self.registered_webhooks: dict[int, dict] = {}  # webhook id -> as created (every type)
         self.attributes: dict[str, dict] = {
             name: {"name": name, "category": "normal", "type": "text"}
             for name in ("FIRSTNAME", "LASTNAME", "SMS")
@@ -304,7 +347,8 @@ class Brevo:
         self.emails: list[dict] = []
         self.sent_to: dict[str, list[dict]] = {}
         self.events: list[dict] = []
-        self.ids = {kind: itertools.count(1) for kind in ("contact", "folder", "list", "process", "message")}
+        self.ids = {kind: itertools.count(1)
+                    for kind in ("contact", "folder", "list", "process", "message", "webhook")}
         next(self.ids["folder"])
         self.version = 0  # bumped by every contact write; keys the listing cache
         self._cache: dict[str, tuple[tuple, list]] = {}
@@ -351,6 +395,10 @@ class Brevo:
             s.route("GET", "/v3/processes/{process_id}", group="other")(self.get_process),
             s.route("POST", "/v3/smtp/email", group="smtp_email")(self.send_email),
             s.route("GET", "/v3/smtp/statistics/events", group="smtp_other")(self.statistics_events),
+            s.route("GET", "/v3/webhooks", group="other")(self.list_webhooks),
+            s.route("POST", "/v3/webhooks", group="other")(self.create_webhook),
+            s.route("GET", "/v3/webhooks/{webhook_id}", group="other")(self.get_webhook),
+            s.route("DELETE", "/v3/webhooks/{webhook_id}", group="other")(self.delete_webhook),
         ]
         return [
             *api,
@@ -641,7 +689,7 @@ class Brevo:
         """The contact's campaign statistics in Brevo's shape, from the campaign engagement recorded."""
         opened: dict[int, dict] = {}
         clicked: dict[int, dict[str, dict]] = {}
-        hard_bounces, unsubscriptions = [], []
+        hard_bounces, unsubscriptions, complaints = [], [], []
         for event in self.campaign_events.get(contact.email or "", []):
             campaign_id, at = event["campaign_id"], event["at"]
             if event["event"] == "opened":
@@ -654,13 +702,15 @@ class Brevo:
                 link["count"] += 1
             elif event["event"] == "hardBounces":
                 hard_bounces.append({"campaignId": campaign_id, "eventTime": at})
+            elif event["event"] == "spam":
+                complaints.append({"campaignId": campaign_id, "eventTime": at})
             else:
                 unsubscriptions.append({"campaignId": campaign_id, "eventTime": at, "ip": RELAY_IP})
         return {
             "messagesSent": [],
             "hardBounces": hard_bounces,
             "softBounces": [],
-            "complaints": [],
+            "complaints": complaints,
             "unsubscriptions": {"userUnsubscription": unsubscriptions, "adminUnsubscription": []},
             "opened": list(opened.values()),
             "clicked": [{"campaignId": c, "links": list(links.values())} for c, links in clicked.items()],
@@ -790,7 +840,7 @@ class Brevo:
         for cells in reader:
             if not any(c.strip() for c in cells):
                 continue
-            values = dict(zip(header, cells))
+            values = dict(zip(header, cells, strict=False))
             email = values.pop("EMAIL", "")
             rows.append({"email": email, "attributes": values})
         return rows
@@ -1264,8 +1314,8 @@ class Brevo:
         link: str | None = None,
         template_id: int | None = None,
     ) -> None:
-        """One statistics event; without a sent message (engagement simulated for campaign mail) it still
-        gets a messageId of its own, as every Brevo event has one."""
+        """One statistics event; without a sent message (engagement simulated for a transactional email the
+        sandbox did not send) it still gets a messageId of its own, as every Brevo event has one."""
         message_id = message["messageId"] if message else self._message_id(datetime.fromisoformat(at))
         self.events.append(
             {
@@ -1379,11 +1429,146 @@ class Brevo:
         page = matches[offset : offset + limit]
         return JSONResponse({"events": [self._public_event(e) for e in page]} if page else {})
 
+    # ----- webhooks ----------------------------------------------------------------------------------
+
+    def _webhook_problem(self, body: Any) -> JSONResponse | None:
+        if not isinstance(body, dict):
+            return bad("invalid_parameter", "body must be a JSON object")
+        url = body.get("url")
+        if not isinstance(url, str) or not re.match(r"^https?://[^\s/]+", url):
+            return bad("invalid_parameter", "url is missing or not a valid URL")
+        kind = body.get("type", "transactional")
+        if kind not in WEBHOOK_EVENTS:
+            return bad("invalid_parameter", f"type must be one of {', '.join(WEBHOOK_EVENTS)}")
+        events = body.get("events")
+        if not isinstance(events, list) or not events or not all(isinstance(e, str) for e in events):
+            return bad("missing_parameter", "events must be a non-empty list of event names")
+        unknown = [e for e in events if e not in WEBHOOK_EVENTS[kind]]
+        if unknown:
+            return bad("invalid_parameter", f"events not valid for a {kind} webhook: {', '.join(unknown)}; "
+                                            f"expected some of {', '.join(WEBHOOK_EVENTS[kind])}")
+        auth = body.get("auth")
+        if auth is not None and not (
+            isinstance(auth, dict) and auth.get("type") == "bearer"
+            and isinstance(auth.get("token"), str) and auth["token"]
+        ):
+            return bad("invalid_parameter", "auth must be {\"type\": \"bearer\", \"token\": a non-empty string}")
+        if "batched" in body and not isinstance(body["batched"], bool):
+            return bad("invalid_parameter", "batched must be a boolean")
+        if len(self.registered_webhooks) >= MAX_WEBHOOKS:
+            return bad("not_acceptable", f"the account already has {MAX_WEBHOOKS} webhooks")
+        return None
+
+    async def create_webhook(self, request: Request) -> Response:
+        body = await read_json(request)
+        problem = self._webhook_problem(body)
+        if problem is not None:
+            return problem
+        webhook_id = next(self.ids["webhook"])
+        now = iso(utc_now())
+        self.registered_webhooks[webhook_id] = {
+            "id": webhook_id,
+            "url": body["url"],
+            "description": body.get("description") or "",
+            "events": list(dict.fromkeys(body["events"])),
+            "type": body.get("type", "transactional"),
+            "batched": body.get("batched", False),
+            "auth": body.get("auth"),
+            "headers": body.get("headers") or [],
+            "createdAt": now,
+            "modifiedAt": now,
+        }
+        return JSONResponse({"id": webhook_id}, status_code=201)
+
+    @staticmethod
+    def _webhook_view(webhook: dict) -> dict:
+        """A webhook as the API shows it: its auth type, never its token."""
+        view = {k: v for k, v in webhook.items() if k != "auth"}
+        if webhook["auth"]:
+            view["auth"] = {"type": webhook["auth"]["type"]}
+        return view
+
+    async def list_webhooks(self, request: Request) -> Response:
+        kind = request.query_params.get("type", "transactional")
+        if kind not in WEBHOOK_EVENTS:
+            return bad("invalid_parameter", f"type must be one of {', '.join(WEBHOOK_EVENTS)}")
+        sort = request.query_params.get("sort", "desc")
+        if sort not in ("asc", "desc"):
+            return bad("invalid_parameter", "sort must be asc or desc")
+        chosen = [self._webhook_view(w) for w in self.registered_webhooks.values() if w["type"] == kind]
+        chosen.sort(key=lambda w: w["id"], reverse=sort == "desc")
+        return JSONResponse({"webhooks": chosen})
+
+    def _webhook_or_404(self, request: Request) -> dict | JSONResponse:
+        raw = request.path_params["webhook_id"]
+        webhook = self.registered_webhooks.get(int(raw)) if raw.isdigit() else None
+        if webhook is None:
+            return brevo_error(404, "document_not_found", "Webhook not found")
+        return webhook
+
+    async def get_webhook(self, request: Request) -> Response:
+        webhook = self._webhook_or_404(request)
+        return webhook if isinstance(webhook, JSONResponse) else JSONResponse(self._webhook_view(webhook))
+
+    async def delete_webhook(self, request: Request) -> Response:
+        webhook = self._webhook_or_404(request)
+        if isinstance(webhook, JSONResponse):
+            return webhook
+        del self.registered_webhooks[webhook["id"]]
+        return Response(status_code=204)
+
+    @staticmethod
+    def _campaign_payload(webhook_id: int, event: dict) -> dict:
+        """One campaign event in Brevo's marketing webhook shape."""
+        sent, happened = datetime.fromisoformat(event["sent_at"]), datetime.fromisoformat(event["at"])
+        payload: dict[str, Any] = {
+            "id": webhook_id,
+            "camp_id": event["campaign_id"],
+            "email": event["email"],
+            "campaign name": event["name"],
+            "date_sent": sent.strftime("%Y-%m-%d %H:%M:%S"),
+            "date_event": happened.strftime("%Y-%m-%d %H:%M:%S"),
+            "event": CAMPAIGN_WEBHOOK_EVENTS[event["event"]][1],
+            "tag": "",
+            "segment_ids": [],
+            "ts_sent": int(sent.timestamp()),
+            "ts_event": int(happened.timestamp()),
+            "ts": int(happened.timestamp()),
+        }
+        if event["event"] == "clicks":
+            payload["URL"] = event["link"] or ""
+        elif event["event"] == "hardBounces":
+            payload["sending_ip"] = RELAY_IP
+        elif event["event"] == "unsubscribed":
+            payload["list_id"] = []
+        elif event["event"] == "spam":
+            payload["reason"] = "undesired"
+        return payload
+
+    async def _deliver_campaign_events(self, events: list[dict]) -> None:
+        """POST the events to every marketing webhook subscribed to them: one array per batched webhook,
+        else one object per event, each with the webhook's bearer token when it has one."""
+        for webhook in list(self.registered_webhooks.values()):
+            if webhook["type"] != "marketing":
+                continue
+            payloads = [self._campaign_payload(webhook["id"], event) for event in events
+                        if CAMPAIGN_WEBHOOK_EVENTS[event["event"]][0] in webhook["events"]]
+            if not payloads:
+                continue
+            auth = webhook["auth"]
+            headers = {"Authorization": f"Bearer {auth['token']}"} if auth else {}
+            bodies = [payloads] if webhook["batched"] else payloads
+            for body in bodies:
+                event_type = "batch" if webhook["batched"] else body["event"]
+                await self.webhooks.send("brevo", webhook["url"], event_type, json.dumps(body).encode(),
+                                         lambda headers=headers: dict(headers))
+
     # ----- admin -------------------------------------------------------------------------------------
 
     async def record_events(self, request: Request) -> Response:
-        """Engagement the world generator simulates. Each event is tied to the latest email sent to that
-        address (with that template, if given), as a real open or click would be."""
+        """Engagement the world generator simulates. A transactional event is tied to the latest email sent
+        to that address (with that template, if given), as a real open or click would be; a campaign event
+        (``campaign_id``) goes to the contact's statistics and the marketing webhooks instead."""
         body = await read_json(request)
         items = [body] if isinstance(body, dict) else body
         if not isinstance(items, list):
@@ -1411,6 +1596,14 @@ class Brevo:
             for name, value in (("template_id", template_id), ("campaign_id", campaign_id)):
                 if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
                     return JSONResponse({"error": f"item {index}: {name} must be an integer"}, status_code=400)
+            campaign_name, raw_sent_at = item.get("campaign_name"), item.get("campaign_sent_at")
+            if campaign_name is not None and not isinstance(campaign_name, str):
+                return JSONResponse({"error": f"item {index}: campaign_name must be a string"}, status_code=400)
+            sent_at = parse_datetime(raw_sent_at) if isinstance(raw_sent_at, str) else None
+            if raw_sent_at is not None and sent_at is None:
+                return JSONResponse(
+                    {"error": f"item {index}: campaign_sent_at must be an ISO 8601 date-time"}, status_code=400
+                )
             prepared.append(
                 (
                     item["email"].strip().lower(),
@@ -1419,23 +1612,29 @@ class Brevo:
                     item.get("link"),
                     template_id,
                     campaign_id,
+                    {"name": campaign_name, "sent_at": iso(sent_at) if sent_at else None},
                 )
             )
-        for email, event, at, link, template_id, campaign_id in prepared:
+        campaign_events = []
+        for email, event, at, link, template_id, campaign_id, campaign in prepared:
             if campaign_id is not None:
-                self.campaign_events.setdefault(email, []).append(
-                    {"event": event, "at": at, "link": link, "campaign_id": campaign_id}
-                )
-            sent = [
-                m
-                for m in self.sent_to.get(email, [])
-                if template_id is None or m["templateId"] == template_id
-            ]
-            self._record_event(email, event, at, sent[-1] if sent else None, link, template_id)
+                known = self.campaigns.setdefault(campaign_id, {
+                    "name": campaign["name"] or f"Campaign {campaign_id}", "sent_at": campaign["sent_at"] or at})
+                recorded = {"event": event, "at": at, "link": link, "campaign_id": campaign_id}
+                self.campaign_events.setdefault(email, []).append(recorded)
+                campaign_events.append({**recorded, "email": email, **known})
+            else:
+                sent = [
+                    m
+                    for m in self.sent_to.get(email, [])
+                    if template_id is None or m["templateId"] == template_id
+                ]
+                self._record_event(email, event, at, sent[-1] if sent else None, link, template_id)
             contact = self._find(email, "email_id")
             if event in BLOCKLISTING_EVENTS and contact is not None:
                 contact.email_blacklisted = True
                 self._touch(contact)
+        await self._deliver_campaign_events(campaign_events)
         return JSONResponse({"recorded": len(prepared)})
 
     async def sent_emails(self, request: Request) -> Response:

@@ -2,8 +2,8 @@
 "1 % change" run ingests).
 
 About one contact in a hundred does something in the hour: new leads fill in forms (live, through the
-collector), known contacts register for a webinar, book a demo, buy, open and click emails or unsubscribe,
-and sales edits some of them in HubSpot (owner, phone) through the CRM's own API. The known contacts come
+collector), known contacts register for a webinar, book a demo, buy, open and click emails or unsubscribe
+(about half of it on the newsletter sent the day before, through Brevo's marketing webhook), and sales edits some of them in HubSpot (owner, phone) through the CRM's own API. The known contacts come
 from a JSONL file (``email``, ``first_name``, ``last_name``, ``segment`` per line), picked by the caller;
 new leads are people the world never had (indices from ``--contacts`` on), so they never collide with it.
 
@@ -18,13 +18,14 @@ import asyncio
 import collections
 import json
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 
 from sandbox.core import env
 from sandbox.world import (
+    DAY,
     HTTP_TIMEOUT,
     OWNER_IDS,
     WEBINAR_CODES,
@@ -106,6 +107,9 @@ def run(contacts: int, changed: int, seed: int, known_file: Path, start: datetim
     known = known_people(known_file)
     world = World(contacts, seed, start.date(), 1, live_forms=0)
     world.start, world.end = int(start.timestamp()), int(end.timestamp())
+    newsletter_sent = start - timedelta(days=1)
+    world.campaigns = [(world.start // DAY, f"Newsletter {newsletter_sent:%Y-%m-%d}",
+                        int(newsletter_sent.timestamp()))]
     block, edits, counts = plan(world, contacts, changed, known)
 
     async def go() -> dict:

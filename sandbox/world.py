@@ -10,6 +10,12 @@ the sandbox's admin API and emulated vendor APIs, POSTs live submissions to the 
 historical form submissions to a JSONL backfill file, because only ``lifecycle import-forms`` keeps their
 original timestamps (the collector stamps server time).
 
+Email engagement is of two kinds: on the company's newsletter campaigns (one every two weeks to the
+Newsletter list; about half of the opens, clicks, unsubscribes and bounces), which reach the pipeline only
+through Brevo's marketing webhook and the collector, and on other email, which Brevo's event log holds.
+Without a collector no webhook can carry the newsletter engagement, so it is recorded as the other kind:
+the same moments and kinds, hence the same engagement tiers, either way.
+
 Determinism: one ``random.Random(seed)`` drives every choice and the wall clock is only read for the default
 start date, so the same seed, contact count and start give the same file, byte for byte, and the same calls.
 Memory: contacts are generated and sent in blocks; only one block's payloads are held at a time.
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import collections
 import json
 import os
@@ -118,6 +125,12 @@ HS_SOURCES = (
     "ORGANIC_SEARCH", "PAID_SEARCH", "EMAIL_MARKETING", "SOCIAL_MEDIA", "REFERRALS", "DIRECT_TRAFFIC",
     "OFFLINE", "PAID_SOCIAL", "OTHER_CAMPAIGNS",
 )
+NEWSLETTER_EVERY_DAYS = 14
+NEWSLETTER_SHARE = 0.5
+"""Of the engagement after the first campaign, the share that is on a newsletter campaign."""
+NEWSLETTER_TOPICS = (
+    "Caregiver tips", "Monthly roundup", "Webinar highlights", "Care team stories", "Product news",
+)
 BLOG_LINKS = (
     f"{SITE}/blog/caregiver-burnout", f"{SITE}/blog/medicare-checklist", f"{SITE}/webinars",
     f"{SITE}/resources/caregiver-guide", f"{SITE}/pricing",
@@ -200,6 +213,8 @@ class World:
     def __init__(self, contacts: int, seed: int, start: date, days: int, live_forms: int) -> None:
         self.contacts = contacts
         self.rng = random.Random(seed)
+        # Which engagement is on a newsletter is drawn apart, so the rest of a seed's world stays as it was.
+        self.newsletter_rng = random.Random(f"{seed}-newsletter")
         self.start = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp())
         self.end = self.start + days * DAY
         self.counts: collections.Counter[str] = collections.Counter()
@@ -232,6 +247,11 @@ class World:
         self.q_unsubscribe = Quota(rng, 0.12)
         self.q_bounce = Quota(rng, 0.016)
         self.bad_email_patterns = 0
+        self.campaigns = [(number + 1, f"{NEWSLETTER_TOPICS[number % len(NEWSLETTER_TOPICS)]} #{number + 1}",
+                           sent_at)
+                          for number, sent_at in enumerate(range(self.start + 2 * DAY + 15 * HOUR, self.end,
+                                                                 NEWSLETTER_EVERY_DAYS * DAY))]
+        """The newsletter campaigns sent in the window: (id, name, sent at), oldest first."""
 
     # -- people -------------------------------------------------------------------------------------
     def person(self, index: int) -> Person:
@@ -599,9 +619,15 @@ class World:
             self.brevo_event(block, person, kind, ts)
 
     def brevo_event(self, block: Block, person: Person, kind: str, ts: int) -> None:
+        """One engagement event; about half of those after the first newsletter are on the latest one."""
         event = {"email": person.email, "event": kind, "at": iso(ts)}
         if kind == "clicked":
             event["link"] = self.rng.choice(BLOG_LINKS)
+        sent = bisect.bisect_right([campaign[2] for campaign in self.campaigns], ts)
+        if self.newsletter_rng.random() < NEWSLETTER_SHARE and sent:
+            campaign_id, name, sent_at = self.campaigns[sent - 1]
+            event.update(campaign_id=campaign_id, campaign_name=name, campaign_sent_at=iso(sent_at))
+            self.counts["newsletter_events"] += 1
         block.brevo_events.append(event)
         self.brevo_event_counts[kind] += 1
 
@@ -709,16 +735,18 @@ async def send_block(client: Client, block: Block, list_id: int) -> None:
     phase1 = [client.admin_tally("/hubspot/contacts", chunk, "ids")
               for chunk in chunks(block.crm, ADMIN_CHUNK)]
     phase1 += [brevo_import(chunk) for chunk in chunks(block.brevo_contacts, BREVO_IMPORT_CHUNK)]
+    brevo_events = block.brevo_events if client.collector_url else [
+        {k: v for k, v in event.items() if not k.startswith("campaign_")} for event in block.brevo_events]
     phase1 += [client.admin_tally("/brevo/events", chunk, "recorded")
-               for chunk in chunks(block.brevo_events, BREVO_EVENT_CHUNK)]
+               for chunk in chunks(brevo_events, BREVO_EVENT_CHUNK)]
     booking_results, purchase_results, subscription_results, *_ = await asyncio.gather(
         created("/calendly/bookings", block.bookings), created("/stripe/purchases", block.purchases),
         created("/stripe/subscriptions", block.subscriptions), *phase1)
 
     cancellations = [{"invitee_uri": result["invitee_uri"], **followup}
-                     for result, followup in zip(booking_results, block.booking_followups) if followup]
+                     for result, followup in zip(booking_results, block.booking_followups, strict=True) if followup]
     refunds = [{"session_id": result["session_id"], "created_at": at}
-               for result, at in zip(purchase_results, block.refund_times) if at]
+               for result, at in zip(purchase_results, block.refund_times, strict=True) if at]
 
     async def subscription_followups(sub_id: str, renewals: list[dict], cancel: dict | None) -> None:
         path = f"/stripe/subscriptions/{quote(sub_id, safe='')}"
@@ -731,7 +759,7 @@ async def send_block(client: Client, block: Block, list_id: int) -> None:
               for chunk in chunks(cancellations, WEBHOOK_CHUNK)]
     phase2 += [client.admin("/stripe/refunds", chunk) for chunk in chunks(refunds, WEBHOOK_CHUNK)]
     phase2 += [subscription_followups(result["id"], renewals, cancel)
-               for result, (renewals, cancel) in zip(subscription_results, block.subscription_plans)
+               for result, (renewals, cancel) in zip(subscription_results, block.subscription_plans, strict=True)
                if renewals or cancel]
     await asyncio.gather(*phase2)
 
@@ -818,6 +846,8 @@ def summary(world: World, live: dict, calls: collections.Counter[str]) -> dict:
         "brevo_seeded": c["brevo_seeded"],
         "brevo_events": brevo_events,
         "brevo_events_by_type": dict(sorted(world.brevo_event_counts.items())),
+        "newsletter_campaigns": len(world.campaigns),
+        "newsletter_events": c["newsletter_events"],
         "raw_events": raw_events,
         "events_per_contact": round(raw_events / world.contacts, 2),
         "sandbox_calls": dict(sorted(calls.items())),

@@ -88,6 +88,8 @@ class Settings:
     hubspot_token: Secret = field(repr=False)
     brevo_base_url: str
     brevo_api_key: Secret = field(repr=False)
+    brevo_webhook_token: Secret = field(repr=False)
+    """The bearer token Brevo's marketing webhook is registered with and the collector checks."""
     calendly_base_url: str
     calendly_token: Secret = field(repr=False)
     calendly_webhook_signing_key: Secret = field(repr=False)
@@ -180,6 +182,7 @@ class Settings:
             hubspot_token=Secret(get("HUBSPOT_TOKEN")),
             brevo_base_url=get("BREVO_BASE_URL", REAL_BASE_URLS["brevo"]).rstrip("/"),
             brevo_api_key=Secret(get("BREVO_API_KEY")),
+            brevo_webhook_token=Secret(get("BREVO_WEBHOOK_TOKEN")),
             calendly_base_url=get("CALENDLY_BASE_URL", REAL_BASE_URLS["calendly"]).rstrip("/"),
             calendly_token=Secret(get("CALENDLY_TOKEN")),
             calendly_webhook_signing_key=Secret(get("CALENDLY_WEBHOOK_SIGNING_KEY")),
@@ -205,6 +208,7 @@ def sandbox_environment(sandbox_url: str, home: Path) -> dict[str, str]:
         "HUBSPOT_TOKEN": "pat-sandbox",
         "BREVO_BASE_URL": f"{sandbox_url}/brevo/v3",
         "BREVO_API_KEY": "xkeysib-sandbox",
+        "BREVO_WEBHOOK_TOKEN": "brevo-webhook-sandbox",
         "CALENDLY_BASE_URL": f"{sandbox_url}/calendly",
         "CALENDLY_TOKEN": "calendly-sandbox",
         "CALENDLY_WEBHOOK_SIGNING_KEY": "calendly-signing-sandbox",

@@ -1,4 +1,4 @@
-"""The collector: the intake service for web forms and Calendly / Stripe webhooks.
+"""The collector: the intake service for web forms and Calendly / Stripe / Brevo webhooks.
 
 Every accepted request is appended durably (written, flushed, fsynced) to the landing zone before the
 answer goes out, so a 2xx means the record survives a crash; every rejected request lands nothing and is
@@ -7,6 +7,9 @@ logged in one line (reason and path, never a secret or a body). dlt loads the la
 A body is accepted only if every reader of the landing zone can take it again: UTF-8, strict JSON (no
 ``NaN`` or ``Infinity``, no unpaired surrogate escapes) and at most ``MAX_JSON_DEPTH`` levels deep;
 anything else is a 4xx with a JSON reason, never a 500.
+
+Brevo signs nothing: its marketing webhook carries the bearer token it was registered with, compared in
+constant time. A batched delivery (a JSON array) lands one record per event, in one durable write.
 
 Replays: a signed webhook is refused when its signature was already accepted within the tolerance window,
 also across restarts. The landed record itself carries the signature's timestamp and digest, and a new
@@ -17,6 +20,7 @@ a crash after it leaves both (a replay is refused).
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import math
@@ -125,8 +129,8 @@ def _refuse_constant(name: str) -> None:
     raise Rejected(400, f"body is not valid JSON: {name} is not a JSON number")
 
 
-def _parse_json_object(body: bytes) -> dict:
-    """The body as a JSON object, or ``Rejected`` with the reason (a byte order mark is tolerated)."""
+def _parse_json(body: bytes) -> object:
+    """The body as JSON, or ``Rejected`` with the reason (a byte order mark is tolerated)."""
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -140,13 +144,34 @@ def _parse_json_object(body: bytes) -> dict:
         raise Rejected(400, f"body is nested deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError:  # the only other one: an integer of more digits than Python converts
         raise Rejected(400, "body is not valid JSON: a number has too many digits") from None
-    if not isinstance(data, dict):
-        raise Rejected(400, "body must be a JSON object")
     _check_json_values(data)
     return data
 
 
-def _check_json_values(data: dict) -> None:
+def _parse_json_object(body: bytes) -> dict:
+    """The body as a JSON object, or ``Rejected`` with the reason."""
+    data = _parse_json(body)
+    if not isinstance(data, dict):
+        raise Rejected(400, "body must be a JSON object")
+    return data
+
+
+def _parse_json_events(body: bytes) -> list[dict]:
+    """A single event object or a batch (a non-empty array of them), as a list, or ``Rejected``."""
+    data = _parse_json(body)
+    events = [data] if isinstance(data, dict) else data
+    if not isinstance(events, list) or not events or not all(isinstance(e, dict) for e in events):
+        raise Rejected(400, "body must be a JSON object or a non-empty array of them")
+    return events
+
+
+def _bearer_token_matches(header: str | None, token: str) -> bool:
+    """Whether an ``Authorization: Bearer <token>`` header carries ``token`` (compared in constant time)."""
+    scheme, _, presented = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())
+
+
+def _check_json_values(data: object) -> None:
     """Refuse what ``json.loads`` takes but the landing file or a strict reader cannot: nesting deeper than
     ``MAX_JSON_DEPTH``, unpaired surrogates (not encodable as UTF-8) and numbers beyond a float's range."""
     pending: list[tuple[object, int]] = [(data, 1)]
@@ -189,11 +214,12 @@ def create_collector_app(
     *,
     calendly_signing_key: str,
     stripe_webhook_secret: str,
+    brevo_webhook_token: str = "",
     known_form_ids: frozenset[str] = DEFAULT_FORM_IDS,
     calendly_tolerance_seconds: int = 180,
 ) -> Starlette:
-    """The collector's ASGI app. An empty signing key or secret disables that webhook (503), since an
-    empty HMAC key would let anyone forge signatures."""
+    """The collector's ASGI app. An empty signing key, secret or token disables that webhook (503), since an
+    empty HMAC key would let anyone forge signatures (and an empty token admit anyone)."""
     calendly_replays = _restored_guard(landing, "calendly", calendly_tolerance_seconds)
     stripe_replays = _restored_guard(landing, "stripe", STRIPE_TOLERANCE_SECONDS)
 
@@ -265,6 +291,19 @@ def create_collector_app(
             raise Rejected(400, "invalid webhook signature: already received (replay)")
         return await land_webhook("stripe", event, stripe_replays, timestamp, digest)
 
+    @_guarded
+    async def brevo_webhook(request: Request) -> Response:
+        if not brevo_webhook_token:
+            raise Rejected(503, "brevo webhooks are not configured on this collector")
+        if not _bearer_token_matches(request.headers.get("authorization"), brevo_webhook_token):
+            raise Rejected(401, "missing or wrong bearer token")
+        events = _parse_json_events(await _read_body(request, MAX_WEBHOOK_BYTES))
+        received_at = utc_now_iso()
+        records = [{"id": f"bre_{uuid.uuid4().hex}", "received_at": received_at, "event": event}
+                   for event in events]
+        await run_in_threadpool(landing.append_many, "brevo", records)
+        return JSONResponse({"ids": [record["id"] for record in records]})
+
     async def land_webhook(stream: str, event: dict, replays: ReplayGuard, timestamp: int,
                            digest: str) -> Response:
         record = {"id": f"{stream[:3]}_{uuid.uuid4().hex}", "received_at": utc_now_iso(),
@@ -290,6 +329,7 @@ def create_collector_app(
             Route("/forms/{form_id}", submit_form, methods=["POST"]),
             Route("/webhooks/calendly", calendly_webhook, methods=["POST"]),
             Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
+            Route("/webhooks/brevo", brevo_webhook, methods=["POST"]),
         ],
         exception_handlers={HTTPException: http_error},
     )

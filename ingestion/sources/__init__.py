@@ -50,18 +50,20 @@ def landing_resources(
     table_name: str,
     columns: dict[str, dict[str, Any]],
     max_table_nesting: int | None = None,
+    primary_key: str = "id",
 ) -> list[DltResource]:
     """The resources of one landing stream: a reader (not loaded itself) and the two tables it feeds.
 
-    ``table_name`` is merged on the landing record ``id``; ``rejected_lines`` is merged on
-    ``(landing_file, offset)``, so a replayed read changes nothing.
+    ``table_name`` is merged on ``primary_key`` (the landing record ``id`` unless the rows carry a key of
+    their own, such as a content key that makes a vendor's redelivery one row); ``rejected_lines`` is merged
+    on ``(landing_file, offset)``, so a replayed read changes nothing.
     """
 
     @dlt.resource(name=f"{stream}_landing", selected=False)
     def landing() -> Iterator[LandingBatch]:
         yield from read_landing(landing_dir, stream, to_row)
 
-    @dlt.transformer(data_from=landing, name=table_name, primary_key="id", write_disposition="merge",
+    @dlt.transformer(data_from=landing, name=table_name, primary_key=primary_key, write_disposition="merge",
                      columns=columns, max_table_nesting=max_table_nesting)
     def rows(batch: LandingBatch) -> Iterator[TDataItems]:
         if batch.rows:

@@ -1,9 +1,10 @@
-"""Brevo contacts and transactional email events into ``raw_marketing``.
+"""Brevo contacts, transactional email events and campaign (newsletter) events into ``raw_marketing``.
 
 Run it::
 
     pipeline = dlt.pipeline("lifecycle_marketing", destination="duckdb", dataset_name="raw_marketing")
-    pipeline.run(brevo_source(base_url="https://api.brevo.com/v3", api_key="xkeysib-..."))
+    pipeline.run(brevo_source(base_url="https://api.brevo.com/v3", api_key="xkeysib-...",
+                              landing_dir="/path/to/.lifecycle/landing"))
 
 ``base_url`` includes ``/v3``. Tables:
 - ``contacts``: ``GET /contacts?modifiedSince=<cursor>&sort=asc``, merged on ``id``; ``attributes`` are
@@ -17,6 +18,13 @@ Run it::
   date, link). The table is merged on that key rather than appended: the incremental keeps each load small,
   and merge keeps the raw table free of duplicates even if the dlt state is ever lost and the boundary days
   are read again.
+- ``campaign_events``: newsletter engagement (opens, clicks, hard bounces, unsubscribes, spam complaints),
+  which Brevo's REST API has no account-wide feed of: its marketing webhook delivers them to the collector
+  (``landing/brevo``, one record per event, batched deliveries split). Merged on ``event_key`` = sha256 of
+  (camp_id, event, email, ts_event, URL): Brevo gives a marketing event no id (the payload's ``id`` is the
+  webhook's) and may deliver one twice, so a redelivery is one row. ``ts_event`` (UTC epoch seconds) becomes
+  ``occurred_at``; Brevo's local-time dates are kept as sent.
+- ``rejected_lines``: landing lines of ``landing/brevo`` that could not be read.
 """
 
 # ruff: noqa: B008 -- dlt declares incremental cursors as argument defaults
@@ -37,7 +45,7 @@ from dlt.common.typing import TDataItems
 from dlt.extract.resource import DltResource
 
 from ingestion.echoes import EchoFilter, column_name, echo_filter
-from ingestion.sources import parse_timestamp, typed_columns
+from ingestion.sources import landing_resources, parse_timestamp, require_text, typed_columns
 from ingestion.sources.http import RestClient, brevo_client
 
 logger = logging.getLogger(__name__)
@@ -87,6 +95,63 @@ def events_table(page: list[dict[str, Any]]) -> pa.Table:
         extra = {k: v for k, v in event.items() if k not in known}
         columns["extra"].append(json.dumps(extra, sort_keys=True) if extra else None)
     return pa.Table.from_pydict(columns, schema=EVENT_SCHEMA)
+
+
+CAMPAIGN_EVENT_COLUMNS = typed_columns(
+    text=("event_key", "id", "event", "email", "campaign_name", "url", "tag", "reason", "date_sent",
+          "date_event", "landing_file"),
+    bigint=("campaign_id", "webhook_id", "landing_line"),
+    timestamp=("occurred_at", "sent_at", "received_at"),
+    json=("extra",),
+)
+CAMPAIGN_EVENT_FIELDS = {"camp_id", "campaign name", "event", "email", "ts_event", "ts_sent", "URL", "tag",
+                         "reason", "date_sent", "date_event", "id"}
+
+
+def epoch_seconds(value: Any, name: str) -> datetime | None:
+    """Brevo's ``ts_*`` (UTC epoch seconds) as an aware datetime; absent stays None, anything else rejects."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name!r} must be epoch seconds")
+    return datetime.fromtimestamp(value, UTC)
+
+
+def campaign_event_key(event: dict[str, Any]) -> str:
+    """A stable id for a marketing event, which has none: the fields that tell two events apart."""
+    parts = (event.get(name) for name in ("camp_id", "event", "email", "ts_event", "URL"))
+    return hashlib.sha256("\x1f".join("" if p is None else str(p) for p in parts).encode("utf-8")).hexdigest()
+
+
+def campaign_event_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A landed marketing webhook event: ``{"id", "received_at", "event": <Brevo's payload>}``."""
+    event = record["event"]
+    if not isinstance(event, dict):
+        raise TypeError("'event' must be a Brevo marketing webhook payload")
+    campaign_id, occurred_at = event.get("camp_id"), epoch_seconds(event.get("ts_event"), "ts_event")
+    if not isinstance(campaign_id, int) or isinstance(campaign_id, bool):
+        raise KeyError("camp_id")
+    if occurred_at is None:
+        raise KeyError("ts_event")
+    extra = {k: v for k, v in event.items() if k not in CAMPAIGN_EVENT_FIELDS}
+    return {
+        "event_key": campaign_event_key(event),
+        "id": require_text(record, "id"),
+        "received_at": record.get("received_at"),
+        "event": require_text(event, "event"),
+        "email": require_text(event, "email"),
+        "campaign_id": campaign_id,
+        "campaign_name": event.get("campaign name"),
+        "url": event.get("URL"),
+        "tag": event.get("tag"),
+        "reason": event.get("reason"),
+        "webhook_id": event.get("id") if isinstance(event.get("id"), int) else None,
+        "occurred_at": occurred_at,
+        "sent_at": epoch_seconds(event.get("ts_sent"), "ts_sent"),
+        "date_sent": event.get("date_sent"),
+        "date_event": event.get("date_event"),
+        "extra": json.dumps(extra, sort_keys=True) if extra else None,
+    }
 
 
 def iso_utc(moment: Any) -> str:
@@ -155,11 +220,11 @@ def contact_echoes(warehouse: Path, duckdb_config: Mapping[str, str], dataset: s
 
 
 @dlt.source(name="brevo")
-def brevo_source(base_url: str = BASE_URL, api_key: str = dlt.secrets.value, mask: Sequence[str] = (),
-                 echoes: EchoFilter | None = None) -> list[DltResource]:
-    """Brevo contacts (cursor ``modifiedAt``) and transactional email events (cursor ``date``). ``mask``:
-    other secrets to keep out of errors, should Brevo echo one. ``echoes``: contacts not to load again
-    (``contact_echoes``)."""
+def brevo_source(base_url: str = BASE_URL, api_key: str = dlt.secrets.value, landing_dir: str = dlt.config.value,
+                 mask: Sequence[str] = (), echoes: EchoFilter | None = None) -> list[DltResource]:
+    """Brevo contacts (cursor ``modifiedAt``), transactional email events (cursor ``date``) and the campaign
+    events its marketing webhook landed in ``landing_dir``. ``mask``: other secrets to keep out of errors,
+    should Brevo echo one. ``echoes``: contacts not to load again (``contact_echoes``)."""
 
     @dlt.resource(name="contacts", primary_key="id", write_disposition="merge", columns=CONTACT_COLUMNS,
                   max_table_nesting=1)
@@ -194,4 +259,6 @@ def brevo_source(base_url: str = BASE_URL, api_key: str = dlt.secrets.value, mas
                 if since is not None and oldest is not None and oldest < since:
                     return
 
-    return [contacts, email_events]
+    campaign_events = landing_resources(landing_dir, "brevo", campaign_event_row, table_name="campaign_events",
+                                        columns=CAMPAIGN_EVENT_COLUMNS, primary_key="event_key")
+    return [contacts, email_events, *campaign_events]

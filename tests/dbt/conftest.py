@@ -80,7 +80,8 @@ def dbt_world(sandbox_server: tuple[str, Sandbox], tmp_path_factory: pytest.Temp
         settings = Settings.from_env()
         collector = create_collector_app(LandingZone(settings.landing_dir, writer="collector"),
                                          calendly_signing_key=env["CALENDLY_WEBHOOK_SIGNING_KEY"],
-                                         stripe_webhook_secret=env["STRIPE_WEBHOOK_SECRET"])
+                                         stripe_webhook_secret=env["STRIPE_WEBHOOK_SECRET"],
+                                         brevo_webhook_token=env["BREVO_WEBHOOK_TOKEN"])
         with serve(collector) as collector_url:
             summary = generate_world(settings, contacts=WORLD_CONTACTS, seed=WORLD_SEED,
                                      sandbox_url=sandbox_url, collector_url=collector_url)

@@ -37,6 +37,7 @@ STAGING_PARENTS = {
     "stg_marketing__contacts": "raw_marketing/contacts",
     "stg_marketing__contact_list_ids": "raw_marketing/contacts",
     "stg_marketing__email_events": "raw_marketing/email_events",
+    "stg_marketing__campaign_events": "raw_marketing/campaign_events",
 }
 
 
@@ -56,7 +57,8 @@ def test_dlt_assets_feed_the_dbt_staging_models(pipeline_defs: dg.Definitions) -
         assert graph.get(dg.AssetKey.from_user_string(raw)).group_name == "ingestion"
     dq_parents = graph.get(dg.AssetKey(["marts", "dq_flagged_records"])).parent_keys
     assert {dg.AssetKey(["raw_forms", "rejected_lines"]), dg.AssetKey(["raw_stripe", "rejected_lines"]),
-            dg.AssetKey(["raw_calendly", "rejected_lines"])} <= dq_parents
+            dg.AssetKey(["raw_calendly", "rejected_lines"]), dg.AssetKey(["raw_marketing", "rejected_lines"])
+            } <= dq_parents
     assert not any(key.path[0] == "activations" for key in graph.get_all_asset_keys())
 
 

@@ -1,4 +1,5 @@
-"""The collector: durable form intake, signed webhooks, and bad input that lands nothing."""
+"""The collector: durable form intake, signed (or bearer-authenticated) webhooks, and bad input that lands
+nothing."""
 
 from __future__ import annotations
 
@@ -39,9 +40,16 @@ def root(tmp_path: Path) -> Path:
 @pytest.fixture()
 def client(root: Path) -> Iterator[TestClient]:
     app = create_collector_app(LandingZone(root, "collector"), calendly_signing_key=CALENDLY_KEY,
-                               stripe_webhook_secret=STRIPE_SECRET)
+                               stripe_webhook_secret=STRIPE_SECRET, brevo_webhook_token=BREVO_TOKEN)
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+BREVO_TOKEN = "brevo-test-token"
+BREVO_AUTH = {"Authorization": f"Bearer {BREVO_TOKEN}", "Content-Type": "application/json"}
+BREVO_OPEN = {"id": 9, "camp_id": 4, "email": "ada@example.com", "campaign name": "August news",
+              "date_sent": "2026-08-01 15:00:00", "date_event": "2026-08-02 08:00:00", "event": "opened",
+              "tag": "", "segment_ids": [], "ts_sent": 1785596400, "ts_event": 1785657600, "ts": 1785657600}
 
 
 CALENDLY_EVENT = json.dumps({"event": "invitee.created", "created_at": "2025-08-13T07:45:00.000000Z",
@@ -224,11 +232,13 @@ UNTAKEABLE_BODIES = {
 def _post_signed(client: TestClient, endpoint: str, body: bytes) -> httpx.Response:
     if endpoint == "/forms/contact":
         return client.post(endpoint, content=body, headers={"Content-Type": "application/json"})
+    if endpoint == "/webhooks/brevo":
+        return client.post(endpoint, content=body, headers=BREVO_AUTH)
     headers = calendly_headers(body) if endpoint == "/webhooks/calendly" else stripe_headers(body)
     return client.post(endpoint, content=body, headers=headers)
 
 
-@pytest.mark.parametrize("endpoint", ["/forms/contact", "/webhooks/calendly", "/webhooks/stripe"])
+@pytest.mark.parametrize("endpoint", ["/forms/contact", "/webhooks/calendly", "/webhooks/stripe", "/webhooks/brevo"])
 @pytest.mark.parametrize("body", UNTAKEABLE_BODIES.values(), ids=UNTAKEABLE_BODIES.keys())
 def test_bodies_the_parser_cannot_take_are_400_with_a_reason(client: TestClient, root: Path, endpoint: str,
                                                              body: bytes, caplog: pytest.LogCaptureFixture) -> None:
@@ -236,18 +246,18 @@ def test_bodies_the_parser_cannot_take_are_400_with_a_reason(client: TestClient,
         response = _post_signed(client, endpoint, body)
     assert response.status_code == 400, response.text
     assert response.json()["error"].startswith("body ")
-    assert all(landed(root, stream) == [] for stream in ("forms", "calendly", "stripe"))
+    assert all(landed(root, stream) == [] for stream in ("forms", "calendly", "stripe", "brevo"))
     # One warning line, no error and no traceback.
     assert [(r.levelno, r.exc_info) for r in caplog.records] == [(logging.WARNING, None)]
     assert client.get("/healthz").status_code == 200
 
 
-@pytest.mark.parametrize("endpoint", ["/forms/contact", "/webhooks/calendly", "/webhooks/stripe"])
+@pytest.mark.parametrize("endpoint", ["/forms/contact", "/webhooks/calendly", "/webhooks/stripe", "/webhooks/brevo"])
 def test_64_levels_and_paired_surrogates_are_accepted(client: TestClient, root: Path, endpoint: str) -> None:
     body = nested(64)[:-1] + b', "smile": "\\ud83d\\ude00", "object": "event"}'
     response = _post_signed(client, endpoint, body)
     assert response.status_code in (200, 202), response.text
-    [record] = [r for stream in ("forms", "calendly", "stripe") for r in landed(root, stream)]
+    [record] = [r for stream in ("forms", "calendly", "stripe", "brevo") for r in landed(root, stream)]
     value = record["fields"]["extra"] if endpoint == "/forms/contact" else record["event"]
     assert value["smile"] == "\N{GRINNING FACE}"
     assert value["x"] == json.loads(nested(64))["x"]
@@ -403,8 +413,60 @@ def test_webhooks_without_a_configured_secret_refuse_everything(root: Path) -> N
                                headers=calendly_headers(CALENDLY_EVENT, key=""))
         stripe_response = client.post("/webhooks/stripe", content=STRIPE_EVENT,
                                       headers=stripe_headers(STRIPE_EVENT, secret="x"))
-    assert calendly.status_code == 503 and stripe_response.status_code == 503
-    assert landed(root, "calendly") == [] and landed(root, "stripe") == []
+        brevo = client.post("/webhooks/brevo", json=BREVO_OPEN, headers={"Authorization": "Bearer "})
+    assert calendly.status_code == 503 and stripe_response.status_code == 503 and brevo.status_code == 503
+    assert landed(root, "calendly") == [] and landed(root, "stripe") == [] and landed(root, "brevo") == []
+
+
+# --- Brevo -------------------------------------------------------------------------------------------
+
+def test_brevo_event_with_the_bearer_token_lands(client: TestClient, root: Path) -> None:
+    response = client.post("/webhooks/brevo", json=BREVO_OPEN, headers=BREVO_AUTH)
+    assert response.status_code == 200, response.text
+    [record] = landed(root, "brevo")
+    assert response.json() == {"ids": [record["id"]]}
+    assert record["event"] == BREVO_OPEN and record["id"].startswith("bre_")
+
+
+def test_a_brevo_batch_lands_one_record_per_event_in_one_write(client: TestClient, root: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    fsyncs: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd)))
+    client.post("/webhooks/brevo", json=BREVO_OPEN, headers=BREVO_AUTH)  # the file and its folders first
+    fsyncs.clear()
+    batch = [BREVO_OPEN, {**BREVO_OPEN, "event": "click", "URL": "https://x.example/a"},
+             {**BREVO_OPEN, "email": "bo@example.com", "event": "unsubscribe", "list_id": [3]}]
+    response = client.post("/webhooks/brevo", json=batch, headers=BREVO_AUTH)
+    assert response.status_code == 200
+    records = landed(root, "brevo")[1:]
+    assert [r["event"] for r in records] == batch
+    assert response.json() == {"ids": [r["id"] for r in records]} and len(set(response.json()["ids"])) == 3
+    assert len(fsyncs) == 1
+
+
+@pytest.mark.parametrize("authorization", [None, "", "Bearer", "Bearer wrong-token", f"Basic {BREVO_TOKEN}",
+                                           f"Bearer {BREVO_TOKEN}x", f"bearer {BREVO_TOKEN[:-1]}"])
+def test_brevo_without_the_right_bearer_token_is_401_and_lands_nothing(
+        client: TestClient, root: Path, authorization: str | None, caplog: pytest.LogCaptureFixture) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    with caplog.at_level(logging.WARNING):
+        response = client.post("/webhooks/brevo", json=BREVO_OPEN, headers=headers)
+    assert response.status_code == 401
+    assert landed(root, "brevo") == []
+    assert BREVO_TOKEN not in response.text and BREVO_TOKEN not in caplog.text
+
+
+def test_brevo_token_scheme_is_case_insensitive(client: TestClient, root: Path) -> None:
+    response = client.post("/webhooks/brevo", json=BREVO_OPEN, headers={"Authorization": f"bearer {BREVO_TOKEN}"})
+    assert response.status_code == 200 and len(landed(root, "brevo")) == 1
+
+
+@pytest.mark.parametrize("body", [b"[]", b'[{"event": "opened"}, 3]', b'"opened"', b"17"])
+def test_brevo_bodies_that_are_not_events_are_400(client: TestClient, root: Path, body: bytes) -> None:
+    response = client.post("/webhooks/brevo", content=body, headers=BREVO_AUTH)
+    assert response.status_code == 400 and "array" in response.json()["error"]
+    assert landed(root, "brevo") == []
 
 
 # --- Stripe ------------------------------------------------------------------------------------------

@@ -253,7 +253,7 @@ def test_sources_build_without_network_and_expose_the_contracted_tables(tmp_path
         "calendly": ["invitees", "rejected_lines", "scheduled_events", "webhook_events"],
         "stripe": ["checkout_line_items", "checkout_sessions", "events", "rejected_lines", "webhook_events"],
         "crm": ["contacts", "owners"],
-        "marketing": ["contacts", "email_events"],
+        "marketing": ["campaign_events", "contacts", "email_events", "rejected_lines"],
     }
     with pytest.raises(ValueError, match="unknown source"):
         build_source("salesforce", config)

@@ -1,5 +1,5 @@
-"""``lifecycle webhooks register``: idempotent subscription with Calendly and Stripe, proven end to end
-by sandbox deliveries that pass the collector's signature checks and land."""
+"""``lifecycle webhooks register``: idempotent subscription with Calendly, Stripe and Brevo, proven end to
+end by sandbox deliveries that pass the collector's signature (or bearer token) checks and land."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ def registration_kwargs(settings: Settings) -> dict:
         "calendly_signing_key": settings.calendly_webhook_signing_key.reveal(),
         "stripe_base_url": settings.stripe_base_url,
         "stripe_api_key": settings.stripe_api_key.reveal(),
+        "brevo_base_url": settings.brevo_base_url,
+        "brevo_api_key": settings.brevo_api_key.reveal(),
+        "brevo_webhook_token": settings.brevo_webhook_token.reveal(),
     }
 
 
@@ -36,7 +39,8 @@ def test_registration_is_idempotent_and_deliveries_land(sandbox_url: str, tmp_pa
     root = tmp_path / "landing"
     app = create_collector_app(LandingZone(root, "collector"),
                                calendly_signing_key=settings.calendly_webhook_signing_key.reveal(),
-                               stripe_webhook_secret=settings.stripe_webhook_secret.reveal())
+                               stripe_webhook_secret=settings.stripe_webhook_secret.reveal(),
+                               brevo_webhook_token=settings.brevo_webhook_token.reveal())
     with serve(app) as collector_url, httpx.Client(base_url=sandbox_url) as admin:
         first = register_webhooks(collector_url, **registration_kwargs(settings))
         second = register_webhooks(collector_url + "/", **registration_kwargs(settings))
@@ -44,8 +48,10 @@ def test_registration_is_idempotent_and_deliveries_land(sandbox_url: str, tmp_pa
         calls = admin.get("/_sandbox/calls").json()
         assert calls["calendly POST /webhook_subscriptions"] == 1
         assert calls["stripe POST /v1/webhook_endpoints"] == 1
-        assert "created" in first[0] and "created" in first[1]
-        assert "already exists" in second[0] and "already exists" in second[1]
+        assert calls["brevo POST /v3/webhooks"] == 1
+        assert all("created" in message for message in first)
+        assert all("already exists" in message for message in second)
+        assert not any(settings.brevo_webhook_token.reveal() in message for message in first + second)
         assert all("STRIPE_WEBHOOK_SECRET" in message for message in (first[1], second[1]))
         assert not any("whsec_" in message for message in first + second)
 
@@ -60,6 +66,11 @@ def test_registration_is_idempotent_and_deliveries_land(sandbox_url: str, tmp_pa
                               headers={"Authorization": f"Bearer {settings.stripe_api_key.reveal()}"}).json()
         assert [e["url"] for e in endpoints["data"]] == [f"{collector_url}/webhooks/stripe"]
         assert "checkout.session.completed" in endpoints["data"][0]["enabled_events"]
+        brevo = admin.get("/brevo/v3/webhooks", params={"type": "marketing"},
+                          headers={"api-key": settings.brevo_api_key.reveal()}).json()["webhooks"]
+        assert [(w["url"], sorted(w["events"]), w["batched"], w["auth"]) for w in brevo] == [
+            (f"{collector_url}/webhooks/brevo", ["click", "hardBounce", "opened", "spam", "unsubscribed"], True,
+             {"type": "bearer"})]
 
         booking = admin.post("/_sandbox/calendly/bookings", json={
             "email": "ada@example.com", "name": "Ada Lovelace", "event_name": "Demo",
@@ -72,10 +83,16 @@ def test_registration_is_idempotent_and_deliveries_land(sandbox_url: str, tmp_pa
             "amount": 4900, "currency": "usd", "created_at": "2030-01-02T09:00:00Z",
         })
         purchase.raise_for_status()
+        admin.post("/_sandbox/brevo/events", json={
+            "email": "cy@example.com", "event": "opened", "at": "2030-01-03T09:00:00Z", "campaign_id": 5,
+            "campaign_name": "January news"}).raise_for_status()
         deliveries = admin.get("/_sandbox/webhooks").json()
 
     assert {(d["service"], d["status"], d["last_status_code"]) for d in deliveries} == {
-        ("calendly", "delivered", 200), ("stripe", "delivered", 200)}
+        ("calendly", "delivered", 200), ("stripe", "delivered", 200), ("brevo", "delivered", 200)}
+    [newsletter_open] = landed(root, "brevo")
+    assert (newsletter_open["event"]["camp_id"], newsletter_open["event"]["event"],
+            newsletter_open["event"]["email"]) == (5, "opened", "cy@example.com")
     [calendly] = landed(root, "calendly")
     assert calendly["event"]["event"] == "invitee.created"
     assert calendly["event"]["payload"]["uri"] == booking.json()["invitee_uri"]
@@ -99,17 +116,27 @@ def test_a_refused_token_is_a_clear_error_without_the_token(sandbox_url: str, tm
     assert raised.value.status == 401 and raised.value.vendor == "Stripe"
     assert "sk_test_wrong_key_123456" not in str(raised.value)
 
+    kwargs = {**registration_kwargs(settings), "brevo_api_key": "xkeysib-wrong-key-123456"}
+    with pytest.raises(WebhookRegistrationError) as raised:
+        register_webhooks("http://127.0.0.1:9", **kwargs)
+    assert raised.value.status == 401 and raised.value.vendor == "Brevo"
+    assert "xkeysib-wrong-key-123456" not in str(raised.value)
+
+    with pytest.raises(ValueError, match="BREVO_WEBHOOK_TOKEN is not set"):
+        register_webhooks("http://127.0.0.1:9", **{**registration_kwargs(settings), "brevo_webhook_token": ""})
+
 
 # --- paths the sandbox cannot reach: fake vendors on an httpx.MockTransport ------------------------------
 
 CALENDLY = "https://calendly.test"
 STRIPE = "https://stripe.test"
+BREVO = "https://brevo.test/v3"
 HOOKS = "https://hooks.example.com"
 
 
 def fake_vendors(calendly_pages: list[list[dict]], stripe_pages: list[list[dict]],
-                 log: list[str]) -> Callable[[httpx.Request], httpx.Response]:
-    """Calendly and Stripe answering from fixed pages, logging every call as "METHOD path?query"."""
+                 log: list[str], brevo_webhooks: list[dict] | None = None) -> Callable[[httpx.Request], httpx.Response]:
+    """Calendly, Stripe and Brevo answering from fixed pages, logging every call as "METHOD path?query"."""
 
     def handle(request: httpx.Request) -> httpx.Response:
         log.append(f"{request.method} {request.url.path}?{request.url.query.decode()}")
@@ -140,6 +167,14 @@ def fake_vendors(calendly_pages: list[list[dict]], stripe_pages: list[list[dict]
             form = httpx.QueryParams(request.content.decode())
             assert form.get_list("enabled_events[]")[0] == "checkout.session.completed"
             return httpx.Response(200, json={"id": "we_new", "url": form["url"], "secret": "whsec_abc"})
+        if request.url.host == "brevo.test" and path == "/v3/webhooks":
+            assert request.headers["api-key"] == "xkeysib-x"
+            if request.method == "GET":
+                assert params["type"] == "marketing"
+                return httpx.Response(200, json={"webhooks": brevo_webhooks or []})
+            body = json.loads(request.content)
+            assert body["auth"] == {"type": "bearer", "token": "brevo-token"} and body["type"] == "marketing"
+            return httpx.Response(201, json={"id": 77})
         return httpx.Response(404, json={"title": "Resource Not Found", "message": "no such path"})
 
     return handle
@@ -149,6 +184,7 @@ def register_with(handler: Callable[[httpx.Request], httpx.Response]) -> list[st
     with httpx.Client(transport=httpx.MockTransport(handler)) as http:
         return register_webhooks(HOOKS, calendly_base_url=CALENDLY, calendly_token="cal-token",
                                  calendly_signing_key="cal-key", stripe_base_url=STRIPE, stripe_api_key="sk_test_x",
+                                 brevo_base_url=BREVO, brevo_api_key="xkeysib-x", brevo_webhook_token="brevo-token",
                                  http=http)
 
 
@@ -160,9 +196,10 @@ def test_existing_registrations_on_later_pages_are_found() -> None:
                         "state": "active"}]]
     stripe_pages = [[{"id": "we_1", "url": "https://other/y"}],
                     [{"id": "we_2", "url": f"{HOOKS}/webhooks/stripe", "status": "enabled"}]]
-    messages = register_with(fake_vendors(calendly_pages, stripe_pages, log))
+    brevo_webhooks = [{"id": 3, "url": "https://other/z"}, {"id": 4, "url": f"{HOOKS}/webhooks/brevo"}]
+    messages = register_with(fake_vendors(calendly_pages, stripe_pages, log, brevo_webhooks))
     assert not any(call.startswith(("POST", "DELETE")) for call in log)
-    assert "webhook_subscriptions/B" in messages[0] and "we_2" in messages[1]
+    assert "webhook_subscriptions/B" in messages[0] and "we_2" in messages[1] and "(4)" in messages[2]
     assert any("page_token=1" in call for call in log) and any("starting_after=we_1" in call for call in log)
 
 
@@ -175,3 +212,5 @@ def test_a_disabled_calendly_subscription_is_replaced_and_the_stripe_secret_is_n
     assert "POST /webhook_subscriptions?" in log and "POST /v1/webhook_endpoints?" in log
     assert "replacing disabled subscription" in messages[0]
     assert "we_new" in messages[1] and "whsec_abc" not in " ".join(messages)
+    assert "POST /v3/webhooks?" in log and "created marketing webhook 77" in messages[2]
+    assert "brevo-token" not in " ".join(messages)

@@ -26,7 +26,8 @@ EXPECTED_KEYS = {
     "raw_stripe/webhook_events", "raw_stripe/events", "raw_stripe/checkout_sessions",
     "raw_stripe/checkout_line_items", "raw_stripe/rejected_lines",
     "raw_crm/contacts", "raw_crm/owners",
-    "raw_marketing/contacts", "raw_marketing/email_events",
+    "raw_marketing/contacts", "raw_marketing/email_events", "raw_marketing/campaign_events",
+    "raw_marketing/rejected_lines",
 }
 
 

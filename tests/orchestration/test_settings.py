@@ -116,7 +116,7 @@ def test_secret_values_lists_every_configured_secret_for_the_clients_to_mask(tmp
     env["CALENDLY_TOKEN"] = ""
 
     assert sorted(secret_values(Settings.from_env(env))) == sorted(
-        env[name] for name in ("HUBSPOT_TOKEN", "BREVO_API_KEY", "CALENDLY_WEBHOOK_SIGNING_KEY",
+        env[name] for name in ("HUBSPOT_TOKEN", "BREVO_API_KEY", "BREVO_WEBHOOK_TOKEN", "CALENDLY_WEBHOOK_SIGNING_KEY",
                                "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET"))
 
 

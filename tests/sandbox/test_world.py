@@ -36,6 +36,10 @@ CALENDLY = {"Authorization": "Bearer calendly-sandbox"}
 STRIPE = {"Authorization": "Bearer sk_test_sandbox"}
 HUBSPOT = {"Authorization": "Bearer pat-sandbox"}
 BREVO = {"api-key": "xkeysib-sandbox"}
+BREVO_WEBHOOK_TOKEN = "brevo-webhook-world"
+NEWSLETTER_EVENT_KINDS = {"opened": "opened", "click": "clicked", "unsubscribe": "unsubscribed",
+                          "hard_bounce": "hard_bounce"}
+"""Brevo's marketing webhook event names, as the world generator's summary counts them."""
 VALID_EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
 KNOWN_ORG_TYPES = {"Provider Organization", "Assisted Living", "YMCA", "Home Care Agency", "Hospital",
                    "Individual", ""}
@@ -58,7 +62,8 @@ def calendly_organization(sandbox_url: str) -> str:
 
 
 def register_webhooks(sandbox_url: str, collector_url: str) -> str:
-    """Subscribe the collector to every Calendly and Stripe event; returns the Stripe signing secret."""
+    """Subscribe the collector to every Calendly and Stripe event and to Brevo's marketing events; returns the
+    Stripe signing secret."""
     org = calendly_organization(sandbox_url)
     httpx.post(f"{sandbox_url}/calendly/webhook_subscriptions", headers=CALENDLY, json={
         "url": f"{collector_url}/webhooks/calendly", "events": ["invitee.created", "invitee.canceled"],
@@ -67,6 +72,10 @@ def register_webhooks(sandbox_url: str, collector_url: str) -> str:
     endpoint = httpx.post(f"{sandbox_url}/stripe/v1/webhook_endpoints", headers=STRIPE, data={
         "url": f"{collector_url}/webhooks/stripe", "enabled_events[]": "*"})
     endpoint.raise_for_status()
+    httpx.post(f"{sandbox_url}/brevo/v3/webhooks", headers=BREVO, json={
+        "url": f"{collector_url}/webhooks/brevo", "type": "marketing", "batched": True,
+        "events": ["opened", "click", "hardBounce", "unsubscribed", "spam"],
+        "auth": {"type": "bearer", "token": BREVO_WEBHOOK_TOKEN}}).raise_for_status()
     return endpoint.json()["secret"]
 
 
@@ -79,7 +88,7 @@ def generated(sandbox_server, tmp_path_factory) -> dict:
     landing_root = tmp / "landing"
     app = create_collector_app(LandingZone(landing_root, "collector"),
                                calendly_signing_key="calendly-signing-sandbox",
-                               stripe_webhook_secret="whsec_sandbox")
+                               stripe_webhook_secret="whsec_sandbox", brevo_webhook_token=BREVO_WEBHOOK_TOKEN)
     with serve(app) as collector_url:
         assert register_webhooks(sandbox_url, collector_url) == "whsec_sandbox"
         forms_out = tmp / "forms.jsonl"
@@ -105,6 +114,7 @@ def generated(sandbox_server, tmp_path_factory) -> dict:
         "calendly": calendly_events,
         "stripe": stripe_events,
         "live_forms": landed(landing_root, "forms"),
+        "newsletter": [r["event"] for r in landed(landing_root, "brevo")],
         "deliveries": deliveries,
         "sandbox_url": sandbox_url,
         "window": (parse(summary["window"]["start"]), parse(summary["window"]["end"])),
@@ -350,18 +360,32 @@ def test_brevo_contacts_and_engagement_tiers(generated):
     assert len(newsletter) == 1 and newsletter[0]["uniqueSubscribers"] == s["brevo_seeded"]
     counts = s["brevo_events_by_type"]
     events = brevo["events"]
-    assert len(events["opened"]) == counts["opened"] and len(events["clicks"]) == counts["clicked"]
-    assert len(events["unsubscribed"]) == counts["unsubscribed"]
-    assert len(events["hardBounces"]) == counts["hard_bounce"]
+    # Newsletter engagement came through the marketing webhook, the rest is in the transactional event log.
+    newsletter = collections.Counter(NEWSLETTER_EVENT_KINDS[e["event"]] for e in generated["newsletter"])
+    assert sum(newsletter.values()) == s["newsletter_events"] > 0
+    assert all(newsletter[kind] > 0 for kind in ("opened", "clicked"))
+    assert len(events["opened"]) + newsletter["opened"] == counts["opened"]
+    assert len(events["clicks"]) + newsletter["clicked"] == counts["clicked"]
+    assert len(events["unsubscribed"]) + newsletter["unsubscribed"] == counts["unsubscribed"]
+    assert len(events["hardBounces"]) + newsletter["hard_bounce"] == counts["hard_bounce"]
+    campaigns = {(e["camp_id"], e["campaign name"], e["ts_sent"]) for e in generated["newsletter"]}
+    assert 1 < len(campaigns) <= s["newsletter_campaigns"]
+    assert all(e["ts_sent"] <= e["ts_event"] for e in generated["newsletter"])
 
-    # Days since each contact's last open or click, and since the last click (docs/engagement.md#engagement-tiers).
+    # Days since each contact's last open or click, and since the last click (docs/engagement.md#engagement-tiers tiers), over both.
+    opens = [(e["email"], parse(e["date"])) for e in events["opened"]] + [
+        (e["email"], datetime.fromtimestamp(e["ts_event"], UTC)) for e in generated["newsletter"]
+        if e["event"] == "opened"]
+    clicks = [(e["email"], parse(e["date"])) for e in events["clicks"]] + [
+        (e["email"], datetime.fromtimestamp(e["ts_event"], UTC)) for e in generated["newsletter"]
+        if e["event"] == "click"]
     since_any: dict[str, int] = {}
     since_click: dict[str, int] = {}
-    for kind, target in (("opened", since_any), ("clicks", since_click)):
-        for e in events[kind]:
-            assert parse(e["date"]) < window_end
-            age = (window_end - parse(e["date"])).days
-            target[e["email"]] = min(target.get(e["email"], age), age)
+    for engagement, target in ((opens, since_any), (clicks, since_click)):
+        for email, moment in engagement:
+            assert moment < window_end
+            age = (window_end - moment).days
+            target[email] = min(target.get(email, age), age)
     for email, age in since_click.items():
         since_any[email] = min(since_any.get(email, age), age)
     assert any(age < 30 for age in since_click.values())  # most_engaged
@@ -380,7 +404,10 @@ def test_live_forms_reached_the_collector_and_bad_ones_were_refused(generated):
     assert {r["form_id"] for r in live} <= {"contact", "newsletter", "download"}
     deliveries = generated["deliveries"]
     assert deliveries and [d for d in deliveries if d["status"] != "delivered"] == []
-    assert len(deliveries) == len(generated["calendly"]) + len(generated["stripe"])
+    signed = [d for d in deliveries if d["service"] != "brevo"]
+    assert len(signed) == len(generated["calendly"]) + len(generated["stripe"])
+    # Brevo's batched webhook: one delivery per admin call, not one per event.
+    assert 0 < len(deliveries) - len(signed) < len(generated["newsletter"])
 
 
 # -- determinism ----------------------------------------------------------------------------------------
@@ -411,6 +438,8 @@ def test_same_seed_same_file_calls_and_sandbox_state(sandbox_url, tmp_path):
     assert first["sandbox_calls"]["POST /_sandbox/calendly/bookings"] > 0
     assert sandbox_state(sandbox_url) == first_state
     assert first_state["crm"] and first_state["brevo"]["opened"] > 0
+    # Without a collector no webhook carries the newsletter engagement: all of it is in Brevo's event log.
+    assert first["newsletter_events"] > 0 and sum(first_state["brevo"].values()) == first["brevo_events"]
     assert not (tmp_path / "a.jsonl.partial").exists()
 
 

@@ -3,7 +3,8 @@ replayed through the real pipeline (`lifecycle run --as-of`) at a short list of 
 
 Every event enters the systems the way it would in production, before the first run: Calendly and Stripe
 events through the sandbox's admin API, delivered as signed webhooks to a live collector; Brevo opens,
-clicks and unsubscribes into the sandbox's event log; pre-existing CRM contacts seeded into HubSpot; form
+clicks and unsubscribes into the sandbox's event log, and those on newsletter campaigns delivered by
+Brevo's marketing webhook to the collector; pre-existing CRM contacts seeded into HubSpot; form
 submissions through the backfill (`import_forms`), since only a backfill keeps a submission's own time.
 The pipeline time-travels (every model reads `occurred_at <= as_of`), so each checkpoint sees exactly the
 part of the story that has happened by then.
@@ -47,7 +48,8 @@ MIA = "mia.member@family.example"
 NED = "ned.nonpay@family.example"
 OSCAR = "oscar.other@church.example"
 YARA = "yara.ymca@ymca-south.example"
-CONTACTS = (NINA, CARL, RITA, ROB, OLGA, CORA, PAULA, PETE, WENDY, UMA, REMY, MIA, NED, OSCAR, YARA)
+NELL = "nell.newsletter@family.example"
+CONTACTS = (NINA, CARL, RITA, ROB, OLGA, CORA, PAULA, PETE, WENDY, UMA, REMY, MIA, NED, OSCAR, YARA, NELL)
 
 WENDY_PHONE = "+1 555-010-2030"
 
@@ -96,6 +98,8 @@ def form(form_id: str, email: str, submitted_at: str, **fields: Any) -> dict[str
 
 FORMS = (
     form("newsletter", REMY, "2026-05-20T09:00:00Z", first_name="Remy", last_name="Reengage",
+         org_type="Individual", consent=True),
+    form("newsletter", NELL, "2026-08-15T09:00:00Z", first_name="Nell", last_name="Newsletter",
          org_type="Individual", consent=True),
     form("newsletter", UMA, "2026-08-25T09:00:00Z", first_name="Uma", last_name="Unsub",
          org_type="Individual", consent=True),
@@ -149,6 +153,13 @@ BREVO_EVENTS = (
     {"email": UMA, "event": "unsubscribed", "at": "2026-08-28T09:00:00Z"},
     {"email": REMY, "event": "clicked", "at": "2026-09-10T09:00:00Z", "link": "https://example.org/tips"},
     {"email": REMY, "event": "opened", "at": "2026-10-20T09:00:00Z"},
+    # Nell reads the newsletter and never opens a lifecycle email: only Brevo's marketing webhook tells.
+    {"email": NELL, "event": "opened", "at": "2026-08-19T08:00:00Z", "campaign_id": 41,
+     "campaign_name": "August news", "campaign_sent_at": "2026-08-18T15:00:00Z"},
+    {"email": NELL, "event": "clicked", "at": "2026-09-02T08:00:00Z", "link": "https://example.org/fall",
+     "campaign_id": 42, "campaign_name": "September news", "campaign_sent_at": "2026-09-01T15:00:00Z"},
+    {"email": NELL, "event": "unsubscribed", "at": "2026-09-08T09:00:00Z", "campaign_id": 43,
+     "campaign_name": "Fall webinars", "campaign_sent_at": "2026-09-08T08:00:00Z"},
 )
 
 
@@ -173,6 +184,8 @@ PURCHASES = {
                         "2026-09-17T10:00:00Z"),
     "mia-1": purchase(MIA, "Mia Member", "prod_course_basics", "Caregiving basics course", 4900,
                       "2026-09-17T10:00:00Z"),
+    "nell-1": purchase(NELL, "Nell Newsletter", "prod_toolkit", "Family care toolkit", 2900,
+                       "2026-09-04T10:00:00Z"),
 }
 REFUNDS = {"paula-2": "2026-09-12T10:00:00Z"}
 
@@ -381,12 +394,15 @@ def play_story(sandbox_url: str, home: Path, faults: dict[str, Any] | None = Non
         settings = Settings.from_env()
         collector = create_collector_app(LandingZone(settings.landing_dir, writer="collector"),
                                          calendly_signing_key=env["CALENDLY_WEBHOOK_SIGNING_KEY"],
-                                         stripe_webhook_secret=env["STRIPE_WEBHOOK_SECRET"])
+                                         stripe_webhook_secret=env["STRIPE_WEBHOOK_SECRET"],
+                                         brevo_webhook_token=env["BREVO_WEBHOOK_TOKEN"])
         with serve(collector) as collector_url:
             register_webhooks(collector_url, calendly_base_url=env["CALENDLY_BASE_URL"],
                               calendly_token=env["CALENDLY_TOKEN"],
                               calendly_signing_key=env["CALENDLY_WEBHOOK_SIGNING_KEY"],
-                              stripe_base_url=env["STRIPE_BASE_URL"], stripe_api_key=env["STRIPE_API_KEY"])
+                              stripe_base_url=env["STRIPE_BASE_URL"], stripe_api_key=env["STRIPE_API_KEY"],
+                              brevo_base_url=env["BREVO_BASE_URL"], brevo_api_key=env["BREVO_API_KEY"],
+                              brevo_webhook_token=env["BREVO_WEBHOOK_TOKEN"])
             stage_events(sandbox, history)
             stage_forms(home, LandingZone(settings.landing_dir, writer="import-story"))
             sandbox.post("/webhooks/flush", {})

@@ -19,6 +19,7 @@ from tests.scenarios.story import (
     MIA,
     NAMES,
     NED,
+    NELL,
     NINA,
     OLGA,
     OSCAR,
@@ -41,7 +42,8 @@ pytestmark = pytest.mark.timeout(STORY_TIMEOUT_SECONDS)
 
 EXPECTED_EMAILS = {
     "day0": [(NINA, 101), (CARL, 101), (RITA, 101), (ROB, 101), (PAULA, 301), (PETE, 301), (REMY, 601)],
-    "day6": [(PAULA, 302), (PETE, 302), (WENDY, 401), (UMA, 401), (RITA, 201), (ROB, 201), (YARA, 401)],
+    "day6": [(PAULA, 302), (PETE, 302), (WENDY, 401), (UMA, 401), (RITA, 201), (ROB, 201), (YARA, 401),
+             (NELL, 301)],
     "day7": [(NINA, 102), (CARL, 102), (YARA, 801)],
     "day10": [(RITA, 201), (ROB, 201), (CARL, 201), (MIA, 701)],
     "day14": [(NINA, 201), (PAULA, 303), (PETE, 303)],
@@ -450,3 +452,16 @@ def test_an_unsubscribed_contact_gets_transactional_email_but_no_marketing(story
     assert not {template for _, template in received} & MARKETING_TEMPLATES
     assert story.crm("day6", UMA)["customer_status"] == "active"
     assert "B2C customers" in story.lists("day6", UMA)
+
+
+def test_a_newsletter_reader_is_engaged_and_a_newsletter_unsubscribe_stops_her_lifecycle_emails(
+        story: History) -> None:
+    # Only newsletter engagement (Brevo's marketing webhook): opened 08-19, clicked 09-02; bought 09-04,
+    # unsubscribed from a newsletter 09-08 (post-purchase day 5 was due 09-09, day 15 09-19); no engagement
+    # for 90 days from 12-01 (a re-engagement would have been due then).
+    assert story.crm("day0", NELL)["engagement_tier"] == "engaged"
+    assert story.crm("day6", NELL)["engagement_tier"] == "most_engaged"
+    assert story.attributes("day6", NELL)["ENGAGEMENT_TIER"] == "most_engaged"
+    assert story.crm("wb003_eve", NELL)["engagement_tier"] == "engaged"
+    assert story.crm(NAMES[-1], NELL)["engagement_tier"] == "quiet"
+    assert [(checkpoint, email["templateId"]) for checkpoint, email in story.emails(NELL)] == [("day6", 301)]

@@ -118,6 +118,9 @@ problems as (
 
     union all
     {{ rejected_landing_lines('raw_stripe', 'stripe') }}
+
+    union all
+    {{ rejected_landing_lines('raw_marketing', 'marketing') }}
 )
 
 select

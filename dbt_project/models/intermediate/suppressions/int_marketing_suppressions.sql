@@ -1,5 +1,6 @@
 -- Contacts who must get no marketing email as of as_of (docs/engagement.md#who-gets-no-marketing-email), one row per contact and
--- reason; transactional email still goes to them.
+-- reason; transactional email still goes to them. The platform's events count whether they came from our
+-- lifecycle emails or from a newsletter campaign.
 --   unsubscribed  an unsubscribe reported by the marketing platform (a later form consent does not lift it)
 --   hard_bounce   a hard bounce
 --   blocklisted   a spam complaint, or a contact the platform holds as blocklisted (emailBlacklisted) with
@@ -42,6 +43,11 @@ unexplained_blocklist as (
         and contacts.is_valid_email
         and not exists (
             select 1 from {{ ref('stg_marketing__email_events') }} as explaining
+            where explaining.email = contacts.email
+                and (explaining.is_unsubscribe or explaining.is_hard_bounce or explaining.is_spam_complaint)
+        )
+        and not exists (
+            select 1 from {{ ref('stg_marketing__campaign_events') }} as explaining
             where explaining.email = contacts.email
                 and (explaining.is_unsubscribe or explaining.is_hard_bounce or explaining.is_spam_complaint)
         )
