@@ -187,7 +187,7 @@ def machine() -> dict[str, Any]:
 
 def bench(config: BenchConfig) -> list[Path]:
     """Run the bench; returns the JSON files written (one per limit mode)."""
-    from orchestration.cli import generate_world
+    from orchestration.demo import generate_world
     from orchestration.services import background_service, collector_command, free_port, sandbox_command
 
     home = (config.home or Settings.from_env().home / "bench" / str(config.contacts)).resolve()

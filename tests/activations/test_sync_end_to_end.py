@@ -19,7 +19,7 @@ from activations.engine import Change, SyncObject, sync
 from activations.hubspot import HubSpotClient
 from ingestion.collector.app import create_collector_app
 from ingestion.landing import LandingZone
-from orchestration import cli
+from orchestration import cli, demo
 from sandbox.app import Sandbox
 from settings import Settings, sandbox_environment
 from tests.servers import fresh_sandbox, serve
@@ -168,7 +168,7 @@ def world(sandbox_server: tuple[str, Sandbox], tmp_path_factory: pytest.TempPath
                                          stripe_webhook_secret=env["STRIPE_WEBHOOK_SECRET"],
                                          brevo_webhook_token=env["BREVO_WEBHOOK_TOKEN"])
         with serve(collector) as collector_url:
-            cli.generate_world(settings, contacts=WORLD_CONTACTS, seed=WORLD_SEED, sandbox_url=sandbox_url,
+            demo.generate_world(settings, contacts=WORLD_CONTACTS, seed=WORLD_SEED, sandbox_url=sandbox_url,
                                collector_url=collector_url)
             yield World(home, sandbox_url, collector_url, crm_contacts(sandbox_url))
 

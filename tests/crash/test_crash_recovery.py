@@ -42,7 +42,7 @@ import duckdb
 import httpx
 import pytest
 
-from orchestration import cli
+from orchestration import cli, demo
 from orchestration.liveness import run_in_flight
 from sandbox.app import Sandbox
 from settings import Settings, sandbox_environment
@@ -143,7 +143,7 @@ def make_world(sandbox_url: str, home: Path) -> None:
     every trial restores (the same ids and timestamps the reference run saw)."""
     fresh_sandbox(sandbox_url)
     settings = Settings.from_env(environment(sandbox_url, home))
-    cli.generate_world(settings, contacts=WORLD_CONTACTS, seed=WORLD_SEED, sandbox_url=sandbox_url,
+    demo.generate_world(settings, contacts=WORLD_CONTACTS, seed=WORLD_SEED, sandbox_url=sandbox_url,
                        collector_url=None, start=WORLD_START, days=WORLD_DAYS)
     httpx.post(f"{sandbox_url}/_sandbox/brevo/imports/wait").raise_for_status()
     httpx.post(f"{sandbox_url}/_sandbox/snapshot").raise_for_status()

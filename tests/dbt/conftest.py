@@ -21,8 +21,8 @@ import pytest
 from ingestion.collector.app import create_collector_app
 from ingestion.landing import LandingZone
 from ingestion.pipelines import run_ingestion
-from orchestration.cli import generate_world
 from orchestration.defs import transform
+from orchestration.demo import generate_world
 from orchestration.resources import OWN_WRITES, RESOURCES
 from sandbox.app import Sandbox
 from settings import Settings, sandbox_environment

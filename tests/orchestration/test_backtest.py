@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestration import cli
+from orchestration import demo
 from orchestration.report import render_report
 from orchestration.resources import DBT_PROJECT_DIR
 from sandbox.app import Sandbox
@@ -53,7 +53,7 @@ def world(sandbox_server: tuple[str, Sandbox], tmp_path_factory: pytest.TempPath
     sandbox_url, _ = sandbox_server
     fresh_sandbox(sandbox_url)
     home = tmp_path_factory.mktemp("backtest-world")
-    cli.generate_world(Settings.from_env(sandbox_environment(sandbox_url, home)), contacts=60, seed=5,
+    demo.generate_world(Settings.from_env(sandbox_environment(sandbox_url, home)), contacts=60, seed=5,
                        sandbox_url=sandbox_url, collector_url=None, start="2026-08-01", days=40)
     env = lifecycle_env(sandbox_url, home)
     for day in range(RUN_DAYS):

@@ -23,7 +23,7 @@ import dagster as dg
 import httpx
 import pytest
 
-from orchestration import cli
+from orchestration import demo, jobs
 from orchestration.defs import automation
 from orchestration.defs.ingest import WAREHOUSE_POOL
 from sandbox.app import Sandbox
@@ -70,8 +70,8 @@ def world(sandbox_server: tuple[str, Sandbox], tmp_path_factory: pytest.TempPath
     home = tmp_path_factory.mktemp("dead-runs")
     env = {**os.environ, **sandbox_environment(sandbox_url, home), "DAGSTER_HOME": str(home / "dagster")}
     (home / "dagster").mkdir()
-    (home / "dagster" / "dagster.yaml").write_text(cli.DAGSTER_INSTANCE_YAML)
-    cli.generate_world(Settings.from_env(env), contacts=CONTACTS, seed=11, sandbox_url=sandbox_url,
+    (home / "dagster" / "dagster.yaml").write_text(jobs.DAGSTER_INSTANCE_YAML)
+    demo.generate_world(Settings.from_env(env), contacts=CONTACTS, seed=11, sandbox_url=sandbox_url,
                        collector_url=None)
     world = World(sandbox_url, home, env)
     try:

@@ -31,7 +31,7 @@ import pytest
 
 from ingestion.backfill import import_forms
 from ingestion.landing import LandingZone
-from orchestration import cli
+from orchestration import demo
 from orchestration.defs import activate
 from orchestration.resources import LifecycleSettings
 from sandbox.app import Sandbox
@@ -87,7 +87,7 @@ def world(sandbox_server: tuple[str, Sandbox], tmp_path_factory: pytest.TempPath
     sandbox_url, _ = sandbox_server
     fresh_sandbox(sandbox_url)
     home = tmp_path_factory.mktemp("dry-run-world")
-    cli.generate_world(Settings.from_env(sandbox_environment(sandbox_url, home)), contacts=CONTACTS, seed=11,
+    demo.generate_world(Settings.from_env(sandbox_environment(sandbox_url, home)), contacts=CONTACTS, seed=11,
                        sandbox_url=sandbox_url, collector_url=None)
     env = lifecycle_env(sandbox_url, home)
     synced_as_of = datetime.now(UTC).replace(microsecond=0)

@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration import cli
+from orchestration import demo
 from orchestration.publish import publish
 from sandbox.app import Sandbox
 from settings import Settings, sandbox_environment
@@ -81,7 +81,7 @@ def world(sandbox_server: tuple[str, Sandbox], tmp_path_factory: pytest.TempPath
     sandbox_url, _ = sandbox_server
     fresh_sandbox(sandbox_url)
     home = tmp_path_factory.mktemp("published-world")
-    cli.generate_world(Settings.from_env(sandbox_environment(sandbox_url, home)), contacts=CONTACTS, seed=5,
+    demo.generate_world(Settings.from_env(sandbox_environment(sandbox_url, home)), contacts=CONTACTS, seed=5,
                        sandbox_url=sandbox_url, collector_url=None)
     env = lifecycle_env(sandbox_url, home)
     as_of = datetime.now(UTC).replace(microsecond=0)

@@ -26,7 +26,7 @@ import pytest
 
 from ingestion.backfill import import_forms
 from ingestion.landing import LandingZone
-from orchestration import cli
+from orchestration import demo
 from orchestration.defs.activate import ACTIVATIONS, EMAILS_KEY, EMAILS_OBJECT, mask_emails
 from orchestration.run_output import FIRST_REASONS, LiveDisplay, RunProgress, step_label
 from orchestration.services import free_port, stop, wait_healthy
@@ -64,7 +64,7 @@ def run(sandbox_server: tuple[str, Sandbox], tmp_path_factory: pytest.TempPathFa
     sandbox_url, _ = sandbox_server
     fresh_sandbox(sandbox_url)
     home = tmp_path_factory.mktemp("run-output")
-    cli.generate_world(Settings.from_env(sandbox_environment(sandbox_url, home)), contacts=CONTACTS, seed=5,
+    demo.generate_world(Settings.from_env(sandbox_environment(sandbox_url, home)), contacts=CONTACTS, seed=5,
                        sandbox_url=sandbox_url, collector_url=None)
     form = home / "refused.jsonl"
     form.write_text(json.dumps({"form_id": "contact", "email": REFUSED_BY_BREVO, "first_name": "Ann",

@@ -22,7 +22,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from orchestration import cli
+from orchestration import jobs
 from orchestration.defs.ingest import WAREHOUSE_POOL
 from orchestration.liveness import HOST_TAG, PID_TAG, PROCESS_STARTED_TAG, process_tags
 from tests.orchestration.stand_ins import lifecycle_stand_in
@@ -35,7 +35,7 @@ LINE_SECONDS = 180
 @pytest.fixture()
 def home(tmp_path: Path) -> Path:
     (tmp_path / "dagster").mkdir()
-    (tmp_path / "dagster" / "dagster.yaml").write_text(cli.DAGSTER_INSTANCE_YAML)
+    (tmp_path / "dagster" / "dagster.yaml").write_text(jobs.DAGSTER_INSTANCE_YAML)
     return tmp_path
 
 
@@ -176,11 +176,11 @@ def test_the_instance_yaml_written_by_lifecycle_is_kept_current_and_an_edited_on
     config = tmp_path / "dagster" / "dagster.yaml"
     config.parent.mkdir()
     config.write_text("# Written by `lifecycle`. An older version.\ntelemetry:\n  enabled: false\n")
-    cli._use_dagster_home(Settings.from_env())
-    assert config.read_text() == cli.DAGSTER_INSTANCE_YAML
+    jobs.use_dagster_home(Settings.from_env())
+    assert config.read_text() == jobs.DAGSTER_INSTANCE_YAML
     assert "LivenessRunLauncher" in config.read_text() and "run_monitoring" in config.read_text()
 
     edited = "telemetry:\n  enabled: false\n"
     config.write_text(edited)
-    cli._use_dagster_home(Settings.from_env())
+    jobs.use_dagster_home(Settings.from_env())
     assert config.read_text() == edited

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from orchestration.cli import DAGSTER_INSTANCE_YAML
+from orchestration.jobs import DAGSTER_INSTANCE_YAML
 from orchestration.services import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
