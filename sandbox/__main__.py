@@ -1,7 +1,7 @@
 """``python -m sandbox serve [--host] [--port]``: run the emulated APIs (what ``lifecycle sandbox`` runs).
 
 ``python -m sandbox world --contacts N --seed S --sandbox-url URL --forms-out PATH ...``: generate a
-synthetic company into a running sandbox (what ``lifecycle world`` runs as a subprocess; sandbox/world.py).
+synthetic company into a running sandbox (what ``lifecycle world`` runs as a subprocess; sandbox/world/).
 
 ``python -m sandbox hour --contacts N --changed K --known FILE --start ISO --end ISO ...``: one realistic
 hour of change on top of such a world (what ``lifecycle bench`` runs between its runs; sandbox/hour.py).

@@ -1,210 +1,48 @@
-"""``python -m sandbox world``: a synthetic company's history, pushed into the sandbox and a backfill file.
-
-Why it exists: the pipeline's tests, the demo and the bench need a world that holds every case of the behaviour rules (docs/)
-(repeat leads, reschedules in both webhook orders, repeat buyers on Day 0/3/8, refunds, renewals and both
-kinds of churn, CRM contacts that already have an owner, webinar duplicates, unknown org types and codes,
-invalid emails, engagement tiers) at about ten raw events per contact.
-
-The generator is a client like any other (docs/architecture.md: the sandbox imports no product code): it speaks HTTP to
-the sandbox's admin API and emulated vendor APIs, POSTs live submissions to the collector, and writes the
-historical form submissions to a JSONL backfill file, because only ``lifecycle import-forms`` keeps their
-original timestamps (the collector stamps server time).
-
-Email engagement is of two kinds: on the company's newsletter campaigns (one every two weeks to the
-Newsletter list; about half of the opens, clicks, unsubscribes and bounces), which reach the pipeline only
-through Brevo's marketing webhook and the collector, and on other email, which Brevo's event log holds.
-Without a collector no webhook can carry the newsletter engagement, so it is recorded as the other kind:
-the same moments and kinds, hence the same engagement tiers, either way.
-
-Determinism: one ``random.Random(seed)`` drives every choice and the wall clock is only read for the default
-start date, so the same seed, contact count and start give the same file, byte for byte, and the same calls.
-Memory: contacts are generated and sent in blocks; only one block's payloads are held at a time.
-"""
+"""The synthetic company's history: people and their timelines, drawn from one seeded generator, block
+by block."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import bisect
 import collections
-import json
-import os
 import random
 import re
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
-from typing import TextIO
-from urllib.parse import quote, urlencode
+from datetime import UTC, date, datetime
+from urllib.parse import urlencode
 
-import httpx
-
-from sandbox.core import env
-
-HOUR = 3600
-DAY = 86400
-
-BLOCK_CONTACTS = 5000
-ADMIN_CHUNK = 500
-# Calls that fire webhooks answer only once every delivery is done: smaller chunks keep several in flight.
-WEBHOOK_CHUNK = 100
-BREVO_EVENT_CHUNK = 1000
-BREVO_IMPORT_CHUNK = 2000
-CONCURRENCY = 4
-# Brevo allows 10 requests per second on /v3/contacts/*: pace below it instead of collecting 429s.
-BREVO_CONTACTS_SPACING = 0.12
-MAX_RATE_LIMIT_RETRIES = 8
-HTTP_TIMEOUT = 600.0
-
-SITE = "https://www.carewell.example"
-FORM_IDS = ("contact", "newsletter", "download", "webinar")
-OWNER_IDS = ("101", "102", "103")
-WEBINAR_CODES = tuple(f"WB00{n}" for n in range(1, 7))
-UNKNOWN_WEBINAR_CODES = ("WB999", "WB010")
-NEWSLETTER_LIST = "Newsletter"
-# Colleagues share organizations; past this many, new B2B contacts join existing ones (bounded memory).
-MAX_ORGS = 20_000
-# Deliberately invalid live submissions: the collector must answer 422 and land nothing.
-BAD_LIVE_FORMS = (("newsletter", {"email": "ana.at.example.com", "first_name": "Ana", "consent": True}),
-                  ("contact", {"email": "bob@", "first_name": "Bob", "organization": "Nowhere Inc"}))
-
-FIRST_NAMES = (
-    "Ana", "Ben", "Chloe", "David", "Elena", "Farid", "Grace", "Hiro", "Imani", "Jonas", "Keisha", "Liam",
-    "Maria", "Nikhil", "Olivia", "Pedro", "Quinn", "Rosa", "Samuel", "Tanya", "Umar", "Valeria", "Wei",
-    "Ximena", "Yusuf", "Zoe", "Aaliyah", "Bruno", "Carmen", "Deshawn", "Emily", "Fatima", "Gustavo", "Hannah",
-    "Ivan", "Julia", "Kwame", "Leah", "Mateo", "Nora", "Oscar", "Priya", "Rafael", "Sofia", "Thomas", "Uma",
+from sandbox.world.vocabulary import (
+    B2B_TYPES,
+    BLOCK_CONTACTS,
+    BLOG_LINKS,
+    CAMPAIGNS,
+    DAY,
+    FIRST_NAMES,
+    FREE_MAIL,
+    HOUR,
+    HS_SOURCES,
+    LAST_NAMES,
+    MAX_ORGS,
+    MEMBERSHIP,
+    NEWSLETTER_EVERY_DAYS,
+    NEWSLETTER_SHARE,
+    NEWSLETTER_TOPICS,
+    ORG_NAMES,
+    OWNER_IDS,
+    PLACES,
+    PRODUCTS,
+    REFERRERS,
+    SITE,
+    SUBSCRIPTION_INTERVAL_DAYS,
+    UNKNOWN_ORG_TYPES,
+    UNKNOWN_WEBINAR_CODES,
+    WEBINAR_CODES,
+    Block,
+    Org,
+    Person,
+    Quota,
+    iso,
 )
-LAST_NAMES = (
-    "Garcia", "Smith", "Nguyen", "Johnson", "Okafor", "Müller", "Rossi", "Kim", "Patel", "Brown", "Silva",
-    "Cohen", "Haddad", "Williams", "Lopez", "Kowalski", "Tanaka", "O'Brien", "Andersen", "Mensah", "Dubois",
-    "Hernandez", "Chen", "Ivanova", "Jackson", "Martinez", "Novak", "Price", "Reyes", "Schmidt", "Taylor",
-    "Walker", "Young", "Zhang", "Baker", "Costa", "Diallo", "Evans", "Fischer", "Gomez",
-)
-PLACES = (
-    "Springfield", "Riverside", "Franklin", "Greenville", "Madison", "Fairview", "Salem", "Clinton",
-    "Georgetown", "Arlington", "Ashland", "Dover", "Oxford", "Jackson", "Burlington", "Manchester",
-    "Milton", "Newport", "Auburn", "Dayton", "Lexington", "Milford", "Winchester", "Hudson",
-)
-B2B_TYPES = (
-    ("Provider Organization", 0.25), ("Assisted Living", 0.25), ("Home Care Agency", 0.2), ("YMCA", 0.15),
-    ("Hospital", 0.15),
-)
-ORG_NAMES = {
-    "Provider Organization": ("{place} Health Partners", "{place} Care Network", "{place} Medical Group"),
-    "Assisted Living": ("Sunrise Assisted Living of {place}", "Maple Grove Assisted Living",
-                        "Willow Creek Senior Living {place}", "Golden Oaks Assisted Living"),
-    "Home Care Agency": ("Comfort Home Care {place}", "Kindred Home Care", "BrightPath Home Care of {place}",
-                         "Caring Hands Home Care"),
-    "YMCA": ("YMCA of {place}", "{place} Family YMCA"),
-    "Hospital": ("{place} General Hospital", "{place} Memorial Hospital", "{place} Regional Medical Center"),
-}
-UNKNOWN_ORG_TYPES = ("Space Agency", "Veterinary Clinic", "School District")
-CAMPAIGNS = (
-    ("google", "cpc", "spring_promo"), ("google", "cpc", "brand_search"), ("bing", "cpc", "spring_promo"),
-    ("linkedin", "paid_social", "q3_webinars"), ("linkedin", "paid_social", "assisted_living_abm"),
-    ("facebook", "paid_social", "family_caregivers"), ("newsletter", "email", "monthly"),
-    ("partner", "referral", "ymca_partnership"),
-)
-REFERRERS = (
-    "https://www.google.com/", "https://www.linkedin.com/", "https://www.bing.com/", "https://www.facebook.com/",
-    "https://duckduckgo.com/", "https://partners.agingwell.example/resources", "https://ymca-network.example/",
-)
-FREE_MAIL = ("mail.example.com", "inbox.example.net", "post.example.org", "example.com",
-             "webmail.example.net")
-PRODUCTS = (
-    ("prod_course_basics", "Caregiving basics course", 4900, 0.35),
-    ("prod_toolkit", "Family care toolkit", 1900, 0.35),
-    ("prod_consult", "1:1 consultation", 9900, 0.15),
-    ("prod_dementia_course", "Dementia care course", 7900, 0.15),
-)
-MEMBERSHIP = ("prod_membership", "Caregiver membership", 1500)
-SUBSCRIPTION_INTERVAL_DAYS = 30
-HS_SOURCES = (
-    "ORGANIC_SEARCH", "PAID_SEARCH", "EMAIL_MARKETING", "SOCIAL_MEDIA", "REFERRALS", "DIRECT_TRAFFIC",
-    "OFFLINE", "PAID_SOCIAL", "OTHER_CAMPAIGNS",
-)
-NEWSLETTER_EVERY_DAYS = 14
-NEWSLETTER_SHARE = 0.5
-"""Of the engagement after the first campaign, the share that is on a newsletter campaign."""
-NEWSLETTER_TOPICS = (
-    "Caregiver tips", "Monthly roundup", "Webinar highlights", "Care team stories", "Product news",
-)
-BLOG_LINKS = (
-    f"{SITE}/blog/caregiver-burnout", f"{SITE}/blog/medicare-checklist", f"{SITE}/webinars",
-    f"{SITE}/resources/caregiver-guide", f"{SITE}/pricing",
-)
-
-
-class WorldError(RuntimeError):
-    """A call the generator depends on failed; the message names the call and the status, never a key."""
-
-
-def iso(ts: int) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def default_start(days: int) -> date:
-    """Today (UTC) minus the window, so the window ends now and Stripe's 30-day Events API covers its tail."""
-    return datetime.now(UTC).date() - timedelta(days=days)
-
-
-class Quota:
-    """Picks a share of the eligible cases at ``rate``, but the first ``minimum`` eligible ones always,
-    so that a small world (a test's 200 contacts) still holds every case of the catalogue."""
-
-    def __init__(self, rng: random.Random, rate: float, minimum: int = 1) -> None:
-        self.rng = rng
-        self.rate = rate
-        self.minimum = minimum
-        self.hits = 0
-
-    def hit(self) -> bool:
-        if self.hits < self.minimum or self.rng.random() < self.rate:
-            self.hits += 1
-            return True
-        return False
-
-
-@dataclass(frozen=True)
-class Org:
-    name: str
-    org_type: str
-    domain: str
-
-
-@dataclass
-class Person:
-    segment: str  # B2B | B2C
-    first_name: str
-    last_name: str
-    email: str  # canonical: trimmed, lower-case
-    phone: str | None
-    organization: str | None
-    org_type: str | None  # None: the form does not send the field; "" : sent empty
-    consent: bool | None
-
-    @property
-    def name(self) -> str:
-        return f"{self.first_name} {self.last_name}"
-
-
-@dataclass
-class Block:
-    """Everything one block of contacts sends; follow-ups are aligned with the calls whose ids they need."""
-
-    forms: list[dict] = field(default_factory=list)
-    crm: list[dict] = field(default_factory=list)
-    brevo_contacts: list[dict] = field(default_factory=list)
-    brevo_events: list[dict] = field(default_factory=list)
-    bookings: list[dict] = field(default_factory=list)
-    booking_followups: list[dict | None] = field(default_factory=list)
-    purchases: list[dict] = field(default_factory=list)
-    refund_times: list[str | None] = field(default_factory=list)
-    subscriptions: list[dict] = field(default_factory=list)
-    subscription_plans: list[tuple[list[dict], dict | None]] = field(default_factory=list)
-    live: list[tuple[str, dict]] = field(default_factory=list)
 
 
 class World:
@@ -638,251 +476,3 @@ class World:
                 self.contact(block, index)
             yield block
 
-
-class Client:
-    """HTTP to the sandbox (admin + vendor APIs) and the collector, a few calls at a time."""
-
-    def __init__(self, http: httpx.AsyncClient, sandbox_url: str, collector_url: str | None) -> None:
-        self.http = http
-        self.sandbox_url = sandbox_url.rstrip("/")
-        self.collector_url = collector_url.rstrip("/") if collector_url else None
-        self.gate = asyncio.Semaphore(CONCURRENCY)
-        self.brevo_lock = asyncio.Lock()
-        self.calls: collections.Counter[str] = collections.Counter()
-        self.brevo_headers = {"api-key": env("BREVO_API_KEY", "xkeysib-sandbox"),
-                              "accept": "application/json"}
-
-    async def request(self, method: str, path: str, *, expect: tuple[int, ...], json_body: object = None,
-                      headers: dict[str, str] | None = None, params: dict | None = None,
-                      template: str | None = None) -> httpx.Response:
-        """One call; a 429 is waited out per its Retry-After (rate limiting is not a failure).
-        Calls are counted per path template, for the summary (what a run costs, and proof of determinism)."""
-        for _ in range(MAX_RATE_LIMIT_RETRIES):
-            self.calls[f"{method} {template or path}"] += 1
-            async with self.gate:
-                response = await self.http.request(method, self.sandbox_url + path, json=json_body,
-                                                   headers=headers, params=params)
-            if response.status_code != 429:
-                break
-            await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
-        if response.status_code not in expect:
-            raise WorldError(f"{method} {path} answered {response.status_code}: {response.text[:300]}")
-        return response
-
-    async def admin(self, path: str, items: list[dict], template: str | None = None) -> list:
-        """A bulk admin call: a list in, one result per item out, in order."""
-        response = await self.request("POST", "/_sandbox" + path, json_body=items, expect=(200, 201),
-                                      template=template and "/_sandbox" + template)
-        results = response.json()
-        if not isinstance(results, list) or len(results) != len(items):
-            raise WorldError(f"POST /_sandbox{path} returned {type(results).__name__} for {len(items)} items")
-        return results
-
-    async def admin_tally(self, path: str, items: list[dict], key: str) -> None:
-        """A bulk admin call that answers with a tally instead of one result per item: the HubSpot seed's
-        ``{"ids": [...]}`` or Brevo's ``{"recorded": n}``. Every item must have been taken."""
-        body = (await self.request("POST", "/_sandbox" + path, json_body=items, expect=(200, 201))).json()
-        value = body.get(key) if isinstance(body, dict) else None
-        taken = len(value) if isinstance(value, list) else value
-        if taken != len(items):
-            raise WorldError(f"POST /_sandbox{path} took {taken} of {len(items)} items")
-
-    async def brevo(self, method: str, path: str, *, expect: tuple[int, ...], json_body: object = None,
-                    params: dict | None = None) -> httpx.Response:
-        """Brevo contacts endpoints, paced under their 10-per-second limit."""
-        async with self.brevo_lock:
-            response = await self.request(method, "/brevo/v3" + path, json_body=json_body, expect=expect,
-                                          headers=self.brevo_headers, params=params)
-            await asyncio.sleep(BREVO_CONTACTS_SPACING)
-        return response
-
-
-async def newsletter_list(client: Client) -> int:
-    """The Brevo list the pre-existing marketing contacts are imported into (found, or created)."""
-    offset = 0
-    while True:
-        page = (await client.brevo("GET", "/contacts/lists", expect=(200,),
-                                   params={"limit": 50, "offset": offset})).json()
-        lists = page.get("lists") or []
-        for item in lists:
-            if item.get("name") == NEWSLETTER_LIST:
-                return int(item["id"])
-        offset += len(lists)
-        if not lists or offset >= int(page.get("count") or 0):
-            break
-    created = await client.brevo("POST", "/contacts/lists", expect=(201,),
-                                 json_body={"name": NEWSLETTER_LIST, "folderId": 1})
-    return int(created.json()["id"])
-
-
-def chunks(items: list, size: int) -> Iterator[list]:
-    for first in range(0, len(items), size):
-        yield items[first:first + size]
-
-
-async def send_block(client: Client, block: Block, list_id: int) -> None:
-    """Phase 1 creates what exists on its own; phase 2 follows up on the ids phase 1 returned."""
-    async def brevo_import(contacts: list[dict]) -> None:
-        await client.brevo("POST", "/contacts/import", expect=(202,), json_body={
-            "jsonBody": contacts, "listIds": [list_id], "updateExistingContacts": True,
-            "emptyContactsAttributes": False, "disableNotification": True})
-
-    async def created(path: str, items: list[dict]) -> list:
-        """Chunks sent side by side; gather keeps their order, so results align with the follow-ups."""
-        results = await asyncio.gather(*(client.admin(path, chunk) for chunk in chunks(items, WEBHOOK_CHUNK)))
-        return [result for chunk in results for result in chunk]
-
-    phase1 = [client.admin_tally("/hubspot/contacts", chunk, "ids")
-              for chunk in chunks(block.crm, ADMIN_CHUNK)]
-    phase1 += [brevo_import(chunk) for chunk in chunks(block.brevo_contacts, BREVO_IMPORT_CHUNK)]
-    brevo_events = block.brevo_events if client.collector_url else [
-        {k: v for k, v in event.items() if not k.startswith("campaign_")} for event in block.brevo_events]
-    phase1 += [client.admin_tally("/brevo/events", chunk, "recorded")
-               for chunk in chunks(brevo_events, BREVO_EVENT_CHUNK)]
-    booking_results, purchase_results, subscription_results, *_ = await asyncio.gather(
-        created("/calendly/bookings", block.bookings), created("/stripe/purchases", block.purchases),
-        created("/stripe/subscriptions", block.subscriptions), *phase1)
-
-    cancellations = [{"invitee_uri": result["invitee_uri"], **followup}
-                     for result, followup in zip(booking_results, block.booking_followups, strict=True) if followup]
-    refunds = [{"session_id": result["session_id"], "created_at": at}
-               for result, at in zip(purchase_results, block.refund_times, strict=True) if at]
-
-    async def subscription_followups(sub_id: str, renewals: list[dict], cancel: dict | None) -> None:
-        path = f"/stripe/subscriptions/{quote(sub_id, safe='')}"
-        if renewals:
-            await client.admin(path + "/renew", renewals, "/stripe/subscriptions/{id}/renew")
-        if cancel:
-            await client.admin(path + "/cancel", [cancel], "/stripe/subscriptions/{id}/cancel")
-
-    phase2 = [client.admin("/calendly/cancellations", chunk)
-              for chunk in chunks(cancellations, WEBHOOK_CHUNK)]
-    phase2 += [client.admin("/stripe/refunds", chunk) for chunk in chunks(refunds, WEBHOOK_CHUNK)]
-    phase2 += [subscription_followups(result["id"], renewals, cancel)
-               for result, (renewals, cancel) in zip(subscription_results, block.subscription_plans, strict=True)
-               if renewals or cancel]
-    await asyncio.gather(*phase2)
-
-
-async def send_live_forms(client: Client, forms: list[tuple[str, dict]],
-                          bad: tuple[tuple[str, dict], ...]) -> dict:
-    """Live submissions through the collector: good ones must get 202, bad ones 422."""
-    outcome = {"sent": 0, "accepted": 0, "rejected": 0, "failed": 0}
-    if client.collector_url is None:
-        return outcome
-    for expected, batch in ((202, forms), (422, bad)):
-        for form_id, fields in batch:
-            outcome["sent"] += 1
-            try:
-                response = await client.http.post(f"{client.collector_url}/forms/{form_id}", json=fields)
-                status = response.status_code
-            except httpx.HTTPError:
-                status = None
-            if status == expected:
-                outcome["accepted" if expected == 202 else "rejected"] += 1
-            else:
-                outcome["failed"] += 1
-    return outcome
-
-
-async def generate(world: World, sandbox_url: str, forms: TextIO, collector_url: str | None = None) -> dict:
-    """Build the world into the sandbox, its historical forms into ``forms``; returns the summary."""
-    live: list[tuple[str, dict]] = []
-    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
-        client = Client(http, sandbox_url, collector_url)
-        list_id = await newsletter_list(client)
-        for block in world.blocks():
-            # Written between blocks, when no call is in flight: the blocking write holds nothing up.
-            forms.writelines(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
-                             for row in block.forms)
-            live += block.live
-            await send_block(client, block, list_id)
-        # Brevo imports are processed after their 202: the world is complete once they are.
-        await client.request("POST", "/_sandbox/brevo/imports/wait", expect=(200,))
-        live_outcome = await send_live_forms(client, live, BAD_LIVE_FORMS)
-    return summary(world, live_outcome, client.calls)
-
-
-def summary(world: World, live: dict, calls: collections.Counter[str]) -> dict:
-    c = world.counts
-    calendly_events = c["bookings"] + c["cancellations"] + 2 * c["reschedules"]
-    stripe_events = (c["purchases"] + c["refunds"] + 2 * c["subscriptions"] + c["renewals"]
-                     + c["unpaid_renewals"] + c["churns_by_cancellation"])
-    forms_total = sum(world.forms.values())
-    brevo_events = sum(world.brevo_event_counts.values())
-    raw_events = (forms_total + live["accepted"] + calendly_events + stripe_events + c["crm_seeded"]
-                  + c["brevo_seeded"] + brevo_events)
-    return {
-        "contacts": world.contacts,
-        "segments": {"B2B": c["B2B"], "B2C": c["B2C"]},
-        "window": {"start": iso(world.start), "end": iso(world.end)},
-        "forms": {form_id: world.forms[form_id] for form_id in FORM_IDS},
-        "forms_total": forms_total,
-        "bad_records": c["bad_records"],
-        "webinar_duplicates": c["webinar_duplicates"],
-        "unknown_webinar_codes": c["unknown_webinar_codes"],
-        "unknown_org_type_contacts": c["unknown_org_type_contacts"],
-        "repeat_contact_in_nurture": c["repeat_contact_in_nurture"],
-        "repeat_contact_after_90_days": c["repeat_contact_after_90_days"],
-        "live_forms": live,
-        "bookings": c["bookings"],
-        "reschedules": c["reschedules"],
-        "reschedules_reverse_order": c["reschedules_reverse_order"],
-        "cancellations": c["cancellations"],
-        "purchases": c["purchases"],
-        "repeat_buyers": c["repeat_buyers"],
-        "purchases_after_day_15": c["purchases_after_day_15"],
-        "refunds": c["refunds"],
-        "subscriptions": c["subscriptions"],
-        "renewals": c["renewals"],
-        "unpaid_renewals": c["unpaid_renewals"],
-        "churns": c["churns_by_cancellation"] + c["churns_by_unpaid_renewal"],
-        "churns_by_cancellation": c["churns_by_cancellation"],
-        "churns_by_unpaid_renewal": c["churns_by_unpaid_renewal"],
-        "crm_seeded": c["crm_seeded"],
-        "crm_with_owner": c["crm_with_owner"],
-        "crm_customers": c["crm_customers"],
-        "crm_with_original_touch": c["crm_with_original_touch"],
-        "brevo_seeded": c["brevo_seeded"],
-        "brevo_events": brevo_events,
-        "brevo_events_by_type": dict(sorted(world.brevo_event_counts.items())),
-        "newsletter_campaigns": len(world.campaigns),
-        "newsletter_events": c["newsletter_events"],
-        "raw_events": raw_events,
-        "events_per_contact": round(raw_events / world.contacts, 2),
-        "sandbox_calls": dict(sorted(calls.items())),
-    }
-
-
-def run(contacts: int, seed: int, sandbox_url: str, forms_out: Path, *, collector_url: str | None = None,
-        start: date | None = None, days: int = 120, live_forms: int | None = None) -> dict:
-    """The ``world`` sub-command: generate, print nothing, return the summary."""
-    if contacts < 1 or days < 1:
-        raise WorldError("--contacts and --days must be at least 1")
-    world = World(contacts, seed, start or default_start(days), days,
-                  min(20, contacts) if live_forms is None else live_forms)
-    forms_out = Path(forms_out)
-    forms_out.parent.mkdir(parents=True, exist_ok=True)
-    # Written aside and renamed at the end, so an interrupted run never leaves a file that looks complete.
-    partial = forms_out.with_name(forms_out.name + ".partial")
-    try:
-        with open(partial, "w", encoding="utf-8", newline="\n") as forms:
-            result = asyncio.run(generate(world, sandbox_url, forms, collector_url))
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    os.replace(partial, forms_out)
-    return result
-
-
-def main(args: argparse.Namespace) -> int:
-    """Entry point for ``python -m sandbox world``: the JSON summary on stdout, errors on stderr."""
-    try:
-        result = run(args.contacts, args.seed, args.sandbox_url, Path(args.forms_out),
-                     collector_url=args.collector_url, start=args.start, days=args.days,
-                     live_forms=args.live_forms)
-    except (WorldError, httpx.HTTPError) as exc:
-        print(f"world: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(result, indent=2))
-    return 0
