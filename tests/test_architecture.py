@@ -48,3 +48,17 @@ def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text("import os\nfrom sandbox.app import create_app\nfrom . import sibling\n")
     assert imported_top_level_modules(sample) == {"os", "sandbox"}
+
+
+MAX_LINES = 600
+"""A room a newcomer can read: past this, a file is split by what it does (see the sandbox's packages)."""
+PRODUCT_CODE = ("orchestration", "ingestion", "activations", "settings", "sandbox", "bench", "dbt_project")
+
+
+def test_no_product_file_is_longer_than_a_newcomer_can_read() -> None:
+    files = [path for package in PRODUCT_CODE for pattern in ("*.py", "*.sql")
+             for path in (ROOT / package).rglob(pattern)
+             if not {"target", "dbt_packages", "logs"} & set(path.relative_to(ROOT).parts)]
+    assert len(files) > 100
+    lengths = {str(path.relative_to(ROOT)): len(path.read_text().splitlines()) for path in files}
+    assert {path: lines for path, lines in lengths.items() if lines > MAX_LINES} == {}
