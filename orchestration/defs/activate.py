@@ -59,8 +59,9 @@ from activations.runs import RunResult
 from activations.sends import SETTLE_SECONDS, SendResult, send_due
 from activations.state import SCHEMA
 from orchestration import builds
+from orchestration.dbt_process import DBT_PROJECT, build_record_dir, rebuild_after_sends
 from orchestration.defs.ingest import WAREHOUSE_POOL
-from orchestration.defs.transform import AS_OF_TAG, DBT_PROJECT, build_record_dir, rebuild_after_sends
+from orchestration.defs.transform import AS_OF_TAG
 from orchestration.preflight import check_activation_clock
 from orchestration.resources import DRY_RUN_TAG, REPLAY_TAG, LifecycleSettings, refusal_as_failure, tag_is_set
 from settings import Settings, secret_values

@@ -17,6 +17,7 @@ import duckdb
 import pytest
 from dagster_dbt import DagsterDbtTranslator
 
+from orchestration import dbt_process
 from orchestration.cli import as_of_timestamp, main
 from orchestration.defs import ingest, transform
 from orchestration.resources import RESOURCES
@@ -71,7 +72,7 @@ def test_dbt_tests_are_asset_checks(pipeline_defs: dg.Definitions) -> None:
 
 def test_activation_owned_sources_are_not_dependencies() -> None:
     """A model reading the send ledger (as messages_due will) depends on it in dbt, not in Dagster."""
-    manifest = json.loads(transform.prepare_manifest().read_text())
+    manifest = json.loads(dbt_process.prepare_manifest().read_text())
     node = copy.deepcopy(manifest["nodes"]["model.lifecycle.stg_forms__submissions"])
     node.update(unique_id="model.lifecycle.reads_the_ledger", name="reads_the_ledger", alias="reads_the_ledger")
     node["depends_on"]["nodes"] = ["source.lifecycle.activations.send_ledger",
@@ -151,8 +152,8 @@ def test_a_dbt_step_ended_early_stops_dbt_so_it_releases_the_warehouse() -> None
     """dbt gets SIGINT first (it rolls back and exits), SIGKILL when it does not stop within the grace."""
     polite, stubborn = _sleeper(ignore_sigint=False), _sleeper(ignore_sigint=True)
 
-    transform.stop_dbt(polite)
-    transform.stop_dbt(stubborn, grace_seconds=0.5)
+    dbt_process.stop_dbt(polite)
+    dbt_process.stop_dbt(stubborn, grace_seconds=0.5)
 
     assert polite.returncode == -signal.SIGINT  # Python ends by the signal after an unhandled KeyboardInterrupt
     assert stubborn.returncode == -signal.SIGKILL

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.defs.transform import dbt_environment
+from orchestration.dbt_process import dbt_environment
 from settings import REAL_BASE_URLS, Secret, Settings, sandbox_environment, secret_values
 
 
