@@ -88,7 +88,7 @@ def cmd_collector(args: argparse.Namespace) -> int:
         brevo_webhook_token=settings.brevo_webhook_token.reveal(),
     )
     print(f"collector listening on http://{args.host}:{args.port} (forms: POST /forms/<form_id>; webhooks: "
-          "POST /webhooks/calendly, /webhooks/stripe; Ctrl-C stops it)", flush=True)
+          "POST /webhooks/calendly, /webhooks/stripe, /webhooks/brevo; Ctrl-C stops it)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
