@@ -1,5 +1,5 @@
-"""Lifecycle emails through Brevo's transactional API, each message key sent at most once, ever: the rows of
-`marts.messages_due`, up to 1,000 emails per `POST /smtp/email`.
+"""Lifecycle emails through Brevo's transactional API, each message key sent at most once, ever: the planned
+rows of `sync.sync_marketing__emails` (the emails dbt says are due), up to 1,000 emails per `POST /smtp/email`.
 
 Batches: Brevo's `messageVersions` sends one email per version (its own recipient and params) in a single
 call, at most 1,000 versions; the tags belong to the call. Messages are grouped by template and sequence
@@ -31,9 +31,9 @@ run's lost answers), in rounds:
 2. Look up every tag the message was ever handed over under (`find_sent_to`, once per tag and round). An
    email found under any of them -> `sent` with that messageId (outcome `reconciled`). A look-up refused
    for the account (401/402/403) stops the run with the message still `sending`: it says nothing of the email.
-3. Not found: the message goes again only if the rules still allow it now: `marts.fct_messages.may_send`,
-   which dbt computes as of the run for `sending` keys with the same rules as a fresh send (an exit, a
-   pause, an unsubscribe, an expired reminder or a later step that went out forbid it). One that is not
+3. Not found: the message goes again only if the rules still allow it now: `may_send` of its `sending` row
+   in `sync.sync_marketing__emails`, which dbt computes as of the run with the same rules as a fresh send
+   (an exit, a pause, an unsubscribe, an expired reminder or a later step that went out forbid it). One that is not
    allowed, or no longer a message at all, is withdrawn: ledger status `withdrawn` with the reason, never
    sent; dbt then shows it with the status the rules give it. One that is allowed is sent again in a new
    batch under a new tag (outcome `sent`, reason "sent again ..."; counted in `resent`).
@@ -89,9 +89,8 @@ from activations.state import (
 
 DESTINATION = "brevo"
 OBJECT = "emails"
-MESSAGES_DUE = "marts.messages_due"
-MESSAGES = "marts.fct_messages"
-CONTACTS = "marts.dim_contacts"
+EMAILS = "sync.sync_marketing__emails"
+"""The emails dbt says may go now: due, or in flight with whether they still may (docs/sends.md)."""
 
 BATCH_SIZE = MESSAGE_VERSIONS_MAX
 """Emails per call (Brevo's cap on messageVersions); also the messages fetched from DuckDB at a time."""
@@ -105,7 +104,7 @@ LOOKUP_BUDGET = 250
 PREVIEW_ROWS = 1000
 ACCOUNT_ERRORS = (401, 402, 403)
 """Bad key, no credits, no permission: nothing can be sent, so the run stops instead of rejecting each message."""
-NOT_A_MESSAGE = f"no longer a message of any sequence in {MESSAGES}"
+NOT_A_MESSAGE = f"no longer a message of any sequence (not in {EMAILS})"
 
 Recipient = str | Mapping[str, str]
 
@@ -124,7 +123,8 @@ class Mailer(Protocol):
 
 @dataclass(frozen=True)
 class Message:
-    """One email. `template_id` is None for a `sending` key that is no longer in marts.fct_messages.
+    """One email. `template_id` is None for a `sending` key that is no longer a message (not in
+`sync.sync_marketing__emails`).
     `send_tag`: the tag of the call it was last handed to Brevo in (None before its first send, and for a
     row of the per-message version, whose tag was its key). `tags`: every tag it was handed over under, and
     `attempted_at` the wall-clock time of the last attempt (None when unknown). `may_send`: whether the rules
@@ -281,15 +281,15 @@ class _Run:
     # ----- reading -----------------------------------------------------------------------------------
 
     def _due(self) -> Iterator[Message]:
-        """messages_due without the keys the ledger holds as sending or sent (messages_due is stale when dbt
-        did not run since the last send), oldest first."""
+        """The emails due without the keys the ledger holds as sending or sent (the sync model is stale when
+        dbt did not run since the last send), oldest first."""
         yield from self._stream(f"""
             select due.message_key, due.email, due.sequence, due.step, due.template_id, due.params,
-                   {_NAME_SQL}, cast(null as varchar) as send_tag, true as may_send, cast(null as varchar)
-            from {MESSAGES_DUE} as due
-            left join {CONTACTS} as contacts on contacts.email = due.email
-            where not exists (select 1 from {SCHEMA}.send_ledger as ledger
-                              where ledger.message_key = due.message_key and ledger.status <> 'withdrawn')
+                   due.recipient_name, cast(null as varchar) as send_tag, true as may_send, cast(null as varchar)
+            from {EMAILS} as due
+            where due.status = 'planned'
+                and not exists (select 1 from {SCHEMA}.send_ledger as ledger
+                                where ledger.message_key = due.message_key and ledger.status <> 'withdrawn')
             order by due.due_at, due.message_key
         """, [])
 
@@ -305,14 +305,13 @@ class _Run:
                 order by first_sent_at, tag
                 limit ?
             )
-            select ledger.message_key, ledger.email, ledger.sequence, ledger.step, messages.template_id,
-                   messages.params, {_NAME_SQL}, ledger.send_tag, coalesce(messages.may_send, false),
-                   case when messages.message_key is null then ? else messages.reason end
+            select ledger.message_key, ledger.email, ledger.sequence, ledger.step, emails.template_id,
+                   emails.params, emails.recipient_name, ledger.send_tag, coalesce(emails.may_send, false),
+                   case when emails.message_key is null then ? else emails.reason end
             from tags
             join {SCHEMA}.send_ledger as ledger
                 on coalesce(ledger.send_tag, ledger.message_key) = tags.tag and ledger.status = 'sending'
-            left join {MESSAGES} as messages on messages.message_key = ledger.message_key
-            left join {CONTACTS} as contacts on contacts.email = ledger.email
+            left join {EMAILS} as emails on emails.message_key = ledger.message_key
             order by tags.first_sent_at, tags.tag, ledger.message_key
         """, [max(self.lookups_left, 0), NOT_A_MESSAGE]))
         attempts: dict[str, list[tuple[str, datetime]]] = {}
@@ -588,9 +587,6 @@ class _Run:
 def _rejects_message(error: ApiError) -> bool:
     """A 4xx about the call's content (bad address, template, params), not about the account or the rate."""
     return error.status is not None and 400 <= error.status < 500 and error.status not in (429, *ACCOUNT_ERRORS)
-
-
-_NAME_SQL = "nullif(trim(concat_ws(' ', contacts.first_name, contacts.last_name)), '') as name"
 
 
 def _clock_value(as_of: datetime | None) -> datetime:

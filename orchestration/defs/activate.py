@@ -78,8 +78,7 @@ EMAILS_OBJECT = ("brevo", "emails")
 """The emails' ``destination, object`` in ``activations.sync_runs`` and in a dry run's file name."""
 HUBSPOT_CONTACTS_KEY = dg.AssetKey("hubspot_contacts_sync")
 BREVO_CONTACTS_KEY = dg.AssetKey("brevo_contacts_sync")
-EMAILS_AFTER = (dg.AssetKey(["marts", "messages_due"]), dg.AssetKey(["marts", "fct_messages"]),
-                dg.AssetKey(["marts", "dim_contacts"]), HUBSPOT_CONTACTS_KEY, BREVO_CONTACTS_KEY)
+EMAILS_AFTER = (dg.AssetKey(["sync", "sync_marketing__emails"]), HUBSPOT_CONTACTS_KEY, BREVO_CONTACTS_KEY)
 EMAIL_LOCAL_PART = re.compile(r"([^\s@\"'<>\[\],;:]{1,2})[^\s@\"'<>\[\],;:]*@")
 EPOCH_MS_FIELD = ("_at", "timestamp")
 """Fields the sync models send as epoch milliseconds (HubSpot datetimes): shown as ISO 8601 in previews."""
@@ -314,9 +313,10 @@ def _activation_asset(activation: Activation) -> dg.AssetsDefinition:
     pool=WAREHOUSE_POOL,
     check_specs=[_check_spec(EMAILS_KEY)],
     kinds={"brevo"},
-    description="Send marts.messages_due through Brevo transactional email, each message key at most once "
-                "ever (write-ahead send ledger; lost answers are looked up in Brevo's event log), then rebuild the "
-                "models that read the ledger (fct_messages, messages_due, list members) when it changed.",
+    description="Send the emails due (sync.sync_marketing__emails) through Brevo transactional email, each "
+                "message key at most once ever (write-ahead send ledger; lost answers are looked up in Brevo's "
+                "event log), then rebuild the models that read the ledger (fct_messages, messages_due, list "
+                "members, the emails) when it changed.",
 )
 def brevo_emails(context: AssetExecutionContext, lifecycle: LifecycleSettings,
                  dbt: DbtCliResource) -> dg.MaterializeResult:

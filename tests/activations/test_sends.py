@@ -1,5 +1,5 @@
 """Exactly-once lifecycle emails (activations/sends.py) against the sandbox's Brevo, on a small tmp warehouse
-whose marts (messages_due, fct_messages, dim_contacts) are written here directly; and the notes' write-ahead
+whose sync model (sync.sync_marketing__emails) is written here directly; and the notes' write-ahead
 attempt record, which keeps a note from being created twice when a run dies before its state commit."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from activations.destinations import CRM_NOTES, HubSpotContacts, HubSpotNotes, a
 from activations.engine import Change, sync
 from activations.http import ApiError, MaybeApplied, RetryPolicy
 from activations.hubspot import HubSpotClient
-from activations.sends import send_due
+from activations.sends import NOT_A_MESSAGE, send_due
 from activations.state import migrate
 from orchestration.defs.activate import brevo_emails
 from orchestration.resources import RESOURCES, LifecycleSettings
@@ -45,25 +45,21 @@ def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 def create_marts(connection: duckdb.DuckDBPyConnection) -> None:
-    connection.execute("create schema marts")
-    connection.execute("""create table marts.fct_messages (message_key varchar, email varchar, sequence varchar,
-        kind varchar, instance_key varchar, step integer, template_id integer, due_at timestamp, status varchar,
-        may_send boolean, sent_at timestamp, params varchar, reason varchar)""")
-    connection.execute("""create table marts.messages_due (message_key varchar, email varchar, sequence varchar,
-        kind varchar, instance_key varchar, step integer, template_id integer, due_at timestamp, params varchar)""")
-    connection.execute("create table marts.dim_contacts (email varchar, first_name varchar, last_name varchar)")
+    """The sync model the sends read, as dbt builds it (dbt_project/models/sync/sync_marketing__emails.sql)."""
+    connection.execute("create schema sync")
+    connection.execute("""create table sync.sync_marketing__emails (message_key varchar, email varchar,
+        sequence varchar, step integer, template_id integer, params varchar, due_at timestamp, status varchar,
+        may_send boolean, reason varchar, recipient_name varchar)""")
 
 
 def add_message(connection: duckdb.DuckDBPyConnection, key: str, email: str, sequence: str = "demo_nurture",
-                step: int = 1, template_id: int = 11, due: bool = True, **extra: Any) -> dict:
-    """A message in fct_messages, and in messages_due when it is due (as dbt would have it)."""
+                step: int = 1, template_id: int = 11, due: bool = True, name: str | None = None,
+                **extra: Any) -> dict:
+    """A message due (planned), or in flight (sending) when not `due`, as dbt would have it."""
     params = {"sequence": sequence, "step": step, **extra}
-    row = [key, email, sequence, "marketing", f"instance-{key}", step, template_id, AS_OF - timedelta(hours=1),
-           json.dumps(params)]
-    connection.execute("insert into marts.fct_messages values (?, ?, ?, ?, ?, ?, ?, ?, ?, true, null, ?, null)",
-                       [*row[:8], "planned" if due else "sending", row[8]])
-    if due:
-        connection.execute("insert into marts.messages_due values (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+    connection.execute("insert into sync.sync_marketing__emails values (?, ?, ?, ?, ?, ?, ?, ?, true, null, ?)",
+                       [key, email, sequence, step, template_id, json.dumps(params), AS_OF - timedelta(hours=1),
+                        "planned" if due else "sending", name])
     return params
 
 
@@ -128,8 +124,7 @@ class ClearFaultsAfterFirstAnswer(httpx.HTTPTransport):
 
 def test_each_due_message_is_sent_once_with_its_params_and_tags(con: duckdb.DuckDBPyConnection,
                                                                  brevo: BrevoClient, admin: httpx.Client) -> None:
-    con.execute("insert into marts.dim_contacts values ('ada@example.com', 'Ada', 'Lovelace')")
-    ada = add_message(con, "k-ada", "ada@example.com", "demo_nurture", 2, template_id=12)
+    ada = add_message(con, "k-ada", "ada@example.com", "demo_nurture", 2, template_id=12, name="Ada Lovelace")
     bob = add_message(con, "k-bob", "bob@example.com", "webinar_reminder", 1, template_id=31, webinar_code="WB003")
 
     result = send_due(con, brevo, as_of=AS_OF)
@@ -276,7 +271,7 @@ def test_a_key_brevo_cannot_confirm_stays_sending_then_is_settled_next_run(
     assert "look-up failed" in log(con)[0][3]
 
     admin.post("/faults", json={})
-    con.execute("delete from marts.messages_due")  # dbt now shows the key as `sending`
+    con.execute("update sync.sync_marketing__emails set status = 'sending'")  # as dbt now shows it
     up = send_due(con, brevo, as_of=AS_OF, settle_seconds=0)
 
     assert len(emails(admin)) == 1
@@ -457,9 +452,8 @@ def add_many(connection: duckdb.DuckDBPyConnection, count: int, template_id: int
                       {template_id}, ?::timestamp, json_object('n', n)::varchar
                from range({first}, {first + count}) as numbers(n)"""
     due_at = [AS_OF - timedelta(hours=1)]
-    connection.execute(f"insert into marts.messages_due {rows}", due_at)
-    connection.execute(f"""insert into marts.fct_messages
-        select key, email, sequence, kind, instance, step, template_id, due_at, 'planned', true, null, params, null
+    connection.execute(f"""insert into sync.sync_marketing__emails
+        select key, email, sequence, step, template_id, params, due_at, 'planned', true, null, null
         from ({rows}) as due(key, email, sequence, kind, instance, step, template_id, due_at, params)""", due_at)
 
 
@@ -550,7 +544,7 @@ def test_a_crash_after_the_write_ahead_and_before_the_call_sends_each_once_next_
     with pytest.raises(SystemExit):
         send_due(con, DiesAfter(brevo, 0), as_of=AS_OF, settle_seconds=0)
     assert [status for _, status, _, _ in ledger(con)] == ["sending"] * 3 and len(set(tags(con).values())) == 1
-    con.execute("delete from marts.messages_due")  # dbt now shows the keys as `sending`
+    con.execute("update sync.sync_marketing__emails set status = 'sending'")  # as dbt now shows them
     result = send_due(con, brevo, as_of=AS_OF, settle_seconds=0)
 
     assert recipients(admin) == [f"p{n}@example.com" for n in range(3)]
@@ -610,8 +604,7 @@ def crashed_before_the_call(connection: duckdb.DuckDBPyConnection, brevo: BrevoC
     with pytest.raises(SystemExit):
         send_due(connection, DiesAfter(brevo, 1 if reached_brevo else 0, answered=False), as_of=AS_OF,
                  settle_seconds=0)
-    connection.execute("delete from marts.messages_due")
-    connection.execute("update marts.fct_messages set status = 'sending'")
+    connection.execute("update sync.sync_marketing__emails set status = 'sending'")
 
 
 def ledger_reasons(connection: duckdb.DuckDBPyConnection) -> list[tuple]:
@@ -625,7 +618,7 @@ def test_an_uncertain_email_the_rules_no_longer_allow_is_withdrawn_never_sent(
     """The 1 h webinar reminder after the webinar started, a nurture step after a booking, a marketing email
     after an unsubscribe: Brevo never got it, and dbt (may_send = false) says it must not go now."""
     crashed_before_the_call(con, brevo, "k-1", "ada@example.com", reached_brevo=False)
-    con.execute("update marts.fct_messages set may_send = false, reason = ?", [hold])
+    con.execute("update sync.sync_marketing__emails set may_send = false, reason = ?", [hold])
 
     result = send_due(con, brevo, as_of=AS_OF + timedelta(hours=2), settle_seconds=0)
 
@@ -641,19 +634,19 @@ def test_an_uncertain_email_the_rules_no_longer_allow_is_withdrawn_never_sent(
 def test_an_uncertain_email_no_longer_in_the_marts_is_withdrawn(
         con: duckdb.DuckDBPyConnection, brevo: BrevoClient, admin: httpx.Client) -> None:
     crashed_before_the_call(con, brevo, "k-1", "ada@example.com", reached_brevo=False)
-    con.execute("delete from marts.fct_messages")
+    con.execute("delete from sync.sync_marketing__emails")
 
     result = send_due(con, brevo, as_of=AS_OF, settle_seconds=0)
 
     assert emails(admin) == [] and result.withdrawn == 1
     assert ledger_reasons(con) == [
-        ("k-1", "withdrawn", "not sent again: no longer a message of any sequence in marts.fct_messages")]
+        ("k-1", "withdrawn", f"not sent again: {NOT_A_MESSAGE}")]
 
 
 def test_an_uncertain_email_that_reached_brevo_is_confirmed_even_if_the_rules_now_forbid_it(
         con: duckdb.DuckDBPyConnection, brevo: BrevoClient, admin: httpx.Client) -> None:
     crashed_before_the_call(con, brevo, "k-1", "ada@example.com", reached_brevo=True)
-    con.execute("update marts.fct_messages set may_send = false, reason = 'unsubscribed'")
+    con.execute("update sync.sync_marketing__emails set may_send = false, reason = 'unsubscribed'")
 
     result = send_due(con, brevo, as_of=AS_OF, settle_seconds=0)
 
@@ -666,9 +659,9 @@ def test_a_withdrawn_message_planned_again_is_sent_once(
         con: duckdb.DuckDBPyConnection, brevo: BrevoClient, admin: httpx.Client) -> None:
     """A nurture step withdrawn while a demo was booked is planned again when the booking is canceled."""
     crashed_before_the_call(con, brevo, "k-1", "ada@example.com", reached_brevo=False)
-    con.execute("update marts.fct_messages set may_send = false, reason = 'pause:demo_booked'")
+    con.execute("update sync.sync_marketing__emails set may_send = false, reason = 'pause:demo_booked'")
     send_due(con, brevo, as_of=AS_OF, settle_seconds=0)
-    con.execute("delete from marts.fct_messages")
+    con.execute("delete from sync.sync_marketing__emails")
     add_message(con, "k-1", "ada@example.com")
 
     resumed = AS_OF + timedelta(days=7)
