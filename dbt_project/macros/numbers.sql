@@ -7,6 +7,6 @@
     cast(
         sum(cast({{ expression }} as decimal(38, {{ scale }})))
         {%- if over is not none %} over ({{ over }}){% endif %}
-        as {{ dbt.type_float() }}
+        as {{ type_double() }}
     )
 {%- endmacro %}

@@ -53,3 +53,18 @@
 {% macro duckdb__integers_below(count) -%}
     select range as n from range({{ count }})
 {%- endmacro %}
+
+{#- A double-precision float. dbt's type_float is `float`: double precision in Postgres, Snowflake and
+    BigQuery, but single precision in DuckDB (4 bytes, about 7 digits), which would round revenue and
+    rates. -#}
+{% macro type_double() -%}
+    {{ return(adapter.dispatch('type_double', 'lifecycle')()) }}
+{%- endmacro %}
+
+{% macro default__type_double() -%}
+    {{ dbt.type_float() }}
+{%- endmacro %}
+
+{% macro duckdb__type_double() -%}
+    double
+{%- endmacro %}

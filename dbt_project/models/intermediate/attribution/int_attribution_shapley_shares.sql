@@ -62,7 +62,7 @@ coalition_values as (
     select
         conversion_type,
         coalition,
-        cast(sum(is_converting) as {{ dbt.type_float() }}) / count(*) as conversion_rate
+        cast(sum(is_converting) as {{ type_double() }}) / count(*) as conversion_rate
     from path_coalitions
     group by conversion_type, coalition
 ),
@@ -199,7 +199,7 @@ select
     channel,
     shapley_value,
     case
-        when is_equal_split_fallback or total_positive_value = 0 then cast(1 as {{ dbt.type_float() }}) / coalition_size
+        when is_equal_split_fallback or total_positive_value = 0 then cast(1 as {{ type_double() }}) / coalition_size
         else positive_value / total_positive_value
     end as share,
     is_equal_split_fallback

@@ -64,10 +64,10 @@ select
     demos_booked,
     demos_completed,
     customers,
-    cast(demos_booked as {{ dbt.type_float() }}) / leads as lead_to_demo_rate,
-    case when demos_booked > 0 then cast(demos_completed as {{ dbt.type_float() }}) / demos_booked end
+    cast(demos_booked as {{ type_double() }}) / leads as lead_to_demo_rate,
+    case when demos_booked > 0 then cast(demos_completed as {{ type_double() }}) / demos_booked end
         as demo_to_completed_rate,
-    cast(customers as {{ dbt.type_float() }}) / leads as lead_to_customer_rate,
+    cast(customers as {{ type_double() }}) / leads as lead_to_customer_rate,
     median_days_lead_to_demo,
     median_days_demo_to_completed,
     median_days_lead_to_customer
