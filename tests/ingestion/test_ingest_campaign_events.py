@@ -14,7 +14,8 @@ import pytest
 
 from ingestion.collector.app import create_collector_app
 from ingestion.landing import LandingZone, landing_files
-from ingestion.pipelines import IngestionConfig, run_ingestion
+from ingestion.pipelines import run_ingestion
+from settings import Settings
 from tests.ingestion.test_ingest_webhooks import sandbox_config
 from tests.servers import serve
 
@@ -23,7 +24,7 @@ BREVO = {"api-key": "xkeysib-sandbox"}
 
 
 @pytest.fixture()
-def collected(tmp_path: Path, sandbox_url: str) -> Iterator[tuple[IngestionConfig, str]]:
+def collected(tmp_path: Path, sandbox_url: str) -> Iterator[tuple[Settings, str]]:
     """A live collector landing in tmp_path, registered as a batched marketing webhook at the sandbox's Brevo."""
     config = sandbox_config(tmp_path, sandbox_url)
     app = create_collector_app(LandingZone(config.landing_dir, "collector"), calendly_signing_key="k",
@@ -36,12 +37,12 @@ def collected(tmp_path: Path, sandbox_url: str) -> Iterator[tuple[IngestionConfi
         yield config, collector_url
 
 
-def query(config: IngestionConfig, sql: str) -> list[tuple]:
+def query(config: Settings, sql: str) -> list[tuple]:
     with duckdb.connect(str(config.warehouse_path), read_only=True) as con:
         return con.sql(sql).fetchall()
 
 
-def landed_events(config: IngestionConfig) -> list[dict]:
+def landed_events(config: Settings) -> list[dict]:
     return [json.loads(line)["event"] for path in landing_files(config.landing_dir, "brevo")
             for line in path.read_text().splitlines()]
 
