@@ -129,10 +129,6 @@ class SyncResult(RunResult[Change]):
         """Rows that needed a write: adds, changes and removals."""
         return self.added + self.updated + self.removed
 
-    @property
-    def listed(self) -> int:
-        return self.changed
-
     def counts(self) -> dict[str, Any]:
         return {"changed": self.changed, "added": self.added, "updated": self.updated, "removed": self.removed,
                 "accepted": self.accepted, "write_calls": sum(self.api_calls.values())}

@@ -65,11 +65,6 @@ class RunResult(Generic[Item]):
         return self.considered
 
     @property
-    def listed(self) -> int:
-        """How many rows the preview samples."""
-        return self.sent
-
-    @property
     def duration_seconds(self) -> float:
         return ((self.finished_at or utc_now()) - self.started_at).total_seconds()
 
