@@ -296,24 +296,9 @@ class ContactsApi:
             }
         return JSONResponse(body)
 
-    async def create_contact(self, request: Request) -> Response:
-        body = await read_json(request)
-        if not isinstance(body, dict):
-            return validation_error("Invalid input JSON: expected an object with properties")
-        values, problems = self._validate(self.properties, body.get("properties", {}))
-        if problems:
-            return invalid_properties(problems)
-        existing = self._email_conflict(None, values)
-        if existing:
-            return hubspot_error(409, "CONFLICT", f"Contact already exists. Existing ID: {existing}")
-        record = self._create(values, iso(utc_now()), via_api=True)
-        return JSONResponse(self._public(record, list(values)), status_code=201)
-
-    async def update_contact(self, request: Request) -> Response:
-        identifier = request.path_params["contact_id"]
-        record = self._find(identifier, request.query_params.get("idProperty"))
-        if record is None:
-            return self._not_found(identifier)
+    async def _checked_values(self, request: Request, record: Record | None) -> dict[str, str] | Response:
+        """The body's properties, validated, or the error HubSpot answers: 400 for a body or value it
+        refuses, 409 when the email belongs to another contact than ``record`` (None: a new contact)."""
         body = await read_json(request)
         if not isinstance(body, dict):
             return validation_error("Invalid input JSON: expected an object with properties")
@@ -323,6 +308,23 @@ class ContactsApi:
         existing = self._email_conflict(record, values)
         if existing:
             return hubspot_error(409, "CONFLICT", f"Contact already exists. Existing ID: {existing}")
+        return values
+
+    async def create_contact(self, request: Request) -> Response:
+        values = await self._checked_values(request, None)
+        if isinstance(values, Response):
+            return values
+        record = self._create(values, iso(utc_now()), via_api=True)
+        return JSONResponse(self._public(record, list(values)), status_code=201)
+
+    async def update_contact(self, request: Request) -> Response:
+        identifier = request.path_params["contact_id"]
+        record = self._find(identifier, request.query_params.get("idProperty"))
+        if record is None:
+            return self._not_found(identifier)
+        values = await self._checked_values(request, record)
+        if isinstance(values, Response):
+            return values
         self._update(record, values, iso(utc_now()))
         return JSONResponse(self._public(record, list(values)))
 

@@ -288,6 +288,19 @@ def test_batch_upsert_partial_failure_is_207_and_applies_the_good_inputs(hs: htt
     )
 
 
+def test_an_update_to_another_contacts_email_is_a_conflict(hs: httpx.Client) -> None:
+    upsert(hs, {"ada@example.com": {}, "bob@example.com": {}})
+    ada, bob = contact(hs, "ada@example.com")["id"], contact(hs, "bob@example.com")["id"]
+    taken = hs.patch(f"/crm/v3/objects/contacts/{bob}", json={"properties": {"email": "ADA@example.com"}})
+    assert taken.status_code == 409
+    assert taken.json()["message"] == f"Contact already exists. Existing ID: {ada}"
+    assert contact(hs, "bob@example.com")["id"] == bob
+    not_an_object = hs.patch(f"/crm/v3/objects/contacts/{bob}", json=["email"])
+    assert not_an_object.status_code == 400 and not_an_object.json()["category"] == "VALIDATION_ERROR"
+    own = hs.patch(f"/crm/v3/objects/contacts/{bob}", json={"properties": {"email": "bob@example.com"}})
+    assert own.status_code == 200
+
+
 def test_empty_string_clears_a_value(hs: httpx.Client) -> None:
     upsert(hs, {"ada@example.com": {"company": "Acme", "phone": "+44 1"}})
     contact_id = contact(hs, "ada@example.com")["id"]
