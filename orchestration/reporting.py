@@ -55,7 +55,9 @@ SUMMARY_QUERIES = {
         "select source, currency, round(sum(revenue), 2) from marts.fct_campaign_attribution "
         "where attribution_model = 'linear' and revenue <> 0 group by all order by 3 desc",
     "flagged records": "select reason, count(*) from marts.dq_flagged_records group by all order by all",
-    "rows synced to the destinations": "select destination, object, sum(sent - rejected) "
+    # a sync's `sent` counts the rows it handed over, the rejected ones included; the emails' only those Brevo took
+    "rows synced to the destinations": "select destination, object, "
+                                       "sum(sent - case when object = 'emails' then 0 else rejected end) "
                                        "from activations.sync_runs where not dry_run group by all order by all",
     "rows the destinations rejected": "select destination, object, sum(rejected) from activations.sync_runs "
                                       "where not dry_run and rejected > 0 group by all order by all",
