@@ -34,7 +34,7 @@ from dlt.extract.resource import DltResource
 from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginator
 
 from ingestion.sources import landing_resources, parse_timestamp, require_text, typed_columns
-from ingestion.sources.http import calendly_client
+from ingestion.sources.http import calendly_client, json_path
 
 BASE_URL = "https://api.calendly.com"
 PAGE_SIZE = 100
@@ -124,7 +124,8 @@ def invitee_row(invitee: dict[str, Any]) -> dict[str, Any]:
 def page_tokens() -> JSONResponseCursorPaginator:
     """Calendly's ``pagination.next_page_token``, sent back as ``page_token`` (to our own base URL, rather than
     following the ``next_page`` URL the answer gives)."""
-    return JSONResponseCursorPaginator(cursor_path="pagination.next_page_token", cursor_param="page_token")
+    return JSONResponseCursorPaginator(cursor_path=json_path("pagination.next_page_token"),
+                                       cursor_param="page_token")
 
 
 def uuid_of(uri: str) -> str:

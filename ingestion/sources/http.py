@@ -23,6 +23,7 @@ exception leaves the client (theirs carry the request, with its headers).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -32,6 +33,7 @@ from typing import Any, Self
 from urllib.parse import urlsplit
 
 import requests
+from dlt.common.jsonpath import JSONPath, compile_path
 from dlt.sources.helpers.requests import Client
 from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_EXCEPTIONS, DEFAULT_RETRY_STATUS
 from dlt.sources.helpers.rest_client import RESTClient
@@ -43,6 +45,7 @@ from vendor_http import ApiError, vendor_message, wait_seconds
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class Retries:
     """dlt's retry settings for one client: ``attempts`` in all (429s included), waits of
@@ -52,6 +55,13 @@ class Retries:
     backoff: float = 0.5
     max_delay: float = 60.0
     timeout: float = 30.0
+
+
+@functools.cache
+def json_path(path: str) -> JSONPath:
+    """``path`` compiled once: dlt compiles a path given as text on every page, which costs more than the
+    request itself when a listing is one short page (Calendly's invitees of each event)."""
+    return compile_path(path)
 
 
 class Pace:
@@ -108,12 +118,14 @@ class VendorClient(RESTClient):
     def pages(self, path: str, paginator: BasePaginator, data_selector: str,
               params: dict[str, Any] | None = None, *, pace: Pace | None = None) -> Iterator[list[Any]]:
         """Every page of a listing, as dlt's ``paginator`` follows it, each the list at ``data_selector``."""
-        for page in self.paginate(path, params=params, paginator=paginator, data_selector=data_selector,
-                                  hooks=hooks(pace)):
+        for page in self.paginate(path, params=params, paginator=paginator,
+                                  data_selector=json_path(data_selector), hooks=hooks(pace)):
             yield list(page)
 
     def _send_request(self, request: requests.Request, **kwargs: Any) -> requests.Response:
-        """dlt's send, retries included; what still fails after them becomes an ``ApiError``."""
+        """dlt's send, retries included; what still fails after them becomes an ``ApiError``. (The one method
+        both ``request`` and ``paginate`` send through, and the one place that sees the final answer: a
+        response hook runs inside dlt's retries and cannot tell the last attempt from the others.)"""
         try:
             response = super()._send_request(request, **kwargs)
         except requests.RequestException as exc:

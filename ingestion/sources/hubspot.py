@@ -30,7 +30,7 @@ from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginat
 
 from ingestion.echoes import EchoFilter, echo_filter
 from ingestion.sources import parse_timestamp, typed_columns
-from ingestion.sources.http import Pace, VendorClient, hubspot_client
+from ingestion.sources.http import Pace, VendorClient, hubspot_client, json_path
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def contact_row(contact: dict[str, Any]) -> dict[str, Any]:
 
 def after_cursor() -> JSONResponseCursorPaginator:
     """HubSpot's listings: the opaque ``after`` cursor of ``paging.next``."""
-    return JSONResponseCursorPaginator(cursor_path="paging.next.after", cursor_param="after")
+    return JSONResponseCursorPaginator(cursor_path=json_path("paging.next.after"), cursor_param="after")
 
 
 def list_contacts(client: VendorClient, properties: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
@@ -121,7 +121,8 @@ def search_modified_since(
     the next page would cross it, the search restarts from the last ``lastmodifieddate`` seen; contacts
     at exactly that instant that were already returned are skipped, so no contact is yielded twice. If a
     whole capped query shares one instant, the window cannot move and a ``RuntimeError`` says so rather
-    than looping. ``first_page``: the first query's first page, when the caller already has it.
+    than looping. ``first_page``: the first query's first page, when the caller already has it. Paged here
+    rather than by a dlt paginator, since reaching the cap changes the query itself.
     """
     start = since_ms
     already_seen: set[str] = set()

@@ -31,7 +31,7 @@ from dlt.extract.resource import DltResource
 from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginator
 
 from ingestion.sources import landing_resources, require_text, typed_columns
-from ingestion.sources.http import VendorClient, stripe_client
+from ingestion.sources.http import VendorClient, json_path, stripe_client
 
 BASE_URL = "https://api.stripe.com"
 PAGE_SIZE = 100
@@ -81,8 +81,8 @@ def webhook_row(record: dict[str, Any]) -> dict[str, Any]:
 
 def list_pages(client: VendorClient, path: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
     """Every page of a Stripe list (newest first): ``starting_after`` the last object's id while ``has_more``."""
-    after_last = JSONResponseCursorPaginator(cursor_path="data[-1].id", cursor_param="starting_after",
-                                             has_more_path="has_more")
+    after_last = JSONResponseCursorPaginator(cursor_path=json_path("data[-1].id"), cursor_param="starting_after",
+                                             has_more_path=json_path("has_more"))
     yield from (page for page in client.pages(path, after_last, "data", params) if page)
 
 
