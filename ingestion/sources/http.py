@@ -4,8 +4,8 @@ dlt authenticates (``BearerTokenAuth``, or ``APIKeyAuth`` in Brevo's ``api-key``
 paginator each source picks) and retries 429s, 5xx answers and network errors with exponential backoff,
 honouring ``Retry-After``, a bounded number of attempts. The rest is small:
 
-- ``Pace``, a response hook: one endpoint's own pace (HubSpot search allows 5 requests a second per account,
-  shared by every app, and answers without the rate-limit headers to pace by).
+- ``Pace``: one endpoint's own pace (HubSpot search allows 5 requests a second per account, shared by every
+  app, and answers without the rate-limit headers to pace by), waited before each of its requests.
 - ``announce_wait``, a response hook: a vendor that says how long to wait in a header of its own
   (``X-HubSpot-RateLimit-Interval-Milliseconds``, ``x-sib-ratelimit-reset``, ``X-RateLimit-Reset``) rather
   than ``Retry-After`` gets its word written into ``Retry-After``, so dlt's retry waits as long as it asked.
@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -65,15 +66,22 @@ def json_path(path: str) -> JSONPath:
 
 
 class Pace:
-    """A response hook spacing one endpoint's requests at least ``1 / per_second`` apart: it holds the
-    caller until the next request may start (counted from when this one was sent)."""
+    """One endpoint's pace: ``wait`` before each of its requests keeps them at least ``1 / per_second``
+    apart (waiting only when another request comes, not after the last one)."""
 
-    def __init__(self, per_second: float, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.interval = 1.0 / per_second
+        self._clock = clock
         self._sleep = sleep
+        self._next = 0.0
+        self._lock = threading.Lock()
 
-    def __call__(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        delay = self.interval - response.elapsed.total_seconds()
+    def wait(self) -> None:
+        with self._lock:
+            now = self._clock()
+            delay = self._next - now
+            self._next = max(now, self._next) + self.interval
         if delay > 0:
             self._sleep(delay)
 
@@ -85,6 +93,11 @@ def announce_wait(response: requests.Response, *args: Any, **kwargs: Any) -> Non
         seconds = wait_seconds(response.headers)
         if seconds:
             response.headers["Retry-After"] = str(math.ceil(seconds))
+
+
+HOOKS = {"response": [announce_wait]}
+"""The response hooks of every request (given to each, since dlt's ``paginate`` would otherwise put its own
+in their place, which raises requests' ``HTTPError`` with the unmasked answer)."""
 
 
 class VendorClient(RESTClient):
@@ -111,15 +124,17 @@ class VendorClient(RESTClient):
     def read(self, path: str, params: dict[str, Any] | None = None, *, json: Any = None,
              pace: Pace | None = None) -> Any:
         """One request (a GET, or a POST when ``json`` is given); the decoded JSON answer."""
+        if pace is not None:
+            pace.wait()
         response = self.request(path, method="POST" if json is not None else "GET", params=params, json=json,
-                                hooks=hooks(pace))
+                                hooks=HOOKS)
         return response.json() if response.content else None
 
     def pages(self, path: str, paginator: BasePaginator, data_selector: str,
-              params: dict[str, Any] | None = None, *, pace: Pace | None = None) -> Iterator[list[Any]]:
+              params: dict[str, Any] | None = None) -> Iterator[list[Any]]:
         """Every page of a listing, as dlt's ``paginator`` follows it, each the list at ``data_selector``."""
         for page in self.paginate(path, params=params, paginator=paginator,
-                                  data_selector=json_path(data_selector), hooks=hooks(pace)):
+                                  data_selector=json_path(data_selector), hooks=HOOKS):
             yield list(page)
 
     def _send_request(self, request: requests.Request, **kwargs: Any) -> requests.Response:
@@ -161,10 +176,6 @@ class VendorClient(RESTClient):
         except ValueError:
             body = None
         return vendor_message(body, response.text, response.reason or "", self.secrets)
-
-
-def hooks(pace: Pace | None) -> dict[str, list[Callable[..., Any]]]:
-    return {"response": [*([pace] if pace is not None else []), announce_wait]}
 
 
 def hubspot_client(base_url: str, token: str, mask: Iterable[str] = (), **kwargs: Any) -> VendorClient:
