@@ -267,7 +267,7 @@ def test_a_paced_endpoint_is_never_called_faster_than_its_pace_and_nothing_waits
         client.read("/other")
 
     gaps = [later - earlier for earlier, later in zip(vendor.times, vendor.times[1:], strict=False)]
-    assert all(gap >= 0.2 for gap in gaps[:3]), gaps
+    assert all(gap >= 0.19 for gap in gaps[:3]), gaps  # 0.2 s, timed where the pace waits, a moment before
     assert gaps[3] < 0.1, "a call to another endpoint does not wait for the paced one"
 
 
