@@ -1,8 +1,10 @@
 """The transport every destination client shares: auth, pacing, retries, call counts and safe errors.
 
-Why not ingestion's HTTP client: activations must not import ingestion (docs/architecture.md), and writes need more
-than reads do. A run should stay under the vendor's limit instead of bouncing off it, so a per-bucket
-``Pacer`` reads the limit headers of every answer and waits before the request that would be refused.
+Why not ingestion's HTTP client (dlt's): activations must not import ingestion (docs/architecture.md), and
+writes need more than reads do; what both share (``ApiError``, masking, the wait headers, the vendor's
+message) is ``vendor_http``'s. A run should stay under the vendor's limit instead of bouncing off it, so a
+per-bucket ``Pacer`` reads the limit headers of every answer and waits before the request that would be
+refused.
 When a 429 still comes (another app shares the bucket), ``Retry-After`` is honoured, then the vendor's
 window header, then exponential backoff; rate limiting has its own, larger budget and never surfaces as
 an error while that budget lasts. 5xx answers and timeouts are retried with backoff, a bounded number
