@@ -31,7 +31,6 @@ import httpx
 
 from activations.http import (
     DEFAULT_POLICY,
-    ApiError,
     DestinationClient,
     MaybeApplied,
     RetryPolicy,
@@ -39,6 +38,7 @@ from activations.http import (
     Transport,
     brevo_limits,
 )
+from vendor_http import ApiError
 
 BASE_URL = "https://api.brevo.com/v3"
 FOLDER = "Lifecycle"

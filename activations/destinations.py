@@ -18,9 +18,10 @@ import duckdb
 
 from activations.brevo import ALL_CONTACTS_LIST, IMPORT_MAX_ROWS, LIST_CHANGE_LIMIT, BrevoClient
 from activations.engine import Change, Outcome, SyncObject
-from activations.http import ApiError, RowOutcome
+from activations.http import RowOutcome
 from activations.hubspot import BATCH_LIMIT, HubSpotClient, Note
 from activations.state import SCHEMA, LogRow, insert_log, sql_literal, transaction, written_payloads_sql
+from vendor_http import ApiError
 
 CRM_CONTACTS = SyncObject("sync.sync_crm__contacts", ("email",))
 CRM_NOTES = SyncObject("sync.sync_crm__notes", ("note_key",), create_only=True)

@@ -1,8 +1,10 @@
 """The transport every destination client shares: auth, pacing, retries, call counts and safe errors.
 
-Why not ingestion's HTTP client: activations must not import ingestion (docs/architecture.md), and writes need more
-than reads do. A run should stay under the vendor's limit instead of bouncing off it, so a per-bucket
-``Pacer`` reads the limit headers of every answer and waits before the request that would be refused.
+Why not ingestion's HTTP client (dlt's): activations must not import ingestion (docs/architecture.md), and
+writes need more than reads do; what both share (``ApiError``, masking, the wait headers, the vendor's
+message) is ``vendor_http``'s. A run should stay under the vendor's limit instead of bouncing off it, so a
+per-bucket ``Pacer`` reads the limit headers of every answer and waits before the request that would be
+refused.
 When a 429 still comes (another app shares the bucket), ``Retry-After`` is honoured, then the vendor's
 window header, then exponential backoff; rate limiting has its own, larger budget and never surfaces as
 an error while that budget lasts. 5xx answers and timeouts are retried with backoff, a bounded number
@@ -21,24 +23,23 @@ that is not a plain success, before any of it is logged, raised or returned to b
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Self
 from urllib.parse import quote
 
 import httpx
 import tenacity
 
+from vendor_http import ApiError, scrub, vendor_message, wait_seconds
+
 logger = logging.getLogger(__name__)
 
 Outcome = Literal["accepted", "rejected", "maybe_applied"]
-MASK = "***"
 
 
 @dataclass(frozen=True)
@@ -59,47 +60,6 @@ class RowOutcome:
     @property
     def accepted(self) -> bool:
         return self.status == "accepted"
-
-
-def scrub(value: Any, secrets: Iterable[str]) -> Any:
-    """``value`` (vendor text, or a decoded JSON body) with every secret replaced by ``***`` at any depth."""
-    # Longest first, so that a secret containing another is masked whole.
-    ordered = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
-
-    def clean(item: Any) -> Any:
-        if isinstance(item, str):
-            for secret in ordered:
-                item = item.replace(secret, MASK)
-            return item
-        if isinstance(item, dict):
-            return {clean(key): clean(inner) for key, inner in item.items()}
-        if isinstance(item, list):
-            return [clean(inner) for inner in item]
-        return item
-
-    return clean(value)
-
-
-class ApiError(RuntimeError):
-    """The destination refused a request (4xx other than 429), or kept failing after every retry."""
-
-    def __init__(self, vendor: str, method: str, template: str, status: int | None, message: str,
-                 body: Any = None) -> None:
-        self.vendor = vendor
-        self.method = method
-        self.template = template
-        self.status = status
-        self.vendor_message = message
-        self.body = body
-        status_text = f"HTTP {status}" if status is not None else "no response"
-        super().__init__(f"{vendor} {method} {template} failed ({status_text}): {message}")
-
-    @property
-    def category(self) -> str | None:
-        """HubSpot's ``category`` or Brevo's ``code``: the machine-readable kind of error."""
-        if isinstance(self.body, dict):
-            return self.body.get("category") or self.body.get("code")
-        return None
 
 
 class MaybeApplied(ApiError):
@@ -162,22 +122,6 @@ def brevo_limits(headers: httpx.Headers) -> Limits | None:
         return None
     limit = _number(headers, "x-sib-ratelimit-limit")
     return Limits(int(remaining), int(limit) if limit else None, reset=_number(headers, "x-sib-ratelimit-reset"))
-
-
-def retry_after(headers: httpx.Headers, limits: Limits | None) -> float | None:
-    """Seconds to wait after a 429: ``Retry-After`` (seconds or HTTP date), else the limit headers."""
-    value = headers.get("retry-after")
-    if value:
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            try:
-                return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-            except (TypeError, ValueError):
-                pass
-    if limits is not None:
-        return limits.window if limits.window is not None else limits.reset
-    return None
 
 
 class Pacer:
@@ -337,13 +281,13 @@ class Transport:
             if 200 <= status < 300 and status != 207:
                 return status, body
             body = scrub(body, self._secrets)
-            message = _message(response, body, self._secrets)
+            message = vendor_message(body, response.text, response.reason_phrase, self._secrets)
             if status == 429:
                 self.stats.rate_limited += 1
                 if isinstance(body, dict) and body.get("policyName") == "DAILY":
                     raise ApiError(self.vendor, method, template, status, message, body)
                 counts["rate_limited"] += 1
-                raise _Transient("rate_limited", status, message, retry_after(response.headers, limits), body)
+                raise _Transient("rate_limited", status, message, wait_seconds(response.headers), body)
             if status >= 500:
                 if not idempotent:
                     raise MaybeApplied(self.vendor, method, template, status, message, body)
@@ -396,17 +340,6 @@ def _decode(response: httpx.Response) -> Any:
         return response.json()
     except ValueError:
         return None
-
-
-def _message(response: httpx.Response, body: Any, secrets: Iterable[str]) -> str:
-    """The human part of a vendor error (``body`` already scrubbed): HubSpot and Brevo both use ``message``
-    (+ category/code). Masked before it is cut short, so that no part of a secret survives."""
-    if isinstance(body, dict) and body.get("message"):
-        kind = body.get("category") or body.get("code")
-        return f"{kind}: {body['message']}" if kind else str(body["message"])
-    if body is not None:
-        return json.dumps(body)[:500]
-    return scrub(response.text, secrets)[:500] or response.reason_phrase
 
 
 class DestinationClient:

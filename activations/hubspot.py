@@ -19,7 +19,6 @@ import httpx
 
 from activations.http import (
     DEFAULT_POLICY,
-    ApiError,
     DestinationClient,
     MaybeApplied,
     RetryPolicy,
@@ -27,6 +26,7 @@ from activations.http import (
     Transport,
     hubspot_limits,
 )
+from vendor_http import ApiError
 
 BASE_URL = "https://api.hubapi.com"
 BATCH_LIMIT = 100

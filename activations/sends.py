@@ -75,7 +75,7 @@ from typing import Any, Protocol
 import duckdb
 
 from activations.brevo import MESSAGE_VERSIONS_MAX
-from activations.http import ApiError, MaybeApplied, TransportStats
+from activations.http import MaybeApplied, TransportStats
 from activations.runs import REJECTION_SAMPLE, RunResult, recorded_run
 from activations.state import (
     SCHEMA,
@@ -86,6 +86,7 @@ from activations.state import (
     utc_naive,
     utc_now,
 )
+from vendor_http import ApiError
 
 DESTINATION = "brevo"
 OBJECT = "emails"

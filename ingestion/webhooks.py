@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import httpx
 
-from ingestion.sources.http import scrub
+from vendor_http import vendor_message
 
 CALENDLY_EVENTS = ("invitee.created", "invitee.canceled")
 STRIPE_EVENTS = (
@@ -77,14 +77,8 @@ def _check(vendor: str, response: httpx.Response, secrets: tuple[str, ...]) -> d
         body = response.json()
     except ValueError:
         body = None
-    if not isinstance(body, dict):
-        body = {}
-    if isinstance(body.get("error"), dict):
-        message = str(body["error"].get("message") or "")
-    else:
-        message = ": ".join(str(body[k]) for k in ("title", "message") if body.get(k))
-    message = message or response.reason_phrase or "no message"
-    raise WebhookRegistrationError(vendor, response.status_code, scrub(message, secrets))
+    message = vendor_message(body, response.text, response.reason_phrase or "no message", secrets)
+    raise WebhookRegistrationError(vendor, response.status_code, message)
 
 
 def _register_calendly(client: httpx.Client, base_url: str, token: str, signing_key: str, url: str,

@@ -24,18 +24,18 @@ import httpx
 
 from activations.state import SCHEMA, utc_naive
 from ingestion.sources.http import (
-    ApiError,
-    RestClient,
-    RetryPolicy,
+    Retries,
+    VendorClient,
     brevo_client,
     calendly_client,
     hubspot_client,
     stripe_client,
 )
 from settings import Secret, Settings
+from vendor_http import ApiError
 
-PROBE_POLICY = RetryPolicy(max_error_retries=2, timeout=10.0)
-"""A transient 5xx or timeout is retried twice; a vendor still failing after that is reported."""
+PROBE_RETRIES = Retries(attempts=3, timeout=10.0)
+"""A transient 429, 5xx or timeout is retried twice; a vendor still failing after that is reported."""
 
 
 class Refused(RuntimeError):
@@ -51,7 +51,7 @@ class Vendor:
     url_variable: str
     secret: Callable[[Settings], Secret]
     base_url: Callable[[Settings], str]
-    client: Callable[..., RestClient]
+    client: Callable[..., VendorClient]
     probe_path: str
     probe_params: Mapping[str, Any] = field(default_factory=dict)
 
@@ -95,8 +95,8 @@ def check_access(settings: Settings, name: str) -> None:
     vendor = VENDORS[name]
     url = vendor.base_url(settings)
     try:
-        with vendor.client(url, vendor.secret(settings).reveal(), retry=PROBE_POLICY) as client:
-            client.get(vendor.probe_path, dict(vendor.probe_params))
+        with vendor.client(url, vendor.secret(settings).reveal(), retries=PROBE_RETRIES) as client:
+            client.read(vendor.probe_path, dict(vendor.probe_params))
     except ApiError as error:
         if error.status in (401, 403):
             raise Refused(f"{vendor.secret_variable} was refused by {vendor.label}: {error.vendor_message}") from error
@@ -107,11 +107,15 @@ def check_access(settings: Settings, name: str) -> None:
 
 
 def network_error(error: ApiError) -> str:
-    """The transport error behind a request that got no answer (the client keeps only its class name)."""
+    """The network error behind a request that got no answer: the client keeps only its class name, and the
+    cause at the bottom of the chain (e.g. ``[Errno 111] Connection refused``) says what happened."""
     cause = error.__context__
-    if isinstance(cause, httpx.TransportError) and str(cause):
-        return f"{type(cause).__name__}: {cause}"
-    return error.vendor_message
+    if cause is None:
+        return error.vendor_message
+    root = cause
+    while (root.__cause__ or root.__context__) is not None:
+        root = root.__cause__ or root.__context__
+    return f"{type(cause).__name__}: {root}" if str(root) else error.vendor_message
 
 
 def latest_activation(con: duckdb.DuckDBPyConnection) -> datetime | None:

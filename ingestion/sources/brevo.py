@@ -43,10 +43,11 @@ import dlt
 import pyarrow as pa
 from dlt.common.typing import TDataItems
 from dlt.extract.resource import DltResource
+from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 
 from ingestion.echoes import EchoFilter, column_name, echo_filter
 from ingestion.sources import landing_resources, parse_timestamp, require_text, typed_columns
-from ingestion.sources.http import RestClient, brevo_client
+from ingestion.sources.http import brevo_client
 
 logger = logging.getLogger(__name__)
 
@@ -160,18 +161,17 @@ def iso_utc(moment: Any) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
-def offset_pages(client: RestClient, path: str, params: dict[str, Any], key: str,
-                 limit: int) -> Iterator[list[dict[str, Any]]]:
-    """Pages of ``body[key]`` with ``limit``/``offset`` paging until a short page."""
-    params = {**params, "limit": limit, "offset": 0}
-    while True:
-        page = client.get(path, params) or {}
-        items = page.get(key) or []
-        if items:
-            yield items
-        if len(items) < limit:
-            return
-        params["offset"] += limit
+class UntilShortPage(OffsetPaginator):
+    """Brevo's listings: ``limit``/``offset`` paging until a page shorter than ``limit`` (there is not always a
+    total to read)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit=limit, total_path=None)
+
+    def update_state(self, response: Any, data: list[Any] | None = None) -> None:
+        super().update_state(response, data)
+        if not data or len(data) < self.limit:
+            self._has_next_page = False
 
 
 LISTS_PAGE_SIZE = 50
@@ -185,7 +185,7 @@ def list_ids(base_url: str, api_key: str, mask: Sequence[str] = ()) -> dict[str,
     """Every list of the account, by name (``GET /contacts/lists``)."""
     with brevo_client(base_url, api_key, mask) as client:
         return {item["name"]: int(item["id"])
-                for page in offset_pages(client, "/contacts/lists", {}, "lists", LISTS_PAGE_SIZE) for item in page}
+                for page in client.pages("/contacts/lists", UntilShortPage(LISTS_PAGE_SIZE), "lists") for item in page}
 
 
 def overlay_written(landed: Mapping[str, Any], written: Mapping[str, Any],
@@ -235,8 +235,9 @@ def brevo_source(base_url: str = BASE_URL, api_key: str = dlt.secrets.value, lan
         if modified_at.last_value is not None:
             params["modifiedSince"] = iso_utc(modified_at.last_value)
         with brevo_client(base_url, api_key, mask) as client:
-            for page in offset_pages(client, "/contacts", params, "contacts", CONTACTS_PAGE_SIZE):
-                yield [{**contact, "modifiedAt": parse_timestamp(contact.get("modifiedAt"))} for contact in page]
+            for page in client.pages("/contacts", UntilShortPage(CONTACTS_PAGE_SIZE), "contacts", params):
+                if page:
+                    yield [{**contact, "modifiedAt": parse_timestamp(contact.get("modifiedAt"))} for contact in page]
         if echoes is not None and echoes.skipped:
             logger.info("brevo contacts: %d read back holding only our own writes; not loaded", echoes.skipped)
 
@@ -253,7 +254,9 @@ def brevo_source(base_url: str = BASE_URL, api_key: str = dlt.secrets.value, lan
             start = min(since.date() - timedelta(days=1), today)
             params.update(startDate=start.isoformat(), endDate=today.isoformat())
         with brevo_client(base_url, api_key, mask) as client:
-            for page in offset_pages(client, "/smtp/statistics/events", params, "events", EVENTS_PAGE_SIZE):
+            for page in client.pages("/smtp/statistics/events", UntilShortPage(EVENTS_PAGE_SIZE), "events", params):
+                if not page:
+                    return
                 yield events_table(page)
                 oldest = parse_timestamp(page[-1].get("date"))
                 if since is not None and oldest is not None and oldest < since:

@@ -31,9 +31,10 @@ from typing import Any
 import dlt
 from dlt.common.typing import TDataItems
 from dlt.extract.resource import DltResource
+from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginator
 
 from ingestion.sources import landing_resources, parse_timestamp, require_text, typed_columns
-from ingestion.sources.http import calendly_client
+from ingestion.sources.http import calendly_client, json_path
 
 BASE_URL = "https://api.calendly.com"
 PAGE_SIZE = 100
@@ -120,6 +121,13 @@ def invitee_row(invitee: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def page_tokens() -> JSONResponseCursorPaginator:
+    """Calendly's ``pagination.next_page_token``, sent back as ``page_token`` (to our own base URL, rather than
+    following the ``next_page`` URL the answer gives)."""
+    return JSONResponseCursorPaginator(cursor_path=json_path("pagination.next_page_token"),
+                                       cursor_param="page_token")
+
+
 def uuid_of(uri: str) -> str:
     return uri.rstrip("/").rsplit("/", 1)[-1]
 
@@ -140,18 +148,11 @@ def calendly_source(
         updated_at: dlt.sources.incremental[Any] = dlt.sources.incremental("updated_at"),
     ) -> Iterator[TDataItems]:
         with calendly_client(base_url, token, mask) as client:
-            me = client.get("/users/me")["resource"]
-            params: dict[str, Any] = {"organization": me["current_organization"], "count": PAGE_SIZE}
-            while True:
-                page = client.get("/scheduled_events", params)
-                events = [{**event, "updated_at": parse_timestamp(event.get("updated_at"))}
-                          for event in page.get("collection", [])]
-                if events:
-                    yield events
-                next_token = (page.get("pagination") or {}).get("next_page_token")
-                if not next_token:
-                    break
-                params["page_token"] = next_token
+            me = client.read("/users/me")["resource"]
+            params = {"organization": me["current_organization"], "count": PAGE_SIZE}
+            for page in client.pages("/scheduled_events", page_tokens(), "collection", params):
+                if page:
+                    yield [{**event, "updated_at": parse_timestamp(event.get("updated_at"))} for event in page]
 
     @dlt.transformer(data_from=scheduled_events, name="invitees", primary_key="uri",
                      write_disposition="merge", columns=INVITEE_COLUMNS, max_table_nesting=1)
@@ -160,16 +161,9 @@ def calendly_source(
         with calendly_client(base_url, token, mask) as client:
             for event in events:
                 path = f"/scheduled_events/{uuid_of(event['uri'])}/invitees"
-                params: dict[str, Any] = {"count": PAGE_SIZE}
-                while True:
-                    page = client.get(path, params)
-                    rows = [invitee_row(invitee) for invitee in page.get("collection", [])]
-                    if rows:
-                        yield rows
-                    next_token = (page.get("pagination") or {}).get("next_page_token")
-                    if not next_token:
-                        break
-                    params["page_token"] = next_token
+                for page in client.pages(path, page_tokens(), "collection", {"count": PAGE_SIZE}):
+                    if page:
+                        yield [invitee_row(invitee) for invitee in page]
 
     return [
         *landing_resources(landing_dir, "calendly", webhook_row, table_name="webhook_events",

@@ -1,242 +1,196 @@
-"""The one HTTP client every REST source uses: vendor auth, bounded retries and readable errors.
+"""Every REST source reads through dlt's own ``RESTClient``, with what dlt does not know of our vendors added.
 
-Why our own small client rather than dlt's ``RESTClient``: each vendor says "slow down" differently
-(``Retry-After``, ``X-HubSpot-RateLimit-Interval-Milliseconds``, ``x-sib-ratelimit-reset``,
-``X-RateLimit-Reset``) and puts its error message in a different place, and the paging styles (opaque
-``after`` cursors, numeric search offsets that cap at 10,000, ``page_token``, ``starting_after``, offsets)
-are each a few lines in the source that owns them. httpx also lets tests swap in a ``MockTransport``.
+dlt authenticates (``BearerTokenAuth``, or ``APIKeyAuth`` in Brevo's ``api-key`` header), pages (the
+paginator each source picks) and retries 429s, 5xx answers and network errors with exponential backoff,
+honouring ``Retry-After``, a bounded number of attempts. The rest is small:
 
-Errors never carry credentials: messages name the vendor, method, path and the vendor's own message, and a
-vendor may echo a credential in that message, so every secret the client is given (its own and any other the
-caller wants kept out, e.g. every configured one) is replaced by ``***`` before the message is raised.
+- ``Pace``: one endpoint's own pace (HubSpot search allows 5 requests a second per account, shared by every
+  app, and answers without the rate-limit headers to pace by), waited before each of its requests.
+- ``announce_wait``, a response hook: a vendor that says how long to wait in a header of its own
+  (``X-HubSpot-RateLimit-Interval-Milliseconds``, ``x-sib-ratelimit-reset``, ``X-RateLimit-Reset``) rather
+  than ``Retry-After`` gets its word written into ``Retry-After``, so dlt's retry waits as long as it asked.
+- ``worth_retrying``, dlt's retry condition: what dlt retries by default (its ``DEFAULT_RETRY_STATUS`` and
+  ``DEFAULT_RETRY_EXCEPTIONS``), each failed attempt logged with the vendor, method, path and the vendor's
+  masked message.
+- The client itself raises what still fails once dlt's retries are spent as ``vendor_http.ApiError``: a
+  refused request (4xx other than 429), a vendor still failing, or no answer at all (``status`` None).
+
+Errors and logs never carry credentials: they name the vendor, method, path and the vendor's own message,
+and a vendor may echo a credential in that message, so every secret the client is given (its own and any
+other the caller wants kept out, e.g. every configured one) is replaced by ``***`` first. No requests
+exception leaves the client (theirs carry the request, with its headers).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import random
+import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any, Self
+from urllib.parse import urlsplit
 
-import httpx
+import requests
+from dlt.common.jsonpath import JSONPath, compile_path
+from dlt.sources.helpers.requests import Client
+from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_EXCEPTIONS, DEFAULT_RETRY_STATUS
+from dlt.sources.helpers.rest_client import RESTClient
+from dlt.sources.helpers.rest_client.auth import APIKeyAuth, BearerTokenAuth
+from dlt.sources.helpers.rest_client.paginators import BasePaginator
+from requests.auth import AuthBase
+
+from vendor_http import ApiError, vendor_message, wait_seconds
 
 logger = logging.getLogger(__name__)
 
-MASK = "***"
-RETRY_HINT_HEADERS: tuple[tuple[str, float], ...] = (
-    ("retry-after", 1.0),
-    ("x-hubspot-ratelimit-interval-milliseconds", 0.001),
-    ("x-sib-ratelimit-reset", 1.0),
-    ("x-ratelimit-reset", 1.0),
-)
-"""Headers that say how long to wait after a 429, with the factor that turns each into seconds."""
-
-
-def scrub(value: Any, secrets: Iterable[str]) -> Any:
-    """``value`` (vendor text, or a decoded JSON body) with every secret replaced by ``***`` at any depth."""
-    # Longest first, so that a secret containing another is masked whole.
-    ordered = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
-
-    def clean(item: Any) -> Any:
-        if isinstance(item, str):
-            for secret in ordered:
-                item = item.replace(secret, MASK)
-            return item
-        if isinstance(item, dict):
-            return {clean(key): clean(inner) for key, inner in item.items()}
-        if isinstance(item, list):
-            return [clean(inner) for inner in item]
-        return item
-
-    return clean(value)
-
-
-class ApiError(RuntimeError):
-    """A vendor API refused a request (4xx other than 429) or kept failing after every retry."""
-
-    def __init__(self, vendor: str, method: str, path: str, status: int | None, message: str) -> None:
-        self.vendor = vendor
-        self.method = method
-        self.path = path
-        self.status = status
-        self.vendor_message = message
-        status_text = f"HTTP {status}" if status is not None else "no response"
-        super().__init__(f"{vendor} {method} {path} failed ({status_text}): {message}")
-
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    """How long to keep trying. Rate limiting is expected, so it gets a larger budget than errors."""
+class Retries:
+    """dlt's retry settings for one client: ``attempts`` in all (429s included), waits of
+    ``backoff * 2 ** (n - 1)`` seconds unless the vendor says otherwise, none longer than ``max_delay``."""
 
-    max_error_retries: int = 5
-    max_rate_limit_waits: int = 30
-    base_delay: float = 0.5
+    attempts: int = 8
+    backoff: float = 0.5
     max_delay: float = 60.0
     timeout: float = 30.0
 
-    def backoff(self, attempt: int) -> float:
-        """Exponential backoff with jitter, capped: 0.5 s, 1 s, 2 s, ... up to ``max_delay``."""
-        delay = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-        return delay * random.uniform(0.8, 1.0)
+
+@functools.cache
+def json_path(path: str) -> JSONPath:
+    """``path`` compiled once: dlt compiles a path given as text on every page, which costs more than the
+    request itself when a listing is one short page (Calendly's invitees of each event)."""
+    return compile_path(path)
 
 
-def retry_hint_seconds(headers: Mapping[str, str]) -> float | None:
-    """Seconds the vendor asks us to wait, from the first rate-limit header it sent."""
-    for name, factor in RETRY_HINT_HEADERS:
-        value = headers.get(name)
-        if not value:
-            continue
-        try:
-            return max(0.0, float(value) * factor)
-        except ValueError:
-            if name == "retry-after":
-                try:
-                    return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-                except (TypeError, ValueError):
-                    continue
-    return None
+class Pace:
+    """One endpoint's pace: ``wait`` before each of its requests keeps them at least ``1 / per_second``
+    apart (waiting only when another request comes, not after the last one)."""
 
-
-def vendor_message(response: httpx.Response, secrets: Iterable[str]) -> str:
-    """The human part of a vendor error body, wherever that vendor puts it, with ``secrets`` masked (before
-    it is cut short, so that no part of one survives)."""
-    try:
-        body = scrub(response.json(), secrets)
-    except ValueError:
-        return scrub(response.text, secrets)[:500] or response.reason_phrase
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-        parts = [str(body[k]) for k in ("title", "category", "code", "message") if body.get(k)]
-        details = body.get("details")
-        if isinstance(details, list) and details:
-            parts.append(str(details)[:300])
-        if parts:
-            return ": ".join(parts)
-    return str(body)[:500]
-
-
-class RateGate:
-    """Spaces calls at least ``1 / per_second`` apart, e.g. HubSpot search's 5 requests per second."""
-
-    def __init__(self, per_second: float) -> None:
+    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.interval = 1.0 / per_second
+        self._clock = clock
+        self._sleep = sleep
         self._next = 0.0
         self._lock = threading.Lock()
 
     def wait(self) -> None:
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             delay = self._next - now
             self._next = max(now, self._next) + self.interval
         if delay > 0:
-            time.sleep(delay)
+            self._sleep(delay)
 
 
-class RestClient:
-    """JSON over HTTP for one vendor. Retries 429 (honouring the vendor's wait hint), 5xx and timeouts."""
+def announce_wait(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """A response hook: a 429 whose wait is in a vendor's own header gets it as ``Retry-After`` (whole
+    seconds, rounded up), the one header dlt's retry reads."""
+    if response.status_code == 429 and "retry-after" not in response.headers:
+        seconds = wait_seconds(response.headers)
+        if seconds:
+            response.headers["Retry-After"] = str(math.ceil(seconds))
 
-    def __init__(
-        self,
-        vendor: str,
-        base_url: str,
-        auth_headers: Mapping[str, str],
-        *,
-        secrets: Iterable[str] = (),
-        retry: RetryPolicy = RetryPolicy(),
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+
+HOOKS = {"response": [announce_wait]}
+"""The response hooks of every request (given to each, since dlt's ``paginate`` would otherwise put its own
+in their place, which raises requests' ``HTTPError`` with the unmasked answer)."""
+
+
+class VendorClient(RESTClient):
+    """dlt's ``RESTClient`` for one vendor (see the module's docstring); ``with`` closes its session."""
+
+    def __init__(self, vendor: str, base_url: str, auth: AuthBase, *, secrets: Iterable[str] = (),
+                 retries: Retries = Retries()) -> None:
         self.vendor = vendor
-        self.retry = retry
-        self._secrets = tuple(secrets)
-        self._sleep = sleep
-        self._http = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            headers={"accept": "application/json", **auth_headers},
-            timeout=retry.timeout,
-            transport=transport,
-        )
+        self.secrets = tuple(secret for secret in secrets if secret)
+        self._base_path = urlsplit(base_url).path.rstrip("/")
+        retrying = Client(request_timeout=retries.timeout, raise_for_status=False,
+                          request_max_attempts=retries.attempts, request_backoff_factor=retries.backoff,
+                          request_max_retry_delay=retries.max_delay, status_codes=(), exceptions=(),
+                          retry_condition=self.worth_retrying)
+        super().__init__(base_url.rstrip("/"), headers={"accept": "application/json"}, auth=auth,
+                         session=retrying.session)
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.session.close()
 
-    def close(self) -> None:
-        self._http.close()
+    def read(self, path: str, params: dict[str, Any] | None = None, *, json: Any = None,
+             pace: Pace | None = None) -> Any:
+        """One request (a GET, or a POST when ``json`` is given); the decoded JSON answer."""
+        if pace is not None:
+            pace.wait()
+        response = self.request(path, method="POST" if json is not None else "GET", params=params, json=json,
+                                hooks=HOOKS)
+        return response.json() if response.content else None
 
-    def get(self, path: str, params: Any = None, *, gate: RateGate | None = None) -> Any:
-        return self.request("GET", path, params=params, gate=gate)
+    def pages(self, path: str, paginator: BasePaginator, data_selector: str,
+              params: dict[str, Any] | None = None) -> Iterator[list[Any]]:
+        """Every page of a listing, as dlt's ``paginator`` follows it, each the list at ``data_selector``."""
+        for page in self.paginate(path, params=params, paginator=paginator,
+                                  data_selector=json_path(data_selector), hooks=HOOKS):
+            yield list(page)
 
-    def post(self, path: str, json: Any = None, *, gate: RateGate | None = None) -> Any:
-        return self.request("POST", path, json=json, gate=gate)
+    def _send_request(self, request: requests.Request, **kwargs: Any) -> requests.Response:
+        """dlt's send, retries included; what still fails after them becomes an ``ApiError``. (The one method
+        both ``request`` and ``paginate`` send through, and the one place that sees the final answer: a
+        response hook runs inside dlt's retries and cannot tell the last attempt from the others.)"""
+        try:
+            response = super()._send_request(request, **kwargs)
+        except requests.RequestException as exc:
+            raise ApiError(self.vendor, request.method, self._path(request.url), None,
+                           type(exc).__name__) from None
+        if response.status_code >= 400:
+            raise ApiError(self.vendor, request.method, self._path(request.url), response.status_code,
+                           self._message(response))
+        return response
 
-    def request(self, method: str, path: str, *, params: Any = None, json: Any = None,
-                gate: RateGate | None = None) -> Any:
-        """Send one request, retrying what is worth retrying; returns the decoded JSON body."""
-        errors = waits = 0
-        while True:
-            if gate is not None:
-                gate.wait()
-            try:
-                response = self._http.request(method, path, params=params, json=json)
-            except httpx.TransportError as exc:
-                errors += 1
-                if errors > self.retry.max_error_retries:
-                    raise self._error(method, path, None, type(exc).__name__) from None
-                self._pause(method, path, type(exc).__name__, self.retry.backoff(errors))
-                continue
-            status = response.status_code
-            if status == 429:
-                waits += 1
-                if waits > self.retry.max_rate_limit_waits:
-                    raise self._error(method, path, status, vendor_message(response, self._secrets))
-                hint = retry_hint_seconds(response.headers)
-                delay = self.retry.backoff(waits) if hint is None else min(hint, self.retry.max_delay)
-                self._pause(method, path, "HTTP 429", delay)
-                continue
-            if status >= 500:
-                errors += 1
-                if errors > self.retry.max_error_retries:
-                    raise self._error(method, path, status, vendor_message(response, self._secrets))
-                self._pause(method, path, f"HTTP {status}", self.retry.backoff(errors))
-                continue
-            if status >= 400:
-                raise self._error(method, path, status, vendor_message(response, self._secrets))
-            if status == 204 or not response.content:
-                return None
-            return response.json()
+    def worth_retrying(self, response: requests.Response | None, exception: BaseException | None) -> bool:
+        """dlt's retry condition, asked after every attempt: dlt's own defaults, with each failed attempt
+        logged (dlt waits as ``Retry-After`` says, or backs off, and gives up after the last attempt)."""
+        if isinstance(exception, DEFAULT_RETRY_EXCEPTIONS):
+            request, reason = getattr(exception, "request", None), type(exception).__name__
+        elif exception is None and response is not None and response.status_code in DEFAULT_RETRY_STATUS:
+            request, reason = response.request, f"HTTP {response.status_code}: {self._message(response)}"
+        else:
+            return False
+        method, url = (request.method, request.url) if request is not None else ("?", "")
+        logger.warning("%s %s %s: %s, retrying while attempts remain", self.vendor, method, self._path(url),
+                       reason)
+        return True
 
-    def _pause(self, method: str, path: str, reason: str, delay: float) -> None:
-        logger.warning("%s %s %s: %s, retrying in %.1f s", self.vendor, method, path, reason, delay)
-        self._sleep(delay)
+    def _path(self, url: str | None) -> str:
+        """The request's path under the base URL, without its query."""
+        path = urlsplit(url or "").path
+        return path[len(self._base_path):] if path.startswith(self._base_path) else path
 
-    def _error(self, method: str, path: str, status: int | None, message: str) -> ApiError:
-        return ApiError(self.vendor, method, path, status, message)
+    def _message(self, response: requests.Response) -> str:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        return vendor_message(body, response.text, response.reason or "", self.secrets)
 
 
-def hubspot_client(base_url: str, token: str, mask: Iterable[str] = (), **kwargs: Any) -> RestClient:
+def hubspot_client(base_url: str, token: str, mask: Iterable[str] = (), **kwargs: Any) -> VendorClient:
     """``mask`` (here and below): other secrets to keep out of errors, should the vendor echo one."""
-    return RestClient("hubspot", base_url, {"Authorization": f"Bearer {token}"}, secrets=(token, *mask),
-                      **kwargs)
+    return VendorClient("hubspot", base_url, BearerTokenAuth(token=token), secrets=(token, *mask), **kwargs)
 
 
-def brevo_client(base_url: str, api_key: str, mask: Iterable[str] = (), **kwargs: Any) -> RestClient:
-    return RestClient("brevo", base_url, {"api-key": api_key}, secrets=(api_key, *mask), **kwargs)
+def brevo_client(base_url: str, api_key: str, mask: Iterable[str] = (), **kwargs: Any) -> VendorClient:
+    return VendorClient("brevo", base_url, APIKeyAuth(name="api-key", api_key=api_key, location="header"),
+                        secrets=(api_key, *mask), **kwargs)
 
 
-def calendly_client(base_url: str, token: str, mask: Iterable[str] = (), **kwargs: Any) -> RestClient:
-    return RestClient("calendly", base_url, {"Authorization": f"Bearer {token}"}, secrets=(token, *mask),
-                      **kwargs)
+def calendly_client(base_url: str, token: str, mask: Iterable[str] = (), **kwargs: Any) -> VendorClient:
+    return VendorClient("calendly", base_url, BearerTokenAuth(token=token), secrets=(token, *mask), **kwargs)
 
 
-def stripe_client(base_url: str, api_key: str, mask: Iterable[str] = (), **kwargs: Any) -> RestClient:
-    return RestClient("stripe", base_url, {"Authorization": f"Bearer {api_key}"}, secrets=(api_key, *mask),
-                      **kwargs)
+def stripe_client(base_url: str, api_key: str, mask: Iterable[str] = (), **kwargs: Any) -> VendorClient:
+    return VendorClient("stripe", base_url, BearerTokenAuth(token=api_key), secrets=(api_key, *mask), **kwargs)

@@ -26,10 +26,11 @@ from typing import Any
 import dlt
 from dlt.common.typing import TDataItems
 from dlt.extract.resource import DltResource
+from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginator
 
 from ingestion.echoes import EchoFilter, echo_filter
 from ingestion.sources import parse_timestamp, typed_columns
-from ingestion.sources.http import RateGate, RestClient, hubspot_client
+from ingestion.sources.http import Pace, VendorClient, hubspot_client, json_path
 
 logger = logging.getLogger(__name__)
 
@@ -76,21 +77,19 @@ def contact_row(contact: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def list_contacts(client: RestClient, properties: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
-    """Every contact, a page of 100 at a time, following the opaque ``after`` cursor."""
-    params: dict[str, Any] = {"limit": LIST_PAGE_SIZE, "properties": ",".join(properties)}
-    while True:
-        page = client.get(CONTACTS_PATH, params)
-        if page.get("results"):
-            yield page["results"]
-        after = ((page.get("paging") or {}).get("next") or {}).get("after")
-        if not after:
-            return
-        params["after"] = after
+def after_cursor() -> JSONResponseCursorPaginator:
+    """HubSpot's listings: the opaque ``after`` cursor of ``paging.next``."""
+    return JSONResponseCursorPaginator(cursor_path=json_path("paging.next.after"), cursor_param="after")
 
 
-def search_page(client: RestClient, properties: Sequence[str], since_ms: int | None, *, after: int = 0,
-                page_size: int = SEARCH_PAGE_SIZE, gate: RateGate | None = None) -> dict[str, Any]:
+def list_contacts(client: VendorClient, properties: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
+    """Every contact, a page of 100 at a time."""
+    params = {"limit": LIST_PAGE_SIZE, "properties": ",".join(properties)}
+    yield from (page for page in client.pages(CONTACTS_PATH, after_cursor(), "results", params) if page)
+
+
+def search_page(client: VendorClient, properties: Sequence[str], since_ms: int | None, *, after: int = 0,
+                page_size: int = SEARCH_PAGE_SIZE, pace: Pace | None = None) -> dict[str, Any]:
     """One page of contacts with ``lastmodifieddate >= since_ms`` (every contact if ``None``), oldest change
     first; its ``total`` counts every match."""
     body: dict[str, Any] = {
@@ -103,17 +102,17 @@ def search_page(client: RestClient, properties: Sequence[str], since_ms: int | N
             {"propertyName": "lastmodifieddate", "operator": "GTE", "value": str(since_ms)}]}]
     if after:
         body["after"] = str(after)
-    return client.post(SEARCH_PATH, body, gate=gate)
+    return client.read(SEARCH_PATH, json=body, pace=pace)
 
 
 def search_modified_since(
-    client: RestClient,
+    client: VendorClient,
     properties: Sequence[str],
     since_ms: int,
     *,
     page_size: int = SEARCH_PAGE_SIZE,
     cap: int = SEARCH_RESULT_CAP,
-    gate: RateGate | None = None,
+    pace: Pace | None = None,
     first_page: dict[str, Any] | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Contacts with ``lastmodifieddate >= since_ms``, oldest change first, past the search cap.
@@ -122,7 +121,8 @@ def search_modified_since(
     the next page would cross it, the search restarts from the last ``lastmodifieddate`` seen; contacts
     at exactly that instant that were already returned are skipped, so no contact is yielded twice. If a
     whole capped query shares one instant, the window cannot move and a ``RuntimeError`` says so rather
-    than looping. ``first_page``: the first query's first page, when the caller already has it.
+    than looping. ``first_page``: the first query's first page, when the caller already has it. Paged here
+    rather than by a dlt paginator, since reaching the cap changes the query itself.
     """
     start = since_ms
     already_seen: set[str] = set()
@@ -134,7 +134,7 @@ def search_modified_since(
             if first_page is not None:
                 page, first_page = first_page, None
             else:
-                page = search_page(client, properties, start, after=after, page_size=page_size, gate=gate)
+                page = search_page(client, properties, start, after=after, page_size=page_size, pace=pace)
             fresh = []
             for contact in page.get("results") or []:
                 modified = epoch_ms((contact.get("properties") or {})["lastmodifieddate"])
@@ -166,7 +166,7 @@ def listing_is_cheaper(modified: int, everyone: int) -> bool:
     return listing < searching
 
 
-def modified_contacts(client: RestClient, properties: Sequence[str], since_ms: int) -> Iterator[list[dict[str, Any]]]:
+def modified_contacts(client: VendorClient, properties: Sequence[str], since_ms: int) -> Iterator[list[dict[str, Any]]]:
     """Contacts modified at or after ``since_ms``, read the cheaper way.
 
     An hour's changes are a few search pages. After a write to most contacts (the first full sync, a
@@ -174,15 +174,15 @@ def modified_contacts(client: RestClient, properties: Sequence[str], since_ms: i
     contacts a call under the larger burst limit: when the first search page's ``total`` says listing is
     cheaper, every contact is listed and the incremental cursor drops those modified before ``since_ms``.
     """
-    gate = RateGate(SEARCH_REQUESTS_PER_SECOND)
-    first = search_page(client, properties, since_ms, gate=gate)
+    pace = Pace(SEARCH_REQUESTS_PER_SECOND)
+    first = search_page(client, properties, since_ms, pace=pace)
     modified = int(first.get("total") or 0)
     if modified > SEARCH_PAGE_SIZE:
-        everyone = int(search_page(client, ["lastmodifieddate"], None, page_size=1, gate=gate).get("total") or 0)
+        everyone = int(search_page(client, ["lastmodifieddate"], None, page_size=1, pace=pace).get("total") or 0)
         if listing_is_cheaper(modified, everyone):
             yield from list_contacts(client, properties)
             return
-    yield from search_modified_since(client, properties, since_ms, gate=gate, first_page=first)
+    yield from search_modified_since(client, properties, since_ms, pace=pace, first_page=first)
 
 
 def contact_echoes(warehouse: Path, duckdb_config: Mapping[str, str], dataset: str, writes_sql: str
@@ -232,17 +232,9 @@ def hubspot_source(
     def owners(
         updated_at: dlt.sources.incremental[Any] = dlt.sources.incremental("updatedAt"),
     ) -> Iterator[TDataItems]:
-        params: dict[str, Any] = {"limit": LIST_PAGE_SIZE}
         with hubspot_client(base_url, token, mask) as client:
-            while True:
-                page = client.get("/crm/v3/owners", params)
-                rows = [{**owner, "updatedAt": parse_timestamp(owner.get("updatedAt"))}
-                        for owner in page.get("results") or []]
-                if rows:
-                    yield rows
-                after = ((page.get("paging") or {}).get("next") or {}).get("after")
-                if not after:
-                    return
-                params["after"] = after
+            for page in client.pages("/crm/v3/owners", after_cursor(), "results", {"limit": LIST_PAGE_SIZE}):
+                if page:
+                    yield [{**owner, "updatedAt": parse_timestamp(owner.get("updatedAt"))} for owner in page]
 
     return [contacts, owners]

@@ -28,9 +28,10 @@ from typing import Any
 import dlt
 from dlt.common.typing import TDataItems
 from dlt.extract.resource import DltResource
+from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginator
 
 from ingestion.sources import landing_resources, require_text, typed_columns
-from ingestion.sources.http import stripe_client
+from ingestion.sources.http import VendorClient, json_path, stripe_client
 
 BASE_URL = "https://api.stripe.com"
 PAGE_SIZE = 100
@@ -78,17 +79,11 @@ def webhook_row(record: dict[str, Any]) -> dict[str, Any]:
             "event_id": event_id, "dedup_key": event_id}
 
 
-def list_pages(client: Any, path: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
-    """Every page of a Stripe list (newest first), following ``starting_after`` while ``has_more``."""
-    params = dict(params)
-    while True:
-        page = client.get(path, params)
-        data = page.get("data") or []
-        if data:
-            yield data
-        if not page.get("has_more") or not data:
-            return
-        params["starting_after"] = data[-1]["id"]
+def list_pages(client: VendorClient, path: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+    """Every page of a Stripe list (newest first): ``starting_after`` the last object's id while ``has_more``."""
+    after_last = JSONResponseCursorPaginator(cursor_path=json_path("data[-1].id"), cursor_param="starting_after",
+                                             has_more_path=json_path("has_more"))
+    yield from (page for page in client.pages(path, after_last, "data", params) if page)
 
 
 @dlt.source(name="stripe")

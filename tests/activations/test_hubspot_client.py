@@ -83,7 +83,7 @@ def test_a_property_group_that_cannot_be_created_stops_before_any_property() -> 
             pytest.raises(ApiError) as caught:
         client.ensure_properties()
 
-    assert caught.value.status == 404 and caught.value.template.endswith("/groups")
+    assert caught.value.status == 404 and caught.value.path.endswith("/groups")
     assert not any(s.endswith("/batch/create") for s in sent)
 
 

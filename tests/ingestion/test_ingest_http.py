@@ -1,19 +1,26 @@
-"""The shared REST client and HubSpot's capped search paging, against fake transports (no network)."""
+"""The REST sources' client (dlt's RESTClient with our hooks) and HubSpot's capped search paging: against a
+requests transport adapter standing in for the vendor, and against the sandbox's careless echo mode."""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
+import requests
+from dlt.sources.helpers.rest_client.paginators import SinglePagePaginator
+from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 
 from ingestion.pipelines import SOURCE_NAMES, build_source
 from ingestion.sources.http import (
-    ApiError,
-    RestClient,
-    RetryPolicy,
+    Pace,
+    Retries,
+    VendorClient,
     brevo_client,
     calendly_client,
     hubspot_client,
@@ -22,80 +29,138 @@ from ingestion.sources.http import (
 from ingestion.sources.hubspot import listing_is_cheaper, search_modified_since
 from settings import Settings
 from tests.leaks import leaks
+from vendor_http import ApiError
 
 TOKEN = "pat-na1-very-secret"
+BASE = "https://api.example.test"
+FAST = Retries(attempts=4, backoff=0.001, max_delay=5.0)
+
+Answer = tuple[int, Any, dict[str, str]] | Exception
+"""(status, JSON body or text, headers), or an exception the transport raises."""
 
 
-def client(handler: Callable[[httpx.Request], httpx.Response], sleeps: list[float], **retry: float) -> RestClient:
-    return hubspot_client("https://api.example.test", TOKEN, transport=httpx.MockTransport(handler),
-                          sleep=sleeps.append, retry=RetryPolicy(**retry))
+class FakeVendor(HTTPAdapter):
+    """A requests transport adapter answering each request from ``handler``; it keeps what it was sent, when."""
 
+    def __init__(self, handler: Callable[[requests.PreparedRequest], Answer]) -> None:
+        super().__init__()
+        self.handler = handler
+        self.sent: list[requests.PreparedRequest] = []
+        self.times: list[float] = []
 
-def sequence(*responses: httpx.Response | Exception) -> Callable[[httpx.Request], httpx.Response]:
-    """A handler answering each request with the next response (or raising the next exception)."""
-    remaining = list(responses)
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        answer = remaining.pop(0)
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        self.sent.append(request)
+        self.times.append(time.monotonic())
+        answer = self.handler(request)
         if isinstance(answer, Exception):
             raise answer
-        return answer
+        status, body, headers = answer
+        response = requests.Response()
+        response.status_code, response.request, response.url = status, request, request.url
+        response.reason = "Fake"
+        response._content = (body if isinstance(body, str) else json.dumps(body)).encode()
+        response.headers = CaseInsensitiveDict(
+            {"content-type": "text/plain" if isinstance(body, str) else "application/json", **headers})
+        response.encoding = "utf-8"
+        return response
+
+
+def sequence(*answers: Answer | Callable[[requests.PreparedRequest], Answer]
+             ) -> Callable[[requests.PreparedRequest], Answer]:
+    """A handler giving each request the next answer (an answer that is a function is given the request)."""
+    remaining = list(answers)
+
+    def handler(request: requests.PreparedRequest) -> Answer:
+        answer = remaining.pop(0)
+        return answer(request) if callable(answer) else answer
 
     return handler
 
 
+def read_timeout(request: requests.PreparedRequest) -> Exception:
+    return requests.ReadTimeout("slow", request=request)
+
+
+def refused(request: requests.PreparedRequest) -> Exception:
+    return requests.ConnectionError("refused", request=request)
+
+
+def fake(make: Callable[..., VendorClient], handler: Callable[[requests.PreparedRequest], Answer],
+         retries: Retries = FAST, **kwargs: Any) -> tuple[VendorClient, FakeVendor]:
+    vendor = FakeVendor(handler)
+    client = make(BASE, TOKEN, retries=retries, **kwargs)
+    client.session.mount(BASE, vendor)
+    return client, vendor
+
+
 @pytest.mark.parametrize(("headers", "expected_wait"), [
-    ({"Retry-After": "2"}, 2.0),
-    ({"X-HubSpot-RateLimit-Interval-Milliseconds": "10000"}, 10.0),
-    ({"x-sib-ratelimit-reset": "3"}, 3.0),
-    ({"X-RateLimit-Reset": "7"}, 7.0),
+    ({"Retry-After": "1"}, 1.0),
+    ({"X-HubSpot-RateLimit-Interval-Milliseconds": "1000"}, 1.0),
+    ({"x-sib-ratelimit-reset": "1"}, 1.0),
+    ({"X-RateLimit-Reset": "1"}, 1.0),
+    ({"X-HubSpot-RateLimit-Interval-Milliseconds": "1200"}, 2.0),
 ])
 def test_a_429_waits_as_long_as_the_vendor_asks_then_succeeds(headers: dict, expected_wait: float) -> None:
-    sleeps: list[float] = []
-    handler = sequence(httpx.Response(429, headers=headers, json={"message": "slow down"}),
-                       httpx.Response(200, json={"ok": True}))
+    """dlt's own backoff here would be a millisecond: the wait is the vendor's, in whichever header it uses
+    (rounded up to whole seconds, as ``Retry-After`` counts)."""
+    client, vendor = fake(hubspot_client, sequence((429, {"message": "slow down"}, headers), (200, {"ok": 1}, {})))
 
-    with client(handler, sleeps) as api:
-        assert api.get("/things") == {"ok": True}
+    with client:
+        assert client.read("/things") == {"ok": 1}
 
-    assert sleeps == [expected_wait]
+    waited = vendor.times[1] - vendor.times[0]
+    assert expected_wait <= waited < expected_wait + 0.5
 
 
-def test_server_errors_and_timeouts_are_retried_with_growing_backoff() -> None:
-    sleeps: list[float] = []
-    handler = sequence(httpx.Response(502), httpx.ReadTimeout("slow"), httpx.Response(200, json={"ok": 1}))
+def test_server_errors_and_timeouts_are_retried_then_the_answer_is_returned(
+        caplog: pytest.LogCaptureFixture) -> None:
+    client, vendor = fake(hubspot_client, sequence((502, {"message": "bad gateway"}, {}), read_timeout,
+                                                   (200, {"ok": 1}, {})))
 
-    with client(handler, sleeps, base_delay=1.0) as api:
-        assert api.get("/things") == {"ok": 1}
+    with caplog.at_level(logging.WARNING, logger="ingestion"), client:
+        assert client.read("/things") == {"ok": 1}
 
-    assert len(sleeps) == 2
-    assert 0.8 <= sleeps[0] <= 1.0 and 1.6 <= sleeps[1] <= 2.0
+    assert len(vendor.sent) == 3
+    assert [r.getMessage() for r in caplog.records] == [
+        "hubspot GET /things: HTTP 502: bad gateway, retrying while attempts remain",
+        "hubspot GET /things: ReadTimeout, retrying while attempts remain"]
 
 
 def test_retries_are_bounded_and_the_error_names_the_endpoint() -> None:
-    sleeps: list[float] = []
-    handler = sequence(*[httpx.Response(500, json={"message": "boom"})] * 3)
+    client, vendor = fake(hubspot_client, lambda request: (500, {"message": "boom"}, {}))
 
-    with client(handler, sleeps, max_error_retries=2) as api, pytest.raises(ApiError) as caught:
-        api.get("/crm/v3/owners")
+    with client, pytest.raises(ApiError) as caught:
+        client.read("/crm/v3/owners", {"limit": 1})
 
-    assert len(sleeps) == 2
+    assert len(vendor.sent) == FAST.attempts
     assert caught.value.status == 500
     assert str(caught.value) == "hubspot GET /crm/v3/owners failed (HTTP 500): boom"
 
 
+def test_a_vendor_never_answering_is_an_api_error_without_a_status() -> None:
+    client, vendor = fake(stripe_client, refused)
+
+    with client, pytest.raises(ApiError) as caught:
+        list(client.pages("/v1/events", SinglePagePaginator(), "data"))
+
+    assert len(vendor.sent) == FAST.attempts
+    assert caught.value.status is None and str(caught.value) == (
+        "stripe GET /v1/events failed (no response): ConnectionError")
+    assert isinstance(caught.value.__context__, requests.ConnectionError), "kept for the preflight's line"
+
+
 def test_a_client_error_is_raised_at_once_with_the_vendor_message() -> None:
-    sleeps: list[float] = []
     body = {"status": "error", "category": "INVALID_AUTHENTICATION", "message": "The token is not valid",
             "correlationId": "c-1"}
-    handler = sequence(httpx.Response(401, json=body))
+    client, vendor = fake(hubspot_client, sequence((401, body, {})))
 
-    with client(handler, sleeps) as api, pytest.raises(ApiError) as caught:
-        api.get("/crm/v3/objects/contacts", {"limit": 100})
+    with client, pytest.raises(ApiError) as caught:
+        list(client.pages("/crm/v3/objects/contacts", SinglePagePaginator(), "results", {"limit": 100}))
 
-    assert sleeps == []
+    assert len(vendor.sent) == 1
     assert str(caught.value) == ("hubspot GET /crm/v3/objects/contacts failed (HTTP 401): "
                                  "INVALID_AUTHENTICATION: The token is not valid")
+    assert caught.value.__context__ is None, "no requests exception (it holds the request's headers) rides along"
 
 
 ECHOING_VENDORS = [
@@ -110,22 +175,23 @@ ECHOING_VENDORS = [
 @pytest.mark.parametrize(("make_client", "prefix", "credential", "path"), ECHOING_VENDORS,
                          ids=[vendor[1].split("/")[1] for vendor in ECHOING_VENDORS])
 def test_a_vendor_echoing_the_credential_never_gets_it_logged_or_raised(
-        make_client: Callable[..., RestClient], prefix: str, credential: str, path: str, sandbox_url: str,
+        make_client: Callable[..., VendorClient], prefix: str, credential: str, path: str, sandbox_url: str,
         caplog: pytest.LogCaptureFixture) -> None:
     """The sandbox's echo mode repeats the request's credential in every error message, as a careless vendor
-    would: in the 429s and 500s that are retried (and logged) and in the 401 that is raised."""
+    would: in the 429s and 500s that are retried (and logged) and in the 401 that is raised. Every logger is
+    watched, dlt's own included, at DEBUG."""
     admin = f"{sandbox_url}/_sandbox"
     httpx.post(f"{admin}/echo_credentials", json={"on": True}).raise_for_status()
     httpx.post(f"{admin}/faults", json={"rate_429": 0.3, "rate_500": 0.3, "seed": 2}).raise_for_status()
-    retry = RetryPolicy(base_delay=0.001, max_delay=0.001)
-    with caplog.at_level(logging.INFO, logger="ingestion"), \
-            make_client(sandbox_url + prefix, credential, sleep=lambda _: None, retry=retry) as api:
+    retries = Retries(attempts=30, backoff=0.001, max_delay=0.001)
+    with caplog.at_level(logging.DEBUG), make_client(sandbox_url + prefix, credential, retries=retries) as api:
         for _ in range(6):
-            api.get(path)
+            api.read(path)
     httpx.post(f"{admin}/faults", json={}).raise_for_status()
     wrong = credential + "-0123456789-wrong"
-    with make_client(sandbox_url + prefix, wrong, retry=retry) as api, pytest.raises(ApiError) as caught:
-        api.get(path)
+    with caplog.at_level(logging.DEBUG), make_client(sandbox_url + prefix, wrong, retries=retries) as api, \
+            pytest.raises(ApiError) as caught:
+        api.read(path)
 
     echoed = httpx.get(f"{admin}/echo_credentials").json()[prefix.split("/")[1]]["echoed"]
     assert [r for r in caplog.records if "retrying" in r.getMessage()]
@@ -135,13 +201,31 @@ def test_a_vendor_echoing_the_credential_never_gets_it_logged_or_raised(
     assert leaks(wrong, caplog.records, caught.value) == []
 
 
+def test_a_429s_echo_is_masked_in_the_log_while_its_retry_after_is_honoured(
+        sandbox_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    admin = f"{sandbox_url}/_sandbox"
+    httpx.post(f"{admin}/echo_credentials", json={"on": True}).raise_for_status()
+    httpx.post(f"{admin}/faults", json={"service": "brevo", "rate_429": 0.5, "seed": 1}).raise_for_status()
+
+    with caplog.at_level(logging.WARNING, logger="ingestion"), \
+            brevo_client(sandbox_url + "/brevo/v3", "xkeysib-sandbox", retries=FAST) as api:
+        started = time.monotonic()
+        api.read("/contacts")
+        api.read("/contacts")
+        waited = time.monotonic() - started
+
+    limited = [r.getMessage() for r in caplog.records if "HTTP 429" in r.getMessage()]
+    assert limited and all("credential presented: ***" in message for message in limited)
+    assert waited >= len(limited) * 1.0, "each 429 waited the sandbox's Retry-After of 1 s"
+    assert leaks("xkeysib-sandbox", caplog.records) == []
+
+
 def test_any_configured_secret_a_vendor_echoes_is_masked_not_only_the_token() -> None:
     other = "whsec_configured-for-stripe"
-    handler = sequence(httpx.Response(400, json={"message": f"we also know {other}"}))
+    client, _ = fake(hubspot_client, sequence((400, {"message": f"we also know {other}"}, {})), mask=(other,))
 
-    with hubspot_client("https://api.example.test", TOKEN, mask=(other,), transport=httpx.MockTransport(handler),
-                        sleep=[].append) as api, pytest.raises(ApiError) as caught:
-        api.get("/crm/v3/owners")
+    with client, pytest.raises(ApiError) as caught:
+        client.read("/crm/v3/owners")
 
     assert str(caught.value).endswith("we also know ***")
     assert leaks(other, [], caught.value) == []
@@ -149,25 +233,42 @@ def test_any_configured_secret_a_vendor_echoes_is_masked_not_only_the_token() ->
 
 def test_a_long_text_error_is_masked_before_it_is_cut_short() -> None:
     """A secret straddling the cut of a long plain-text error body must not leave its head behind."""
-    handler = sequence(httpx.Response(400, text="x" * 490 + f" {TOKEN} " + "y" * 100))
+    client, _ = fake(hubspot_client, sequence((400, "x" * 490 + f" {TOKEN} " + "y" * 100, {})))
 
-    with client(handler, []) as api, pytest.raises(ApiError) as caught:
-        api.get("/crm/v3/owners")
+    with client, pytest.raises(ApiError) as caught:
+        client.read("/crm/v3/owners")
 
     assert TOKEN[:9] not in str(caught.value) and "***" in str(caught.value)
 
 
-def test_requests_carry_the_vendor_auth_header() -> None:
-    seen: list[httpx.Request] = []
+@pytest.mark.parametrize(("make_client", "header", "value"), [
+    (hubspot_client, "Authorization", f"Bearer {TOKEN}"),
+    (brevo_client, "api-key", TOKEN),
+    (calendly_client, "Authorization", f"Bearer {TOKEN}"),
+    (stripe_client, "Authorization", f"Bearer {TOKEN}"),
+])
+def test_requests_carry_the_vendor_auth_header(make_client: Callable[..., VendorClient], header: str,
+                                               value: str) -> None:
+    client, vendor = fake(make_client, lambda request: (200, {}, {}))
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200, json={})
+    with client:
+        client.read("/x")
 
-    with client(handler, []) as api:
-        api.get("/x")
+    assert vendor.sent[0].headers[header] == value
 
-    assert seen[0].headers["authorization"] == f"Bearer {TOKEN}"
+
+def test_a_paced_endpoint_is_never_called_faster_than_its_pace_and_nothing_waits_after_it() -> None:
+    client, vendor = fake(hubspot_client, lambda request: (200, {"results": []}, {}))
+
+    with client:
+        pace = Pace(per_second=5)
+        for _ in range(4):
+            client.read("/search", json={}, pace=pace)
+        client.read("/other")
+
+    gaps = [later - earlier for earlier, later in zip(vendor.times, vendor.times[1:], strict=False)]
+    assert all(gap >= 0.19 for gap in gaps[:3]), gaps  # 0.2 s, timed where the pace waits, a moment before
+    assert gaps[3] < 0.1, "a call to another endpoint does not wait for the paced one"
 
 
 class FakeSearch:
@@ -180,55 +281,57 @@ class FakeSearch:
         self.cap = cap
         self.bodies: list[dict] = []
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
+    def __call__(self, request: requests.PreparedRequest) -> Answer:
+        body = json.loads(request.body)
         self.bodies.append(body)
         (condition,) = body["filterGroups"][0]["filters"]
         assert condition["propertyName"] == "lastmodifieddate" and condition["operator"] == "GTE"
         assert body["sorts"] == [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}]
         offset, limit = int(body.get("after", "0")), body["limit"]
         if offset >= self.cap:
-            return httpx.Response(400, json={"status": "error", "category": "VALIDATION_ERROR",
-                                             "message": "past the 10,000 results cap", "correlationId": "x"})
+            return 400, {"status": "error", "category": "VALIDATION_ERROR",
+                         "message": "past the 10,000 results cap", "correlationId": "x"}, {}
         matches = sorted((c for c in self.contacts
                           if int(c["properties"]["lastmodifieddate"]) >= int(condition["value"])),
                          key=lambda c: (int(c["properties"]["lastmodifieddate"]), int(c["id"])))
         result: dict = {"total": len(matches), "results": matches[offset:offset + limit]}
         if offset + limit < len(matches):
             result["paging"] = {"next": {"after": str(offset + limit)}}
-        return httpx.Response(200, json=result)
+        return 200, result, {}
 
 
 def test_search_restarts_from_the_last_modified_date_when_the_cap_is_reached() -> None:
     # ids 1..9; ids 4 and 5 share the instant where the first query hits its cap of 4 results
-    fake = FakeSearch([1000, 1001, 1002, 1003, 1003, 1004, 1005, 1006, 1007], cap=4)
+    search = FakeSearch([1000, 1001, 1002, 1003, 1003, 1004, 1005, 1006, 1007], cap=4)
+    client, _ = fake(hubspot_client, search)
 
-    with client(fake, []) as api:
-        pages = list(search_modified_since(api, ["email"], 1000, page_size=2, cap=4))
+    with client:
+        pages = list(search_modified_since(client, ["email"], 1000, page_size=2, cap=4))
 
     ids = [contact["id"] for page in pages for contact in page]
     assert ids == [str(i) for i in range(1, 10)]
-    starts = [body["filterGroups"][0]["filters"][0]["value"] for body in fake.bodies]
+    starts = [body["filterGroups"][0]["filters"][0]["value"] for body in search.bodies]
     assert starts[0] == "1000"
     assert "1003" in starts and "1005" in starts
-    assert all(int(body.get("after", "0")) < 4 for body in fake.bodies)
+    assert all(int(body.get("after", "0")) < 4 for body in search.bodies)
 
 
 def test_search_without_cap_pressure_is_one_query_paged_with_after() -> None:
-    fake = FakeSearch([5, 6, 7], cap=10_000)
+    search = FakeSearch([5, 6, 7], cap=10_000)
+    client, _ = fake(hubspot_client, search)
 
-    with client(fake, []) as api:
-        ids = [c["id"] for page in search_modified_since(api, ["email"], 6, page_size=1) for c in page]
+    with client:
+        ids = [c["id"] for page in search_modified_since(client, ["email"], 6, page_size=1) for c in page]
 
     assert ids == ["2", "3"]
-    assert [body.get("after") for body in fake.bodies] == [None, "1"]
+    assert [body.get("after") for body in search.bodies] == [None, "1"]
 
 
 def test_search_refuses_to_loop_when_a_whole_capped_query_shares_one_instant() -> None:
-    fake = FakeSearch([2000] * 5, cap=4)
+    client, _ = fake(hubspot_client, FakeSearch([2000] * 5, cap=4))
 
-    with client(fake, []) as api, pytest.raises(RuntimeError, match="cannot advance"):
-        list(search_modified_since(api, ["email"], 2000, page_size=2, cap=4))
+    with client, pytest.raises(RuntimeError, match="cannot advance"):
+        list(search_modified_since(client, ["email"], 2000, page_size=2, cap=4))
 
 
 def test_listing_every_contact_wins_only_when_most_of_them_changed() -> None:

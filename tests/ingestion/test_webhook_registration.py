@@ -103,24 +103,27 @@ def test_registration_is_idempotent_and_deliveries_land(sandbox_url: str, tmp_pa
 
 
 def test_a_refused_token_is_a_clear_error_without_the_token(sandbox_url: str, tmp_path: Path) -> None:
+    """The sandbox echoes each refused credential in its message, as a careless vendor would."""
     settings = Settings.from_env(sandbox_environment(sandbox_url, tmp_path))
+    httpx.post(f"{sandbox_url}/_sandbox/echo_credentials", json={"on": True}).raise_for_status()
     kwargs = {**registration_kwargs(settings), "calendly_token": "calendly-wrong-token-123"}
     with pytest.raises(WebhookRegistrationError) as raised:
         register_webhooks("http://127.0.0.1:9", **kwargs)
     assert raised.value.status == 401 and raised.value.vendor == "Calendly"
     assert "401" in str(raised.value) and "calendly-wrong-token-123" not in str(raised.value)
+    assert str(raised.value).endswith("(credential presented: ***)")
 
     kwargs = {**registration_kwargs(settings), "stripe_api_key": "sk_test_wrong_key_123456"}
     with pytest.raises(WebhookRegistrationError) as raised:
         register_webhooks("http://127.0.0.1:9", **kwargs)
     assert raised.value.status == 401 and raised.value.vendor == "Stripe"
-    assert "sk_test_wrong_key_123456" not in str(raised.value)
+    assert "sk_test_wrong_key_123456" not in str(raised.value) and "credential presented: ***" in str(raised.value)
 
     kwargs = {**registration_kwargs(settings), "brevo_api_key": "xkeysib-wrong-key-123456"}
     with pytest.raises(WebhookRegistrationError) as raised:
         register_webhooks("http://127.0.0.1:9", **kwargs)
     assert raised.value.status == 401 and raised.value.vendor == "Brevo"
-    assert "xkeysib-wrong-key-123456" not in str(raised.value)
+    assert "xkeysib-wrong-key-123456" not in str(raised.value) and "credential presented: ***" in str(raised.value)
 
     with pytest.raises(ValueError, match="BREVO_WEBHOOK_TOKEN is not set"):
         register_webhooks("http://127.0.0.1:9", **{**registration_kwargs(settings), "brevo_webhook_token": ""})

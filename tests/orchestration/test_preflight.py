@@ -98,11 +98,11 @@ def test_an_unreachable_vendor_names_its_base_url_variable_and_the_network_error
     assert completed.returncode == 2, completed.stdout + completed.stderr
     [line] = completed.stderr.splitlines()
     log_path = home / "logs" / "activate.log"
-    assert line == (f"lifecycle run: BREVO_BASE_URL ({nowhere}) cannot be reached: ConnectError: "
+    assert line == (f"lifecycle run: BREVO_BASE_URL ({nowhere}) cannot be reached: ConnectionError: "
                     f"[Errno 111] Connection refused (details in {log_path})")
     log = log_path.read_text()
     assert "Traceback (most recent call last)" in log
-    assert "ConnectError, retrying" in log, "the probe's retries are logged to the file, not the terminal"
+    assert "ConnectionError, retrying" in log, "the probe's retries are logged to the file, not the terminal"
     assert dagster_runs(home) == []
 
 
