@@ -3,9 +3,7 @@
 -- list lets every trigger in; several lists must all let it in): the contact's audience and segment as
 -- tagged at the trigger, the submission's webinar code and form, any product of the purchase. From here
 -- on a targeted sequence is an ordinary one on this narrower stream: re-entry and merge count only these.
--- A table: the instances open on these rows and a merge sequence's params list them.
-{{ config(materialized='table') }}
-
+-- A view: a filter of int_sequence_triggers that the instances (and a merge sequence's params) read.
 with sequences as (
     select distinct
         sequence,
