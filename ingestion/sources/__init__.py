@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import dlt
+import pyarrow as pa
 from dlt.common.time import ensure_pendulum_datetime
 from dlt.common.typing import TDataItems
 from dlt.extract.resource import DltResource
@@ -51,13 +52,17 @@ def landing_resources(
     columns: dict[str, dict[str, Any]],
     max_table_nesting: int | None = None,
     primary_key: str = "id",
+    as_arrow: bool = False,
 ) -> list[DltResource]:
     """The resources of one landing stream: a reader (not loaded itself) and the two tables it feeds.
 
     ``table_name`` is merged on ``primary_key`` (the landing record ``id`` unless the rows carry a key of
     their own, such as a content key that makes a vendor's redelivery one row); ``rejected_lines`` is merged
-    on ``(landing_file, offset)``, so a replayed read changes nothing.
+    on ``(landing_file, offset)``, so a replayed read changes nothing. ``as_arrow``: the rows go to dlt as
+    Arrow tables typed by ``columns`` (``arrow_schema``), several times faster than dicts; only for flat rows
+    whose ``to_row`` already gives each column its type (or rejects the line).
     """
+    schema = arrow_schema(columns, primary_key) if as_arrow else None
 
     @dlt.resource(name=f"{stream}_landing", selected=False)
     def landing() -> Iterator[LandingBatch]:
@@ -67,7 +72,7 @@ def landing_resources(
                      columns=columns, max_table_nesting=max_table_nesting)
     def rows(batch: LandingBatch) -> Iterator[TDataItems]:
         if batch.rows:
-            yield batch.rows
+            yield batch.rows if schema is None else pa.Table.from_pylist(batch.rows, schema=schema)
 
     @dlt.transformer(data_from=landing, name="rejected_lines", primary_key=["landing_file", "offset"],
                      write_disposition="merge", columns=REJECTED_COLUMNS)
@@ -154,7 +159,25 @@ def parse_timestamp(value: Any) -> datetime | None:
         return None
     if isinstance(value, (int, float)) or (isinstance(value, str) and value.isdigit()):
         return ensure_pendulum_datetime(int(value) / 1000)
+    if isinstance(value, str):
+        try:  # the common forms, ten times faster than pendulum's parser (which reads the rest)
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     return ensure_pendulum_datetime(value)
+
+
+ARROW_TYPES = {"text": pa.string(), "bigint": pa.int64(), "bool": pa.bool_(),
+               "timestamp": pa.timestamp("us", tz="UTC")}
+
+
+def arrow_schema(columns: dict[str, dict[str, Any]], primary_key: str) -> pa.Schema:
+    """The Arrow schema of rows typed by ``columns`` (text, bigint, bool, timestamp), the key never null, as
+    dlt's hints have it: a schema that differs from the hints makes dlt warn on every batch."""
+    return pa.schema([pa.field(name, ARROW_TYPES[column["data_type"]], nullable=name != primary_key)
+                      for name, column in columns.items()])
 
 
 def typed_columns(**names_by_type: tuple[str, ...]) -> dict[str, dict[str, Any]]:

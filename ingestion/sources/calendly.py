@@ -151,8 +151,7 @@ def calendly_source(
             me = client.read("/users/me")["resource"]
             params = {"organization": me["current_organization"], "count": PAGE_SIZE}
             for page in client.pages("/scheduled_events", page_tokens(), "collection", params):
-                if page:
-                    yield [{**event, "updated_at": parse_timestamp(event.get("updated_at"))} for event in page]
+                yield [{**event, "updated_at": parse_timestamp(event.get("updated_at"))} for event in page]
 
     @dlt.transformer(data_from=scheduled_events, name="invitees", primary_key="uri",
                      write_disposition="merge", columns=INVITEE_COLUMNS, max_table_nesting=1)
@@ -162,8 +161,7 @@ def calendly_source(
             for event in events:
                 path = f"/scheduled_events/{uuid_of(event['uri'])}/invitees"
                 for page in client.pages(path, page_tokens(), "collection", {"count": PAGE_SIZE}):
-                    if page:
-                        yield [invitee_row(invitee) for invitee in page]
+                    yield [invitee_row(invitee) for invitee in page]
 
     return [
         *landing_resources(landing_dir, "calendly", webhook_row, table_name="webhook_events",

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -95,6 +96,19 @@ def announce_wait(response: requests.Response, *args: Any, **kwargs: Any) -> Non
             response.headers["Retry-After"] = str(math.ceil(seconds))
 
 
+def read_environment_once(session: requests.Session, base_url: str) -> requests.Session:
+    """``session`` with the proxy and CA-bundle variables read from the environment now, once. requests
+    otherwise reads them on every request by scanning the whole environment, which took longer than an answer
+    from a fast API (1.6 of 2.2 ms per Calendly invitees call): someone behind a proxy is still served, as
+    the environment stood when the client was made."""
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    session.trust_env = False
+    return session
+
+
 HOOKS = {"response": [announce_wait]}
 """The response hooks of every request (given to each, since dlt's ``paginate`` would otherwise put its own
 in their place, which raises requests' ``HTTPError`` with the unmasked answer)."""
@@ -113,7 +127,7 @@ class VendorClient(RESTClient):
                           request_max_retry_delay=retries.max_delay, status_codes=(), exceptions=(),
                           retry_condition=self.worth_retrying)
         super().__init__(base_url.rstrip("/"), headers={"accept": "application/json"}, auth=auth,
-                         session=retrying.session)
+                         session=read_environment_once(retrying.session, base_url))
 
     def __enter__(self) -> Self:
         return self
@@ -132,10 +146,12 @@ class VendorClient(RESTClient):
 
     def pages(self, path: str, paginator: BasePaginator, data_selector: str,
               params: dict[str, Any] | None = None) -> Iterator[list[Any]]:
-        """Every page of a listing, as dlt's ``paginator`` follows it, each the list at ``data_selector``."""
+        """Every page of a listing, as dlt's ``paginator`` follows it, each the list at ``data_selector``; an
+        empty page (a listing with nothing in it) is not given."""
         for page in self.paginate(path, params=params, paginator=paginator,
                                   data_selector=json_path(data_selector), hooks=HOOKS):
-            yield list(page)
+            if page:
+                yield list(page)
 
     def _send_request(self, request: requests.Request, **kwargs: Any) -> requests.Response:
         """dlt's send, retries included; what still fails after them becomes an ``ApiError``. (The one method

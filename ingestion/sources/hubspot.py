@@ -85,7 +85,7 @@ def after_cursor() -> JSONResponseCursorPaginator:
 def list_contacts(client: VendorClient, properties: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
     """Every contact, a page of 100 at a time."""
     params = {"limit": LIST_PAGE_SIZE, "properties": ",".join(properties)}
-    yield from (page for page in client.pages(CONTACTS_PATH, after_cursor(), "results", params) if page)
+    yield from client.pages(CONTACTS_PATH, after_cursor(), "results", params)
 
 
 def search_page(client: VendorClient, properties: Sequence[str], since_ms: int | None, *, after: int = 0,
@@ -234,7 +234,6 @@ def hubspot_source(
     ) -> Iterator[TDataItems]:
         with hubspot_client(base_url, token, mask) as client:
             for page in client.pages("/crm/v3/owners", after_cursor(), "results", {"limit": LIST_PAGE_SIZE}):
-                if page:
-                    yield [{**owner, "updatedAt": parse_timestamp(owner.get("updatedAt"))} for owner in page]
+                yield [{**owner, "updatedAt": parse_timestamp(owner.get("updatedAt"))} for owner in page]
 
     return [contacts, owners]

@@ -83,7 +83,7 @@ def list_pages(client: VendorClient, path: str, params: dict[str, Any]) -> Itera
     """Every page of a Stripe list (newest first): ``starting_after`` the last object's id while ``has_more``."""
     after_last = JSONResponseCursorPaginator(cursor_path=json_path("data[-1].id"), cursor_param="starting_after",
                                              has_more_path=json_path("has_more"))
-    yield from (page for page in client.pages(path, after_last, "data", params) if page)
+    yield from client.pages(path, after_last, "data", params)
 
 
 @dlt.source(name="stripe")

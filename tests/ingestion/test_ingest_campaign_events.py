@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,3 +98,48 @@ def test_a_landed_event_without_a_campaign_or_time_is_a_rejected_line(collected)
     assert query(config, "select email, campaign_id from raw_marketing.campaign_events") == [("ada@example.com", 5)]
     errors = [error for (error,) in query(config, "select error from raw_marketing.rejected_lines order by \"offset\"")]
     assert errors == ["missing field 'camp_id'", "TypeError: 'ts_event' must be epoch seconds"]
+
+
+def test_events_loaded_as_arrow_carry_load_ids_and_match_their_hints(collected, sandbox_url: str) -> None:
+    """Both event tables go to dlt as Arrow: each row still gets its load id and row id (a table that once
+    loaded dicts has both as not null), and the Arrow schema agrees with the hints (else dlt warns on every
+    page)."""
+    config, collector_url = collected
+    httpx.post(f"{collector_url}/webhooks/brevo", headers={"Authorization": f"Bearer {TOKEN}"}, json={
+        "id": 1, "camp_id": 5, "email": "ada@example.com", "event": "opened", "ts_event": 1788000000,
+        "campaign name": 2026, "tags": ["x"]}).raise_for_status()
+    httpx.post(f"{sandbox_url}/_sandbox/brevo/events", json={
+        "email": "cy@example.com", "event": "opened", "at": "2026-09-02T09:00:00Z"}).raise_for_status()
+    warnings = Records()
+    logging.getLogger("dlt").addHandler(warnings)
+    try:
+        run_ingestion(config, only=["marketing"])
+    finally:
+        logging.getLogger("dlt").removeHandler(warnings)
+
+    assert [m for m in warnings.messages if "hints were different" in m] == []
+    for table in ("campaign_events", "email_events"):
+        assert query(config, f"select count(*), count(_dlt_load_id), count(_dlt_id) "
+                             f"from raw_marketing.{table}") == [(1, 1, 1)]
+    assert query(config, "select campaign_name, extra->>'tags' from raw_marketing.campaign_events") == [
+        ("2026", '["x"]')]
+
+
+def test_a_campaign_or_time_beyond_range_is_a_rejected_line(collected) -> None:
+    config, collector_url = collected
+    good = {"id": 1, "camp_id": 5, "email": "ada@example.com", "event": "opened", "ts_event": 1788000000}
+    httpx.post(f"{collector_url}/webhooks/brevo", headers={"Authorization": f"Bearer {TOKEN}"}, json=[
+        good, {**good, "camp_id": 2 ** 64}, {**good, "ts_event": 2 ** 70}]).raise_for_status()
+    run_ingestion(config, only=["marketing"])
+    assert query(config, "select campaign_id from raw_marketing.campaign_events") == [(5,)]
+    errors = [error for (error,) in query(config, "select error from raw_marketing.rejected_lines order by \"offset\"")]
+    assert errors == ["ValueError: 'camp_id' is beyond a 64-bit integer", "ValueError: 'ts_event' is out of range"]
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())

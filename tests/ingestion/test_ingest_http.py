@@ -47,10 +47,12 @@ class FakeVendor(HTTPAdapter):
         self.handler = handler
         self.sent: list[requests.PreparedRequest] = []
         self.times: list[float] = []
+        self.proxies: list[dict[str, str]] = []
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
         self.sent.append(request)
         self.times.append(time.monotonic())
+        self.proxies.append(dict(kwargs.get("proxies") or {}))
         answer = self.handler(request)
         if isinstance(answer, Exception):
             raise answer
@@ -255,6 +257,26 @@ def test_requests_carry_the_vendor_auth_header(make_client: Callable[..., Vendor
         client.read("/x")
 
     assert vendor.sent[0].headers[header] == value
+
+
+def test_an_empty_listing_gives_no_page() -> None:
+    client, _ = fake(calendly_client, sequence((200, {"collection": []}, {}), (200, {"collection": [{"a": 1}]}, {})))
+    assert list(client.pages("/scheduled_events", SinglePagePaginator(), "collection")) == []
+    assert list(client.pages("/scheduled_events", SinglePagePaginator(), "collection")) == [[{"a": 1}]]
+
+
+def test_the_proxy_is_read_from_the_environment_once_when_the_client_is_made(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """requests would scan the whole environment on every request; the client reads it when it is made, so a
+    proxy is honoured and a later change of the environment is not looked for."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.test:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client, vendor = fake(hubspot_client, sequence((200, {}, {}), (200, {}, {})))
+    client.read("/crm/v3/owners")
+    monkeypatch.setenv("HTTPS_PROXY", "http://elsewhere.example.test:3128")
+    client.read("/crm/v3/owners")
+    assert [proxies.get("https") for proxies in vendor.proxies] == ["http://proxy.example.test:3128"] * 2
 
 
 def test_a_paced_endpoint_is_never_called_faster_than_its_pace_and_nothing_waits_after_it() -> None:

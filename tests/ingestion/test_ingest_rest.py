@@ -14,6 +14,7 @@ import pytest
 from ingestion.landing import LandingZone
 from ingestion.pipelines import SOURCE_NAMES, run_ingestion
 from ingestion.sources import brevo as brevo_module
+from ingestion.sources import parse_timestamp
 from settings import Settings, sandbox_environment
 
 HUBSPOT = {"Authorization": "Bearer pat-sandbox"}
@@ -259,3 +260,23 @@ def test_brevo_event_fields_beyond_the_documented_ones_are_kept(config: Settings
     assert query(config, "select data_type from information_schema.columns where table_schema = "
                          "'raw_marketing' and table_name = 'email_events' and column_name = 'date'") == [
         ("TIMESTAMP WITH TIME ZONE",)]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("2026-09-02T08:00:00Z", datetime(2026, 9, 2, 8, tzinfo=UTC)),
+    ("2026-09-02T10:00:00.250+02:00", datetime(2026, 9, 2, 8, 0, 0, 250000, tzinfo=UTC)),
+    ("2026-09-02 08:00:00", datetime(2026, 9, 2, 8, tzinfo=UTC)),
+    ("2026-09-02T08:00:00.123456789Z", datetime(2026, 9, 2, 8, 0, 0, 123456, tzinfo=UTC)),
+    ("Wed, 02 Sep 2026 08:00:00 GMT", None),
+    (1788336000000, datetime(2026, 9, 2, 8, tzinfo=UTC)),
+    ("1788336000000", datetime(2026, 9, 2, 8, tzinfo=UTC)),
+])
+def test_timestamps_are_read_as_utc_in_every_form_vendors_send(value: object, expected: datetime | None) -> None:
+    """The fast path (Python's ISO parser) and dlt's parser agree; what neither reads is an error, which rejects
+    a landed line rather than loading it wrong."""
+    if expected is None:
+        with pytest.raises(ValueError):
+            parse_timestamp(value)
+    else:
+        assert parse_timestamp(value) == expected
+        assert parse_timestamp(value).utcoffset() == timedelta(0)
