@@ -150,6 +150,11 @@ def require_text(record: dict[str, Any], key: str) -> str:
     return value
 
 
+def as_text(value: Any) -> str | None:
+    """A text field as text: a number given for a name or a phone is kept as its digits, not rejected."""
+    return None if value is None else str(value)
+
+
 def parse_timestamp(value: Any) -> datetime | None:
     """An ISO 8601 string (any offset) or epoch milliseconds as an aware UTC datetime; None stays None.
 

@@ -46,7 +46,7 @@ from dlt.extract.resource import DltResource
 from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 
 from ingestion.echoes import EchoFilter, column_name, echo_filter
-from ingestion.sources import landing_resources, parse_timestamp, require_text, typed_columns
+from ingestion.sources import as_text, landing_resources, parse_timestamp, require_text, typed_columns
 from ingestion.sources.http import brevo_client
 
 logger = logging.getLogger(__name__)
@@ -150,22 +150,17 @@ def campaign_event_row(record: dict[str, Any]) -> dict[str, Any]:
         "event": require_text(event, "event"),
         "email": require_text(event, "email"),
         "campaign_id": campaign_id,
-        "campaign_name": text(event.get("campaign name")),
-        "url": text(event.get("URL")),
-        "tag": text(event.get("tag")),
-        "reason": text(event.get("reason")),
+        "campaign_name": as_text(event.get("campaign name")),
+        "url": as_text(event.get("URL")),
+        "tag": as_text(event.get("tag")),
+        "reason": as_text(event.get("reason")),
         "webhook_id": whole_number(webhook_id, "id") if is_whole_number(webhook_id) else None,
         "occurred_at": occurred_at,
         "sent_at": epoch_seconds(event.get("ts_sent"), "ts_sent"),
-        "date_sent": text(event.get("date_sent")),
-        "date_event": text(event.get("date_event")),
+        "date_sent": as_text(event.get("date_sent")),
+        "date_event": as_text(event.get("date_event")),
         "extra": json.dumps(extra, sort_keys=True) if extra else None,
     }
-
-
-def text(value: Any) -> str | None:
-    """A text field as text (a number given for a name is kept, not rejected)."""
-    return None if value is None else str(value)
 
 
 def is_whole_number(value: Any) -> bool:

@@ -135,6 +135,23 @@ def test_corrupt_lines_go_to_rejected_lines_and_good_ones_still_load(config: Set
     assert sum(ingest(config).values()) == 0
 
 
+def test_a_hand_made_line_is_typed_as_its_columns_or_rejected(config: Settings) -> None:
+    """Submissions go to dlt as Arrow, typed as they are read: a number given for a text field lands as its
+    digits, a consent or a time that cannot be read rejects its line (with the reason), the rest still load."""
+    path = config.landing_dir / "forms" / "2025-03-10.backfill.jsonl"
+    path.parent.mkdir(parents=True)
+    rows = [submission(1, phone=5551234), submission(2, consent="maybe"),
+            {**submission(3), "submitted_at": "last tuesday"}, submission(4)]
+    path.write_bytes(b"".join(line(row) for row in rows))
+
+    assert ingest(config) == {"raw_forms.submissions": 2, "raw_forms.rejected_lines": 2}
+    assert query(config, "select id, phone from raw_forms.submissions order by id") == [
+        ("frm_1", "5551234"), ("frm_4", None)]
+    errors = [error for (error,) in query(config, "select error from raw_forms.rejected_lines order by landing_line")]
+    assert errors[0] == "FieldError: consent must be a boolean (true/false, on/off, yes/no, 1/0)"
+    assert errors[1] == "ParserError: Invalid datetime string"
+
+
 def test_a_reimported_backfill_merges_on_the_submission_id(config: Settings) -> None:
     LandingZone(config.landing_dir, "import-1").append_many("forms", [submission(1, "import"), submission(2, "import")])
     ingest(config)
