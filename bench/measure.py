@@ -140,8 +140,21 @@ def _run_record(dagster_home: Path, run_id: str) -> tuple[list[Any], list[tuple[
     return steps, materialized
 
 
-def _endpoint(vendor: str, call: str) -> str:
-    """An activation client's ``METHOD /path`` as the sandbox names it (``vendor METHOD /path``)."""
+def sandbox_endpoint(asset: str, call: str, limits: Mapping[str, Any]) -> str:
+    """An activation asset's call, ``METHOD /path`` under its client's base URL, as the sandbox names the
+    endpoint (``vendor METHOD /path``). The vendor is the key's first word (``brevo_list_members_sync``); the
+    path is the sandbox route it ends with, the shortest first, since a base URL may carry a prefix (Brevo's
+    ``/v3``) and a route's ``{placeholder}`` stands for any segment (``normal`` for ``{category}``)."""
+    vendor = asset.split("_", 1)[0]
+    method, path = call.split(" ", 1)
+    wanted = path.strip("/").split("/")
+    for route in sorted(limits.get(vendor, {}).get("routes", {}), key=len):
+        route_method, route_path = route.split(" ", 1)
+        segments = route_path.strip("/").split("/")
+        if route_method == method and len(segments) >= len(wanted) and all(
+                theirs == ours or theirs.startswith("{")
+                for theirs, ours in zip(segments[len(segments) - len(wanted):], wanted, strict=True)):
+            return f"{vendor} {route}"
     return f"{vendor} {call}"
 
 
@@ -184,7 +197,7 @@ def measure_run(name: str, argv: Sequence[str], env: Mapping[str, str], *, home:
         activation_calls: Counter[str] = Counter()
         for asset, meta in activations:
             for call, count in (meta.get("api_calls") or {}).items():
-                activation_calls[_endpoint(asset.split("/")[0], call)] += count
+                activation_calls[sandbox_endpoint(asset, call, limits)] += count
         writes = sum(n for e, n in activation_calls.items() if is_write(e))
         minimum = sum(int(meta.get("batches") or 0) for _, meta in activations)
         floors = rate_limit_floor(activation_calls, limits)

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.measure import is_write, rate_limit_floor, sandbox_limits
+from bench.measure import is_write, rate_limit_floor, sandbox_endpoint, sandbox_limits
 from orchestration.run_output import stage_of
 
 SMALL_WORLD = 400
@@ -47,6 +47,23 @@ def test_the_floor_follows_the_sandboxs_limits_per_group_and_vendor(sandbox_url:
     assert sandbox_limits(sandbox_url)["brevo"]["on"] is False
 
 
+def test_activation_calls_are_counted_against_the_sandboxs_routes(sandbox_url: str) -> None:
+    """An activation asset records its calls under its client's base URL (Brevo's carries ``/v3``) and under
+    its own key (``brevo_list_members_sync``): both vendors' calls reach their limit groups."""
+    limits = sandbox_limits(sandbox_url)
+    calls = {("brevo_list_members_sync", "POST /contacts/lists/{list_id}/contacts/add"): 30,
+             ("brevo_contacts_sync", "POST /contacts/attributes/normal/{name}"): 10,
+             ("brevo_email_sends", "POST /smtp/email"): 5,
+             ("hubspot_contacts_sync", "POST /crm/v3/objects/contacts/batch/upsert"): 1100}
+    endpoints = {sandbox_endpoint(asset, call, limits): count for (asset, call), count in calls.items()}
+    assert endpoints == {"brevo POST /v3/contacts/lists/{list_id}/contacts/add": 30,
+                         "brevo POST /v3/contacts/attributes/{category}/{name}": 10,
+                         "brevo POST /v3/smtp/email": 5,
+                         "hubspot POST /crm/v3/objects/contacts/batch/upsert": 1100}
+    # Brevo's contact endpoints share 10 a second: 40 calls, 30 past the first second, 3 s.
+    assert rate_limit_floor(endpoints, limits) == {"hubspot": 100.0, "brevo": 3.0}
+
+
 @pytest.mark.timeout(900)
 def test_a_small_bench_measures_full_change_and_no_change_runs(tmp_path: Path) -> None:
     results = tmp_path / "results"
@@ -66,6 +83,7 @@ def test_a_small_bench_measures_full_change_and_no_change_runs(tmp_path: Path) -
         assert run["stages"]["activate"]["write_calls"] >= run["stages"]["activate"]["batch_minimum"]
         assert {"ingest_crm", "transform_dbt", "hubspot_contacts_sync"} <= set(run["steps"])
     full, change, no_change = runs["full"], runs["change"], runs["no_change"]
+    assert set(full["stages"]["activate"]["rate_limit_floor_per_vendor"]) == {"hubspot", "brevo"}
     assert full["stages"]["activate"]["rows_changed"] > SMALL_WORLD
     assert record["hour_of_change"]["contacts_changed"] == SMALL_WORLD // 100
     assert change["stages"]["ingest"]["rows_loaded"]["raw_forms/submissions"] > 0
