@@ -142,7 +142,6 @@ def campaign_event_row(record: dict[str, Any]) -> dict[str, Any]:
     if occurred_at is None:
         raise KeyError("ts_event")
     extra = {k: v for k, v in event.items() if k not in CAMPAIGN_EVENT_FIELDS}
-    webhook_id = event.get("id")
     return {
         "event_key": campaign_event_key(event),
         "id": require_text(record, "id"),
@@ -154,7 +153,7 @@ def campaign_event_row(record: dict[str, Any]) -> dict[str, Any]:
         "url": as_text(event.get("URL")),
         "tag": as_text(event.get("tag")),
         "reason": as_text(event.get("reason")),
-        "webhook_id": whole_number(webhook_id, "id") if is_whole_number(webhook_id) else None,
+        "webhook_id": whole_number(event.get("id"), "id"),
         "occurred_at": occurred_at,
         "sent_at": epoch_seconds(event.get("ts_sent"), "ts_sent"),
         "date_sent": as_text(event.get("date_sent")),
