@@ -90,8 +90,7 @@ def events_table(page: list[dict[str, Any]]) -> pa.Table:
     for event in page:
         columns["event_key"].append(event_key(event))
         for field, column in EVENT_TEXT_FIELDS.items():
-            value = event.get(field)
-            columns[column].append(None if value is None else str(value))
+            columns[column].append(as_text(event.get(field)))
         template_id = event.get("templateId")
         columns["template_id"].append(int(template_id) if isinstance(template_id, int) else None)
         columns["date"].append(parse_timestamp(event.get("date")))
