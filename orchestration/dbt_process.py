@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
-from dagster_dbt import DbtCliResource, DbtProject
+from dagster_dbt import DbtProject
 from filelock import FileLock
 
 from activations.state import migrate
@@ -133,15 +133,36 @@ def prepare_activation_tables(settings: Settings) -> None:
         migrate(con)
 
 
-def rebuild_after_sends(dbt: DbtCliResource, settings: Settings, as_of: str | None) -> None:
-    """Rebuild the models that read the send ledger (``builds.SETTLE_SELECTION``), without their tests."""
+class RebuildFailed(RuntimeError):
+    """The rebuild after the sends did not complete; the message is dbt's first error."""
+
+
+def rebuild_after_sends(settings: Settings, as_of: str | None) -> None:
+    """Rebuild the models that read the send ledger (``builds.SETTLE_SELECTION``), without their tests.
+
+    dbt runs in this process, not as a process of its own: the HubSpot half of the activations may be writing
+    the warehouse meanwhile, and DuckDB lets one process at a time open a database file for writing. Inside
+    one process, connections opened with the same settings share the database (profiles.yml opens dbt's with
+    the memory limit that ``Settings.duckdb_config`` gives every other connection).
+    """
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    from dbt.cli.main import dbtRunner
+
+    target = dbt_target_path(settings)
     args = ["build", "--select", builds.SETTLE_SELECTION, "--exclude-resource-type", "test",
-            "--exclude-resource-type", "unit_test"]
-    with dbt_environment(settings, as_of):
-        invocation = dbt.cli(args, manifest=prepare_manifest(DBT_PROJECT), target_path=dbt_target_path(settings))
+            "--exclude-resource-type", "unit_test", "--project-dir", str(DBT_PROJECT.project_dir),
+            "--profiles-dir", str(DBT_PROJECT.profiles_dir), "--target-path", str(target), "--log-path", str(target),
+            "--quiet", "--no-send-anonymous-usage-stats"]
     try:
-        invocation.wait()
+        with dbt_environment(settings, as_of):
+            outcome = dbtRunner().invoke(args)
     finally:
-        stop_dbt(invocation.process)
-
-
+        # dbt-duckdb keeps its database open for the next invocation in this process; closed here, so the
+        # next run's dbt process (or a read-only connection) can open the file.
+        DuckDBConnectionManager.close_all_connections()
+    if outcome.success:
+        return
+    errors = [result.message for result in getattr(outcome.result, "results", None) or []
+              if result.status in ("error", "fail") and result.message]
+    cause = errors[0] if errors else str(outcome.exception or "dbt reported a failure")
+    raise RebuildFailed(cause.splitlines()[0]) from outcome.exception

@@ -151,14 +151,23 @@ def run_job(job_name: str, as_of: str | None = None, dry_run: bool = False, dbt_
 
 
 def failure_lines(result: dg.ExecuteInProcessResult) -> list[str]:
-    """Per failed step, ``step: first line of its error`` (a refused check's own line); the run's error
-    when no step failed (e.g. a resource that could not start)."""
+    """Per failed step, ``step: first line of its error`` (a refused check's own line), or per failed asset for
+    the activations' step; the run's error when no step failed (e.g. a resource that could not start)."""
     import dagster as dg
+
+    from orchestration.defs.activate import FAILED_ASSETS
 
     steps = [(event.step_key, event.step_failure_data) for event in result.all_events
              if event.event_type == dg.DagsterEventType.STEP_FAILURE]
-    if steps:
-        return [f"{step}: {_first_line(data.user_failure_data, data.error)}" for step, data in steps]
+    lines = []
+    for step, data in steps:
+        failed = data.user_failure_data.metadata.get(FAILED_ASSETS) if data.user_failure_data else None
+        if failed is not None:  # a step of several assets names each that failed
+            lines += [f"{asset}: {line}" for asset, line in failed.value.items()]
+        else:
+            lines.append(f"{step}: {_first_line(data.user_failure_data, data.error)}")
+    if lines:
+        return lines
     return [f"run: {_first_line(None, event.event_specific_data.error)}" for event in result.all_events
             if event.event_type == dg.DagsterEventType.RUN_FAILURE and event.event_specific_data.error]
 

@@ -22,7 +22,8 @@ from orchestration.reporting import messages_still_due
 if TYPE_CHECKING:
     import dagster as dg
 
-STAGE_PREFIXES = (("ingest_", "ingest"), ("transform_", "transform"), ("published__", "publish"))
+STAGE_PREFIXES = (("ingest_", "ingest"), ("transform_", "transform"), ("activate_", "activate"),
+                  ("published__", "publish"))
 FIRST_REASONS = 3
 """Rejection reasons shown per destination in the summary; the materialization and sync_log have all."""
 DAGSTER_UI_URL = "http://127.0.0.1:3000"
@@ -31,7 +32,7 @@ DAGSTER_UI_URL = "http://127.0.0.1:3000"
 
 def stage_of(step_key: str) -> str:
     """The ingestion steps are ``ingest_<source>``, dbt is ``transform_dbt``, the analysts' copy and the report
-    are ``published__*``, every other step activates."""
+    are ``published__*``, every other step (``activate_destinations``, or one of its assets) activates."""
     for prefix, stage in STAGE_PREFIXES:
         if step_key.startswith(prefix):
             return stage
@@ -39,11 +40,19 @@ def stage_of(step_key: str) -> str:
 
 
 def step_label(step_key: str) -> str:
-    """``ingest forms``, ``transform dbt build``, ``activate hubspot_contacts_sync``, ``publish report``."""
+    """``ingest forms``, ``transform dbt build``, ``activate destinations``, ``activate hubspot_contacts_sync``
+    (an asset of that step), ``publish report``."""
     stage = stage_of(step_key)
     name = next((step_key.removeprefix(prefix) for prefix, _ in STAGE_PREFIXES if step_key.startswith(prefix)),
                 step_key)
     return f"{stage} {'dbt build' if step_key == 'transform_dbt' else name}"
+
+
+def activation_outcome(metadata: Mapping[str, Any]) -> str:
+    """What one activation asset did, in a few words."""
+    if metadata.get("dry_run"):  # a sync's dry run sends nothing: what it would write is what changed
+        return f"would send {int(metadata.get('changed', metadata['sent'])):,}"
+    return f"sent {int(metadata['sent']):,}, rejected {int(metadata['rejected']):,}"
 
 
 def plain_metadata(materialization: Any) -> dict[str, Any]:
@@ -61,16 +70,15 @@ def step_outcome(step_key: str, materializations: list[tuple[str, dict[str, Any]
     if stage == "transform":
         return f"{len(materializations)} models and seeds built"
     if stage == "activate":
-        [meta] = metadata
-        verb = "would send" if meta.get("dry_run") else "sent"
-        return f"{verb} {int(meta['sent']):,}, rejected {int(meta['rejected']):,}"
+        return f"{len(materializations)} assets materialized"
     return ", ".join(str(meta["path"]) for meta in metadata if meta.get("path"))
 
 
 class Display(Protocol):
     def started(self, step_key: str, at: float) -> None: ...
 
-    def ended(self, step_key: str, at: float, status: str, outcome: str) -> None: ...
+    def ended(self, step_key: str, at: float, status: str, outcome: str, seconds: float | None = None) -> None:
+        """A step ended (or, with its own ``seconds``, one asset of a step that materializes several)."""
 
     def close(self) -> None: ...
 
@@ -90,8 +98,8 @@ class PlainDisplay:
         self.starts[step_key] = at
         self._line(at, f"{step_label(step_key)}: started")
 
-    def ended(self, step_key: str, at: float, status: str, outcome: str) -> None:
-        seconds = at - self.starts.get(step_key, at)
+    def ended(self, step_key: str, at: float, status: str, outcome: str, seconds: float | None = None) -> None:
+        seconds = at - self.starts.get(step_key, at) if seconds is None else seconds
         self._line(at, f"{step_label(step_key)}: {status} in {seconds:.1f} s" + (f" ({outcome})" if outcome else ""))
 
     def close(self) -> None:
@@ -116,9 +124,9 @@ class LiveDisplay:
     def started(self, step_key: str, at: float) -> None:
         self.tasks[step_key] = self.progress.add_task(step_label(step_key), total=1, outcome="")
 
-    def ended(self, step_key: str, at: float, status: str, outcome: str) -> None:
+    def ended(self, step_key: str, at: float, status: str, outcome: str, seconds: float | None = None) -> None:
         task = self.tasks.get(step_key)
-        if task is None:  # skipped before it started: show it finished all the same
+        if task is None:  # skipped before it started, or an asset of a step: show it finished all the same
             task = self.tasks[step_key] = self.progress.add_task(step_label(step_key), total=1, outcome="")
         mark = "[green]✓[/]" if status == "done" else f"[red]✗ {status}[/]"
         self.progress.update(task, completed=1, description=f"{mark} {step_label(step_key)}",
@@ -152,8 +160,10 @@ class RunProgress:
             self.display.started(step, at)
         elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
             materialization = event.step_materialization_data.materialization
-            self.materialized[step].append((materialization.asset_key.to_user_string(),
-                                            plain_metadata(materialization)))
+            asset, metadata = materialization.asset_key.to_user_string(), plain_metadata(materialization)
+            self.materialized[step].append((asset, metadata))
+            if stage_of(step) == "activate" and "sent" in metadata:  # the lanes' assets end one by one
+                self.display.ended(asset, at, "done", activation_outcome(metadata), metadata.get("seconds"))
         elif event.event_type == dg.DagsterEventType.STEP_SUCCESS:
             self.display.ended(step, at, "done", step_outcome(step, self.materialized[step]))
         elif event.event_type == dg.DagsterEventType.STEP_FAILURE:

@@ -25,8 +25,8 @@ from activations.http import ApiError, MaybeApplied, RetryPolicy
 from activations.hubspot import HubSpotClient
 from activations.sends import NOT_A_MESSAGE, send_due
 from activations.state import migrate
-from orchestration.defs.activate import brevo_emails
-from orchestration.resources import RESOURCES, LifecycleSettings
+from orchestration.defs.activate import EMAILS_KEY, activate_destinations
+from orchestration.resources import LifecycleSettings
 from settings import sandbox_environment
 from tests.activations.test_tables import OLD_LAYOUT
 
@@ -356,10 +356,10 @@ def test_the_emails_asset_reports_counts_and_warns_on_rejections(
         add_message(connection, "k-good", "ada@example.com")
         add_message(connection, "k-bad", "not-an-address")
 
-    result = dg.materialize([brevo_emails], resources={"lifecycle": LifecycleSettings(), "dbt": RESOURCES["dbt"]},
+    result = dg.materialize([activate_destinations], selection=[EMAILS_KEY], resources={"lifecycle": LifecycleSettings()},
                             tags={"lifecycle/as_of": "2026-09-01T10:00:00Z"})
 
-    [materialization] = result.asset_materializations_for_node("brevo_email_sends")
+    [materialization] = result.asset_materializations_for_node("activate_destinations")
     metadata = {name: value.value for name, value in materialization.metadata.items()}
     assert (metadata["sent"], metadata["rejected"], metadata["status"]) == (1, 1, "partial")
     assert metadata["per_step"] == {"demo_nurture/1": 1}
@@ -754,10 +754,10 @@ def test_the_operators_settle_time_outlasts_a_lagging_log(
                         lambda transport, request: scripted_send(script, request,
                                                                  lambda sent: connect(transport, sent)))
 
-    result = dg.materialize([brevo_emails], resources={"lifecycle": LifecycleSettings(), "dbt": RESOURCES["dbt"]},
+    result = dg.materialize([activate_destinations], selection=[EMAILS_KEY], resources={"lifecycle": LifecycleSettings()},
                             tags={"lifecycle/as_of": "2026-09-01T10:00:00Z"})
 
-    [materialization] = result.asset_materializations_for_node("brevo_email_sends")
+    [materialization] = result.asset_materializations_for_node("activate_destinations")
     metadata = {name: value.value for name, value in materialization.metadata.items()}
     assert (metadata["reconciled"], metadata["resent"], metadata["sent"]) == (1, 0, 0)
     assert len(emails(admin)) == 1

@@ -65,7 +65,7 @@ WRITES = {
     "brevo_list_members_sync": "brevo POST /v3/contacts/lists/{list_id}/contacts/add",
     "brevo_email_sends": "brevo POST /v3/smtp/email",
 }
-"""Each activation step and the write call it makes: a kill lands right as one of them reaches the vendor,
+"""Each activation asset and the write call it makes: a kill lands right as one of them reaches the vendor,
 the moment that decides between a lost answer and a duplicate."""
 ACTIVATION_STEPS = tuple(WRITES)
 VENDOR_LATENCY_SECONDS = 0.2

@@ -48,8 +48,6 @@ from tests.servers import fresh_sandbox
 CONTACTS = int(os.environ.get("LIFECYCLE_TEST_DRY_RUN_CONTACTS", "40"))
 NEW_LEAD = "dry.run.lead@example.org"
 MASKED_LEAD = "dr***@example.org"
-HUBSPOT_CONTACTS = next(asset for asset in activate.build_definitions().assets
-                        if dg.AssetKey("hubspot_contacts_sync") in asset.keys)
 
 
 @dataclass
@@ -168,13 +166,15 @@ def test_the_activation_assets_refuse_an_earlier_moment_when_launched_without_th
     earlier = (world.synced_as_of - timedelta(days=1)).isoformat()
     calls_before = sandbox_calls(world.sandbox_url)
 
-    result = dg.materialize([HUBSPOT_CONTACTS], resources={"lifecycle": LifecycleSettings()},
-                            tags={"lifecycle/as_of": earlier}, raise_on_error=False)
+    result = dg.materialize([activate.activate_destinations], selection=[activate.HUBSPOT_CONTACTS_KEY],
+                            resources={"lifecycle": LifecycleSettings()}, tags={"lifecycle/as_of": earlier},
+                            raise_on_error=False)
 
     [failure] = [event.step_failure_data for event in result.all_events if event.is_step_failure]
-    assert failure.user_failure_data.description.startswith("refusing to activate as of ")
+    assert failure.user_failure_data.description.startswith("hubspot_contacts_sync: refusing to activate as of ")
     assert write_calls(world.sandbox_url, calls_before) == {}
-    replayed = dg.materialize([HUBSPOT_CONTACTS], resources={"lifecycle": LifecycleSettings()},
+    replayed = dg.materialize([activate.activate_destinations], selection=[activate.HUBSPOT_CONTACTS_KEY],
+                              resources={"lifecycle": LifecycleSettings()},
                               tags={"lifecycle/as_of": earlier, "lifecycle/replay": "true"})
     assert replayed.success
     assert world.query("select count(*) from activations.sync_runs where destination = 'hubspot' and "

@@ -166,9 +166,12 @@ class Terminal:
 
 
 def test_a_terminal_gets_the_live_display_with_each_step_and_its_result() -> None:
-    @dg.asset(key="hubspot_contacts_sync")
-    def sync() -> dg.MaterializeResult:
-        return dg.MaterializeResult(metadata={"sent": 3, "rejected": 1})
+    """Each asset of the activations' step shows as it ends, then the step."""
+    @dg.multi_asset(name="activate_destinations",
+                    specs=[dg.AssetSpec("hubspot_contacts_sync"), dg.AssetSpec("brevo_contacts_sync")])
+    def sync() -> Iterator[dg.MaterializeResult]:
+        yield dg.MaterializeResult(asset_key="hubspot_contacts_sync", metadata={"sent": 3, "rejected": 1})
+        yield dg.MaterializeResult(asset_key="brevo_contacts_sync", metadata={"sent": 5, "rejected": 0})
 
     terminal = Terminal()
     run_id = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
@@ -179,7 +182,9 @@ def test_a_terminal_gets_the_live_display_with_each_step_and_its_result() -> Non
         assert job.execute_in_process(instance=instance, run_id=run_id).success
     shown = "".join(terminal.written)
     assert "activate hubspot_contacts_sync" in shown and "sent 3, rejected 1" in shown
-    assert Counter(shown)["✓"] >= 1
+    assert "activate brevo_contacts_sync" in shown and "sent 5, rejected 0" in shown
+    assert "activate destinations" in shown and "2 assets materialized" in shown
+    assert Counter(shown)["✓"] >= 3
 
 
 @pytest.mark.parametrize("service", ["sandbox", "collector"])
