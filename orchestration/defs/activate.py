@@ -328,7 +328,8 @@ def send_emails(settings: Settings, run: RunInfo) -> Done:
     """The emails due, then the rebuild of the models that read the send ledger when the sends moved it."""
     listed_in = dry_run_list(settings, run, *EMAILS_OBJECT)
     record = builds.recorded(build_record_dir(settings))
-    built_from = builds.fingerprint(settings.warehouse_path, settings.duckdb_config, DBT_PROJECT.manifest_path, run.as_of)
+    built_from = builds.fingerprint(settings.warehouse_path, settings.duckdb_config, DBT_PROJECT.manifest_path,
+                                    run.as_of)
     with duckdb.connect(str(settings.warehouse_path), config=settings.duckdb_config) as con, _brevo(settings) as client:
         if not run.dry_run:
             refuse_older_state(con, run.tags)
@@ -354,7 +355,8 @@ def send_emails(settings: Settings, run: RunInfo) -> Done:
                                    f"({settled}); the next run's build catches up"))
         else:
             settled = True
-            fingerprint = builds.fingerprint(settings.warehouse_path, settings.duckdb_config, DBT_PROJECT.manifest_path, run.as_of)
+            fingerprint = builds.fingerprint(settings.warehouse_path, settings.duckdb_config,
+                                             DBT_PROJECT.manifest_path, run.as_of)
             builds.remember(build_record_dir(settings), fingerprint if was_current else None, ledger)
             log.append(("info", "brevo emails: rebuilt the models that read the send ledger"))
     verb = "would send" if run.dry_run else "sent"
@@ -380,7 +382,7 @@ def run_lane(lane: Sequence[dg.AssetKey], settings: Settings, run: RunInfo, fini
             try:
                 result, log = send_emails(settings, run) if key == EMAILS_KEY else sync_one(
                     ACTIVATION_OF[key], settings, run)
-            except Exception as error:  # reported to the step, which fails once every lane has ended
+            except BaseException as error:  # reported to the step, which fails once every lane has ended
                 finished.put((key, error))
                 return
             timed = dg.MaterializeResult(asset_key=key, check_results=result.check_results, metadata={
@@ -424,7 +426,8 @@ SPECS = [
     can_subset=True,
     pool=WAREHOUSE_POOL,
 )
-def activate_destinations(context: AssetExecutionContext, lifecycle: LifecycleSettings) -> Iterator[dg.MaterializeResult]:
+def activate_destinations(context: AssetExecutionContext,
+                          lifecycle: LifecycleSettings) -> Iterator[dg.MaterializeResult]:
     """HubSpot's assets and Brevo's run side by side, one thread each (LANES): the two vendors limit calls
     separately, so neither half waits for the other's quota. Each asset is materialized as it ends; the step
     fails, after both lanes ended, when either failed."""

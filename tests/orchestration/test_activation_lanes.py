@@ -104,3 +104,32 @@ def test_brevo_sends_and_rebuilds_while_hubspot_writes(
     assert statuses == sorted((d, o, "ok") for d, o in {("hubspot", "contacts"), ("hubspot", "notes"),
                                                         ("brevo", "contacts"), ("brevo", "list_members"),
                                                         ("brevo", "emails")})
+
+
+def test_a_failed_lane_stops_only_what_follows_it_there(
+        sandbox_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HubSpot's token is not set: its contacts fail and its notes are not tried; Brevo's contacts go out, and the
+    step fails naming the HubSpot asset with its reason."""
+    for name, value in sandbox_environment(sandbox_url, tmp_path).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("HUBSPOT_TOKEN")
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        con.execute("create schema sync")
+        con.execute("create table sync.sync_crm__contacts as select 'ada@example.com' as email, 'Ada' as firstname")
+        con.execute("create table sync.sync_crm__notes as select 'n-1' as note_key, 'ada@example.com' as email")
+        con.execute("create table sync.sync_marketing__contacts as select 'ada@example.com' as email, "
+                    "'Ada' as FIRSTNAME")
+    selection = [activate.HUBSPOT_CONTACTS_KEY, activate.HUBSPOT_NOTES_KEY, activate.BREVO_CONTACTS_KEY]
+
+    result = dg.materialize([activate_destinations], selection=selection, resources={"lifecycle": LifecycleSettings()},
+                            raise_on_error=False)
+
+    materialized = [event.asset_key for event in result.get_asset_materialization_events()]
+    assert materialized == [activate.BREVO_CONTACTS_KEY]
+    [failure] = [event.step_failure_data for event in result.all_events if event.is_step_failure]
+    lines = failure.user_failure_data.metadata[activate.FAILED_ASSETS].value
+    assert list(lines) == ["hubspot_contacts_sync"]
+    assert lines["hubspot_contacts_sync"].startswith("HUBSPOT_TOKEN is not set")
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("select destination, object, status from activations.sync_runs").fetchall() == [
+            ("brevo", "contacts", "ok")]
