@@ -216,7 +216,7 @@ def measure_run(name: str, argv: Sequence[str], env: Mapping[str, str], *, home:
     result["stages"] = stages
     result["steps"] = {s.step_key: round(s.end_time - s.start_time, 1)
                        for s in sorted(steps, key=lambda s: s.start_time or 0) if s.start_time and s.end_time}
-    result["steps"].update({asset: meta["seconds"] for asset, meta in activations if "seconds" in meta})
+    result["steps"].update({asset: meta["wall_seconds"] for asset, meta in activations if "wall_seconds" in meta})
     result["overhead_seconds"] = round(child.wall_seconds - sum(s["wall_seconds"] for s in stages.values()), 1)
     result["echo"] = {
         "crm_contacts_loaded": ingest.get("raw_crm/contacts", 0),

@@ -91,6 +91,8 @@ EMAILS_AFTER = (dg.AssetKey(["sync", "sync_marketing__emails"]), BREVO_CONTACTS_
 LANES = ((HUBSPOT_CONTACTS_KEY, HUBSPOT_NOTES_KEY), (BREVO_CONTACTS_KEY, EMAILS_KEY, BREVO_LIST_MEMBERS_KEY))
 """Each destination's assets in the order they run: a lane per destination, the lanes side by side."""
 ACTIVATE_STEP = "activate_destinations"
+ASSET_SECONDS = "wall_seconds"
+"""The metadata entry of an activation asset's whole time in its lane."""
 FAILED_ASSETS = "failed_assets"
 """The metadata of a step failure that names each asset that failed, with its error's first line."""
 EMAIL_LOCAL_PART = re.compile(r"([^\s@\"'<>\[\],;:]{1,2})[^\s@\"'<>\[\],;:]*@")
@@ -385,8 +387,9 @@ def run_lane(lane: Sequence[dg.AssetKey], settings: Settings, run: RunInfo, fini
             except BaseException as error:  # reported to the step, which fails once every lane has ended
                 finished.put((key, error))
                 return
+            # the asset's whole time (``duration_seconds`` is the sync's or the sends' own, without the rebuild)
             timed = dg.MaterializeResult(asset_key=key, check_results=result.check_results, metadata={
-                **(result.metadata or {}), "seconds": round(time.monotonic() - started, 1)})
+                **(result.metadata or {}), ASSET_SECONDS: round(time.monotonic() - started, 1)})
             finished.put((key, (timed, log)))
     finally:
         finished.put(None)
