@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from pathlib import Path
 
 import duckdb
@@ -62,13 +61,12 @@ def ledger_state(con: duckdb.DuckDBPyConnection) -> str:
     return f"{count}:{digest}"
 
 
-def fingerprint(warehouse: Path, duckdb_config: Mapping[str, str], manifest: Path, as_of: str | None) -> str | None:
-    """What a full build at ``as_of`` would be computed from; None without a fixed as-of or a warehouse.
-    The warehouse is opened with the settings of every connection of the run (``Settings.duckdb_config``)."""
+def fingerprint(warehouse: Path, manifest: Path, as_of: str | None) -> str | None:
+    """What a full build at ``as_of`` would be computed from; None without a fixed as-of or a warehouse."""
     if not as_of or not warehouse.exists() or not manifest.exists():
         return None
     parts = [as_of.strip(), hashlib.sha256(manifest.read_bytes()).hexdigest()]
-    with duckdb.connect(str(warehouse), config=dict(duckdb_config)) as con:
+    with duckdb.connect(str(warehouse)) as con:
         for schema, table, has_load_id in _raw_tables(con):
             parts.append(f"{schema}.{table}:{_table_state(con, schema, table, has_load_id)}")
         parts.append(ledger_state(con))
@@ -96,6 +94,6 @@ def remember(record_dir: Path, fingerprint_value: str | None, ledger: str) -> No
     partial.replace(record_dir / BUILD_RECORD)
 
 
-def current_ledger(warehouse: Path, duckdb_config: Mapping[str, str]) -> str:
-    with duckdb.connect(str(warehouse), config=dict(duckdb_config)) as con:
+def current_ledger(warehouse: Path) -> str:
+    with duckdb.connect(str(warehouse)) as con:
         return ledger_state(con)

@@ -133,6 +133,16 @@ def prepare_activation_tables(settings: Settings) -> None:
         migrate(con)
 
 
+def shared_warehouse(settings: Settings) -> duckdb.DuckDBPyConnection:
+    """A connection to the warehouse that dbt, run in this process (``rebuild_after_sends``), shares: DuckDB
+    shares a database between the connections of one process only when they were opened with the same
+    settings, and dbt-duckdb opens it with none, then applies profiles.yml's. So this one is opened with
+    none too, then given the memory limit, which holds for the whole database."""
+    con = duckdb.connect(str(settings.warehouse_path))
+    con.execute(f"set memory_limit = '{settings.duckdb_memory_limit}'")
+    return con
+
+
 class RebuildFailed(RuntimeError):
     """The rebuild after the sends did not complete; the message is dbt's first error."""
 
@@ -141,9 +151,8 @@ def rebuild_after_sends(settings: Settings, as_of: str | None) -> None:
     """Rebuild the models that read the send ledger (``builds.SETTLE_SELECTION``), without their tests.
 
     dbt runs in this process, not as a process of its own: the HubSpot half of the activations may be writing
-    the warehouse meanwhile, and DuckDB lets one process at a time open a database file for writing. Inside
-    one process, connections opened with the same settings share the database (profiles.yml opens dbt's with
-    the memory limit that ``Settings.duckdb_config`` gives every other connection).
+    the warehouse meanwhile (through ``shared_warehouse``), and DuckDB lets one process at a time open a
+    database file for writing.
     """
     from dbt.adapters.duckdb.connections import DuckDBConnectionManager
     from dbt.cli.main import dbtRunner
@@ -157,8 +166,8 @@ def rebuild_after_sends(settings: Settings, as_of: str | None) -> None:
         with dbt_environment(settings, as_of):
             outcome = dbtRunner().invoke(args)
     finally:
-        # dbt-duckdb keeps its database open for the next invocation in this process; closed here, so the
-        # next run's dbt process (or a read-only connection) can open the file.
+        # dbt-duckdb keeps its database open for the next invocation in this process. Dropping it here closes
+        # it, so that the next run's dbt process (or a read-only connection) can open the file.
         DuckDBConnectionManager.close_all_connections()
     if outcome.success:
         return

@@ -66,7 +66,13 @@ from activations.runs import RunResult
 from activations.sends import SETTLE_SECONDS, SendResult, send_due
 from activations.state import SCHEMA, migrate
 from orchestration import builds
-from orchestration.dbt_process import DBT_PROJECT, RebuildFailed, build_record_dir, rebuild_after_sends
+from orchestration.dbt_process import (
+    DBT_PROJECT,
+    RebuildFailed,
+    build_record_dir,
+    rebuild_after_sends,
+    shared_warehouse,
+)
 from orchestration.defs.ingest import WAREHOUSE_POOL
 from orchestration.defs.transform import AS_OF_TAG
 from orchestration.preflight import check_activation_clock
@@ -304,7 +310,7 @@ def sync_one(activation: Activation, settings: Settings, run: RunInfo) -> Done:
     """One sync, from its dbt model to its destination: the materialization and the lines to log."""
     destination, object_ = activation.destination, activation.object
     listed_in = dry_run_list(settings, run, destination, object_)
-    with duckdb.connect(str(settings.warehouse_path), config=settings.duckdb_config) as con:
+    with shared_warehouse(settings) as con:
         if not run.dry_run:
             refuse_older_state(con, run.tags)
         target = activation.connect(settings, con)
@@ -330,9 +336,8 @@ def send_emails(settings: Settings, run: RunInfo) -> Done:
     """The emails due, then the rebuild of the models that read the send ledger when the sends moved it."""
     listed_in = dry_run_list(settings, run, *EMAILS_OBJECT)
     record = builds.recorded(build_record_dir(settings))
-    built_from = builds.fingerprint(settings.warehouse_path, settings.duckdb_config, DBT_PROJECT.manifest_path,
-                                    run.as_of)
-    with duckdb.connect(str(settings.warehouse_path), config=settings.duckdb_config) as con, _brevo(settings) as client:
+    built_from = builds.fingerprint(settings.warehouse_path, DBT_PROJECT.manifest_path, run.as_of)
+    with shared_warehouse(settings) as con, _brevo(settings) as client:
         if not run.dry_run:
             refuse_older_state(con, run.tags)
         settle_seconds = SETTLE_SECONDS if settings.brevo_settle_seconds is None else settings.brevo_settle_seconds
@@ -357,8 +362,7 @@ def send_emails(settings: Settings, run: RunInfo) -> Done:
                                    f"({settled}); the next run's build catches up"))
         else:
             settled = True
-            fingerprint = builds.fingerprint(settings.warehouse_path, settings.duckdb_config,
-                                             DBT_PROJECT.manifest_path, run.as_of)
+            fingerprint = builds.fingerprint(settings.warehouse_path, DBT_PROJECT.manifest_path, run.as_of)
             builds.remember(build_record_dir(settings), fingerprint if was_current else None, ledger)
             log.append(("info", "brevo emails: rebuilt the models that read the send ledger"))
     verb = "would send" if run.dry_run else "sent"
@@ -446,7 +450,7 @@ def activate_destinations(context: AssetExecutionContext,
         except dg.Failure as refusal:
             failures[lane[0]] = refusal
             continue
-        with duckdb.connect(str(settings.warehouse_path), config=settings.duckdb_config) as con:
+        with shared_warehouse(settings) as con:
             migrate(con)  # once, before two threads could both create the activation tables
         threads.append(threading.Thread(target=run_lane, args=(lane, settings, run, finished),
                                         name=f"activate-{DESTINATION_OF[lane[0]]}", daemon=True))

@@ -111,7 +111,7 @@ def build_definitions() -> dg.Definitions:
         as_of = context.run.tags.get(AS_OF_TAG)
         # A whole-project build without tests may be skipped when nothing it reads changed (builds.py).
         whole = set(context.selected_asset_keys) == set(context.assets_def.keys) and not context.selected_asset_check_keys
-        current = builds.fingerprint(settings.warehouse_path, settings.duckdb_config, DBT_PROJECT.manifest_path, as_of) if whole else None
+        current = builds.fingerprint(settings.warehouse_path, DBT_PROJECT.manifest_path, as_of) if whole else None
         if current is not None and current == builds.recorded(build_record_dir(settings)).get("fingerprint"):
             context.log.info("dbt build skipped: nothing landed or was sent since the last build at this as-of")
             return
@@ -125,8 +125,8 @@ def build_definitions() -> dg.Definitions:
             stop_dbt(invocation.process)
         if whole:
             builds.remember(build_record_dir(settings),
-                            builds.fingerprint(settings.warehouse_path, settings.duckdb_config, DBT_PROJECT.manifest_path, as_of),
-                            builds.current_ledger(settings.warehouse_path, settings.duckdb_config))
+                            builds.fingerprint(settings.warehouse_path, DBT_PROJECT.manifest_path, as_of),
+                            builds.current_ledger(settings.warehouse_path))
 
     transform_job = dg.define_asset_job(
         "transform",
