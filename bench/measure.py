@@ -5,9 +5,9 @@ Wall seconds per stage come from Dagster's step statistics (the run's steps exec
 a stage spans its first step's start to its last step's end; what is left of the wall time is the fixed
 cost of a run: interpreter, imports, definitions, preflight); each step's own seconds are kept too
 (``steps``: the profile of where a run's time goes; the activations' step runs HubSpot's and Brevo's
-assets side by side, and each asset's own seconds are listed under its key). Memory is the resident set of the run's whole
-process tree (the run and the dbt process it starts), sampled every ``SAMPLE_SECONDS``. Rows changed are the
-runs' own numbers (rows dlt loaded, models dbt built, rows and emails the activations sent). Write calls
+assets side by side, and each asset's own seconds are listed under its key). Memory is the resident set
+of the run's whole process tree (the run and the dbt process it starts), sampled every ``SAMPLE_SECONDS``.
+Rows changed are the runs' own numbers (rows dlt loaded, models dbt built, rows and emails the activations sent). Write calls
 are the sandbox's count of the calls that change something (not searches or batch reads); their minimum is
 the batches the activations filled; the rate-limit floor is, per vendor, the time its limits need for the
 activations' calls, HubSpot and Brevo being separate quotas.
@@ -216,7 +216,9 @@ def measure_run(name: str, argv: Sequence[str], env: Mapping[str, str], *, home:
     result["stages"] = stages
     result["steps"] = {s.step_key: round(s.end_time - s.start_time, 1)
                        for s in sorted(steps, key=lambda s: s.start_time or 0) if s.start_time and s.end_time}
-    result["steps"].update({asset: meta["wall_seconds"] for asset, meta in activations if "wall_seconds" in meta})
+    from orchestration.defs.activate import ASSET_SECONDS
+
+    result["steps"].update({asset: meta[ASSET_SECONDS] for asset, meta in activations if ASSET_SECONDS in meta})
     result["overhead_seconds"] = round(child.wall_seconds - sum(s["wall_seconds"] for s in stages.values()), 1)
     result["echo"] = {
         "crm_contacts_loaded": ingest.get("raw_crm/contacts", 0),

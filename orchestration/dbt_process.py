@@ -1,6 +1,7 @@
 """dbt as a process: the project's manifest (parsed when the project changed), the environment a build
 runs in (the warehouse folder, the as-of moment, the memory limit), the rebuild of what the send ledger
-feeds, and stopping dbt so that it never outlives its step. The assets that run dbt are in
+feeds (inside the run's process, on a warehouse it shares with the activations), and stopping dbt so that
+it never outlives its step. The assets that run dbt are in
 orchestration/defs/transform.py.
 """
 

@@ -163,7 +163,9 @@ class RunProgress:
             asset, metadata = materialization.asset_key.to_user_string(), plain_metadata(materialization)
             self.materialized[step].append((asset, metadata))
             if stage_of(step) == "activate" and "sent" in metadata:  # the lanes' assets end one by one
-                self.display.ended(asset, at, "done", activation_outcome(metadata), metadata.get("wall_seconds"))
+                from orchestration.defs.activate import ASSET_SECONDS
+
+                self.display.ended(asset, at, "done", activation_outcome(metadata), metadata.get(ASSET_SECONDS))
         elif event.event_type == dg.DagsterEventType.STEP_SUCCESS:
             self.display.ended(step, at, "done", step_outcome(step, self.materialized[step]))
         elif event.event_type == dg.DagsterEventType.STEP_FAILURE:

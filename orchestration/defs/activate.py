@@ -411,7 +411,7 @@ def _spec(key: dg.AssetKey, deps: Sequence[dg.AssetKey], destination: str, descr
     return dg.AssetSpec(key, deps=deps, group_name=ACTIVATE_GROUP, kinds={destination}, description=description)
 
 
-SPECS = [
+ACTIVATION_ASSETS = [
     *(_spec(activation.key, [dg.AssetKey(["sync", activation.source.model.split(".")[-1]]), *activation.after],
             activation.destination,
             f"Reverse ETL: sync {activation.source.model} to {DESTINATION_NAMES[activation.destination]} "
@@ -428,8 +428,8 @@ SPECS = [
 
 @dg.multi_asset(
     name=ACTIVATE_STEP,
-    specs=SPECS,
-    check_specs=[_check_spec(spec.key) for spec in SPECS],
+    specs=ACTIVATION_ASSETS,
+    check_specs=[_check_spec(asset.key) for asset in ACTIVATION_ASSETS],
     can_subset=True,
     pool=WAREHOUSE_POOL,
 )
