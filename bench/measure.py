@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import psutil
 
+from orchestration.builds import STANDING
 from orchestration.run_output import stage_of
 
 SAMPLE_SECONDS = 0.1
@@ -192,7 +193,8 @@ def measure_run(name: str, argv: Sequence[str], env: Mapping[str, str], *, home:
         stages["ingest"]["rows_loaded"] = {asset: rows for asset, rows in sorted(ingest.items()) if rows}
     if "transform" in stages:
         stages["transform"]["rows_changed"] = None
-        stages["transform"]["models_built"] = sum(1 for step, _, _ in materialized if stage_of(step) == "transform")
+        stages["transform"]["models_built"] = sum(1 for step, _, meta in materialized
+                                                  if stage_of(step) == "transform" and not meta.get(STANDING))
     activations = [(asset, meta) for step, asset, meta in materialized if stage_of(step) == "activate"]
     if "activate" in stages:
         activation_calls: Counter[str] = Counter()

@@ -1,13 +1,22 @@
-"""What the warehouse's models were last built from: a run skips a build that would change nothing, and a
-run that sent emails rebuilds what its sends changed before it ends.
+"""What the warehouse's models were last built from: a run skips a build that would change nothing, builds
+only what a change reaches, and a run that sent emails rebuilds what its sends changed before it ends.
 
-A full dbt build depends on the project (its manifest, seeds included), the raw data (each raw table's rows
-and the latest dlt load that wrote any), the send ledger (what was already sent decides what is due next) and the as-of moment. After a
-successful full build at a fixed as-of, its fingerprint is kept next to dbt's artifacts; a later run with the
-same fingerprint (nothing landed, nothing sent, the same as-of and project) skips the build: the models are
-already what it would produce. The record is removed before a build starts, so a build that dies midway
-never leaves a fingerprint vouching for half-built models. A run without a fixed as-of always builds: its
-clock moves, and with it what is due, which tier a contact is in, which demo is over.
+A full dbt build depends on the project (its manifest, seeds included), the raw data (each raw table's rows and
+the latest dlt load that wrote any), the send ledger (what was already sent decides what is due next) and the
+as-of moment: its ``inputs``. After a successful full build at a fixed as-of, they are kept next to dbt's
+artifacts. A later run at the same as-of with the same project compares them with what the warehouse holds now:
+
+- nothing changed (nothing landed, nothing sent): the build is skipped, the models are already what it would
+  produce;
+- some tables changed: only the models downstream of them are built (``unaffected``). The others read only
+  tables that did not change, at the same as-of, so they already hold what a full build would give them.
+
+Either way the models left standing are reported as materialized with ``STANDING`` metadata: the activations
+downstream still run, to retry what a destination refused and to confirm that nothing else is due.
+
+The record is removed before a build starts, so a build that dies midway never leaves a record vouching for
+half-built models. A run without a fixed as-of always builds everything: its clock moves, and with it what is
+due, which tier a contact is in, which demo is over.
 
 Settling: emails go out after the build, and the ledger rows they write feed the sequence models
 (``int_sequence_messages`` -> ``fct_messages``, ``fct_sequence_enrollments``, ``messages_due``,
@@ -22,12 +31,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
 BUILD_RECORD = "last_build.json"
-SETTLE_SELECTION = "source:activations.send_ledger+"
+STANDING = "standing"
+"""Materialization metadata of a model a build left as it was (True): nothing it reads changed. Dagster records
+it as current in that run, so that what depends on it (the activations) runs."""
+LEDGER = "activations.send_ledger"
+SETTLE_SELECTION = f"source:{LEDGER}+"
 """The models that read the send ledger, and what depends on them."""
 
 
@@ -61,20 +76,49 @@ def ledger_state(con: duckdb.DuckDBPyConnection) -> str:
     return f"{count}:{digest}"
 
 
-def fingerprint(warehouse: Path, manifest: Path, as_of: str | None) -> str | None:
-    """What a full build at ``as_of`` would be computed from; None without a fixed as-of or a warehouse."""
+def inputs(warehouse: Path, manifest: Path, as_of: str | None) -> dict[str, Any] | None:
+    """What a full build at ``as_of`` would be computed from: the as-of, the project's digest and the state of
+    each table it reads (``schema.table``), the send ledger included. None without a fixed as-of or a
+    warehouse."""
     if not as_of or not warehouse.exists() or not manifest.exists():
         return None
-    parts = [as_of.strip(), hashlib.sha256(manifest.read_bytes()).hexdigest()]
     with duckdb.connect(str(warehouse)) as con:
-        for schema, table, has_load_id in _raw_tables(con):
-            parts.append(f"{schema}.{table}:{_table_state(con, schema, table, has_load_id)}")
-        parts.append(ledger_state(con))
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+        tables = {f"{schema}.{table}": str(_table_state(con, schema, table, has_load_id))
+                  for schema, table, has_load_id in _raw_tables(con)}
+        tables[LEDGER] = ledger_state(con)
+    return {"as_of": as_of.strip(), "project": hashlib.sha256(manifest.read_bytes()).hexdigest(), "tables": tables}
 
 
-def recorded(record_dir: Path) -> dict[str, str | None]:
-    """The last build's record: ``fingerprint`` (None unless a whole build at a fixed as-of) and ``ledger``,
+def changed_tables(built_from: Mapping[str, Any] | None, now: Mapping[str, Any] | None) -> set[str] | None:
+    """The tables (``schema.table``) whose state differs between the last build's inputs and the current ones;
+    None when the two cannot be compared (no record, no fixed as-of, another as-of or project): build all."""
+    if not built_from or not now or (built_from.get("as_of"), built_from.get("project")) != (
+            now["as_of"], now["project"]):
+        return None
+    before, after = built_from.get("tables") or {}, now["tables"]
+    return {table for table in before.keys() | after.keys() if before.get(table) != after.get(table)}
+
+
+def unaffected(manifest: Mapping[str, Any], tables: set[str]) -> list[str] | None:
+    """The models and seeds (unique ids) that read none of ``tables``, directly or through other models; None
+    when a table is not a dbt source, so that what reads it cannot be told. What they read is unaffected too."""
+    sources = {f"{source['schema']}.{source['identifier']}": unique_id
+               for unique_id, source in manifest["sources"].items()}
+    if not tables <= sources.keys():
+        return None
+    reached: set[str] = set()
+    pending = [sources[table] for table in tables]
+    while pending:
+        for child in manifest["child_map"].get(pending.pop(), ()):
+            if child not in reached:
+                reached.add(child)
+                pending.append(child)
+    return sorted(unique_id for unique_id, node in manifest["nodes"].items()
+                  if node["resource_type"] in ("model", "seed") and unique_id not in reached)
+
+
+def recorded(record_dir: Path) -> dict[str, Any]:
+    """The last build's record: ``inputs`` (None unless a whole build at a fixed as-of) and ``ledger``,
     the send ledger's state the sequence models were built from; empty when there is none."""
     try:
         record = json.loads((record_dir / BUILD_RECORD).read_text())
@@ -87,10 +131,10 @@ def forget(record_dir: Path) -> None:
     (record_dir / BUILD_RECORD).unlink(missing_ok=True)
 
 
-def remember(record_dir: Path, fingerprint_value: str | None, ledger: str) -> None:
+def remember(record_dir: Path, built_from: Mapping[str, Any] | None, ledger: str) -> None:
     record_dir.mkdir(parents=True, exist_ok=True)
     partial = record_dir / f"{BUILD_RECORD}.partial"
-    partial.write_text(json.dumps({"fingerprint": fingerprint_value, "ledger": ledger}))
+    partial.write_text(json.dumps({"inputs": built_from, "ledger": ledger}))
     partial.replace(record_dir / BUILD_RECORD)
 
 

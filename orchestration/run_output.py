@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TextIO
 
+from orchestration.builds import STANDING
 from orchestration.reporting import messages_still_due
 
 if TYPE_CHECKING:
@@ -68,7 +69,9 @@ def step_outcome(step_key: str, materializations: list[tuple[str, dict[str, Any]
     if stage == "ingest":
         return f"{sum(int(meta.get('rows_loaded') or 0) for meta in metadata):,} rows loaded"
     if stage == "transform":
-        return f"{len(materializations)} models and seeds built"
+        stood = sum(1 for meta in metadata if meta.get(STANDING))
+        built = f"{len(materializations) - stood} models and seeds built"
+        return f"{built}, {stood} stood as built: nothing they read changed" if stood else built
     if stage == "activate":
         return f"{len(materializations)} assets materialized"
     return ", ".join(str(meta["path"]) for meta in metadata if meta.get("path"))

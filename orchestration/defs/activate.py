@@ -336,7 +336,7 @@ def send_emails(settings: Settings, run: RunInfo) -> Done:
     """The emails due, then the rebuild of the models that read the send ledger when the sends moved it."""
     listed_in = dry_run_list(settings, run, *EMAILS_OBJECT)
     record = builds.recorded(build_record_dir(settings))
-    built_from = builds.fingerprint(settings.warehouse_path, DBT_PROJECT.manifest_path, run.as_of)
+    built_from = builds.inputs(settings.warehouse_path, DBT_PROJECT.manifest_path, run.as_of)
     with shared_warehouse(settings) as con, _brevo(settings) as client:
         if not run.dry_run:
             refuse_older_state(con, run.tags)
@@ -352,7 +352,7 @@ def send_emails(settings: Settings, run: RunInfo) -> Done:
         # The ledger moved since the sequence models were built (this run's sends, or an earlier run's that
         # died before this rebuild): rebuild what reads it, so that the marts and list memberships show the
         # sends (orchestration/builds.py). The build record still holds when it held before.
-        was_current = built_from is not None and built_from == record.get("fingerprint")
+        was_current = built_from is not None and built_from == record.get("inputs")
         builds.forget(build_record_dir(settings))
         try:
             rebuild_after_sends(settings, run.as_of)
@@ -362,8 +362,8 @@ def send_emails(settings: Settings, run: RunInfo) -> Done:
                                    f"({settled}); the next run's build catches up"))
         else:
             settled = True
-            fingerprint = builds.fingerprint(settings.warehouse_path, DBT_PROJECT.manifest_path, run.as_of)
-            builds.remember(build_record_dir(settings), fingerprint if was_current else None, ledger)
+            rebuilt_from = builds.inputs(settings.warehouse_path, DBT_PROJECT.manifest_path, run.as_of)
+            builds.remember(build_record_dir(settings), rebuilt_from if was_current else None, ledger)
             log.append(("info", "brevo emails: rebuilt the models that read the send ledger"))
     verb = "would send" if run.dry_run else "sent"
     log.append(("info", f"brevo emails{' (dry run)' if run.dry_run else ''}: {verb} {result.sent} of "

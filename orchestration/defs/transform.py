@@ -16,7 +16,9 @@ builds its scratch copy of the warehouse (orchestration/resources.py).
 """
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at definition time.
+import json
 from collections.abc import Iterator, Mapping
+from graphlib import TopologicalSorter
 from typing import Any
 
 import dagster as dg
@@ -86,6 +88,9 @@ class LifecycleDbtTranslator(DagsterDbtTranslator):
         return spec.replace_attributes(deps=[dep for dep in spec.deps if dep.asset_key not in excluded])
 
 
+TRANSLATOR = LifecycleDbtTranslator()
+
+
 def checks_to_run(graph: Any, keys: set[dg.AssetKey], *, dbt_tests: bool) -> set[dg.AssetCheckKey]:
     """The asset checks of ``keys`` that a run executes: all of them, or all but the dbt data tests.
 
@@ -98,34 +103,52 @@ def checks_to_run(graph: Any, keys: set[dg.AssetKey], *, dbt_tests: bool) -> set
             if check.asset_key in keys and (dbt_tests or check.asset_key not in dbt_models)}
 
 
+def standing(context: AssetExecutionContext, keys: set[dg.AssetKey]) -> Iterator[dg.MaterializeResult]:
+    """Models and seeds a build leaves as they are, reported current (``builds.STANDING``), upstream first as
+    Dagster takes a multi-asset's outputs. What they read stands too, so they come before anything built."""
+    upstream = context.assets_def.asset_deps
+    for key in TopologicalSorter({key: upstream[key] & keys for key in keys}).static_order():
+        yield dg.MaterializeResult(asset_key=key, metadata={builds.STANDING: True})
+
+
 def build_definitions() -> dg.Definitions:
     @dbt_assets(
         manifest=prepare_manifest(DBT_PROJECT),
         project=DBT_PROJECT,
-        dagster_dbt_translator=LifecycleDbtTranslator(),
+        dagster_dbt_translator=TRANSLATOR,
         name="transform_dbt",
         pool=WAREHOUSE_POOL,
     )
     def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, lifecycle: LifecycleSettings) -> Iterator:
         settings = lifecycle.settings()
         as_of = context.run.tags.get(AS_OF_TAG)
-        # A whole-project build without tests may be skipped when nothing it reads changed (builds.py).
+        # A whole-project build without tests skips what nothing it reads changed for (builds.py).
         whole = set(context.selected_asset_keys) == set(context.assets_def.keys) and not context.selected_asset_check_keys
-        current = builds.fingerprint(settings.warehouse_path, DBT_PROJECT.manifest_path, as_of) if whole else None
-        if current is not None and current == builds.recorded(build_record_dir(settings)).get("fingerprint"):
+        current = builds.inputs(settings.warehouse_path, DBT_PROJECT.manifest_path, as_of) if whole else None
+        changed = builds.changed_tables(builds.recorded(build_record_dir(settings)).get("inputs"), current)
+        if changed is not None and not changed:
             context.log.info("dbt build skipped: nothing landed or was sent since the last build at this as-of")
+            yield from standing(context, set(context.selected_asset_keys))
             return
+        manifest = json.loads(DBT_PROJECT.manifest_path.read_text())
+        unaffected = [manifest["nodes"][unique_id]
+                      for unique_id in (builds.unaffected(manifest, changed) if changed else None) or ()]
+        if unaffected:
+            context.log.info(f"dbt builds only what reads {', '.join(sorted(changed))}, which changed since the "
+                             f"last build at this as-of; {len(unaffected)} models and seeds stand as built")
+            yield from standing(context, {TRANSLATOR.get_asset_key(node) for node in unaffected})
         builds.forget(build_record_dir(settings))
         prepare_activation_tables(settings)
+        exclude = ["--exclude", " ".join("fqn:" + ".".join(node["fqn"]) for node in unaffected)] if unaffected else []
         with dbt_environment(settings, as_of):
-            invocation = dbt.cli(DBT_BUILD_ARGS, context=context, target_path=dbt_target_path(settings))
+            invocation = dbt.cli([*DBT_BUILD_ARGS, *exclude], context=context, target_path=dbt_target_path(settings))
         try:
             yield from invocation.stream()
         finally:
             stop_dbt(invocation.process)
         if whole:
             builds.remember(build_record_dir(settings),
-                            builds.fingerprint(settings.warehouse_path, DBT_PROJECT.manifest_path, as_of),
+                            builds.inputs(settings.warehouse_path, DBT_PROJECT.manifest_path, as_of),
                             builds.current_ledger(settings.warehouse_path))
 
     transform_job = dg.define_asset_job(

@@ -6,14 +6,19 @@ One small world, run three times through ``lifecycle run`` (a real process) at o
   ``messages_due`` lists none of them) and the Brevo lists hold what the state after the sends asks for;
 - the second run (its ingest reads back the first run's writes) writes nothing: no list membership the
   first run added is removed;
-- the third finds nothing landed, nothing sent and the same as-of: it skips the dbt build and writes nothing.
+- the third finds nothing landed, nothing sent and the same as-of: it skips the dbt build and writes nothing;
+- after a person edits a HubSpot contact, the fourth builds only the models that read HubSpot's contacts, and
+  the warehouse ends as a full build at that as-of leaves it.
 
 ``LIFECYCLE_TEST_SETTLED_CONTACTS`` sets the world's size (default 120).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,9 +26,12 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import httpx
 import pytest
 
-from orchestration import demo
+from orchestration import builds, demo
+from orchestration.dbt_process import DBT_PROJECT
+from orchestration.resources import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from sandbox.app import Sandbox
 from settings import Settings, sandbox_environment
 from tests.orchestration.cli_process import lifecycle_env, run_lifecycle, sandbox_calls, write_calls
@@ -38,6 +46,7 @@ class World:
     sandbox_url: str
     env: dict[str, str]
     as_of: str
+    output: str = ""
 
     def query(self, sql: str) -> list[tuple]:
         with duckdb.connect(str(self.home / "warehouse.duckdb"), read_only=True) as con:
@@ -48,15 +57,26 @@ class World:
         before = sandbox_calls(self.sandbox_url)
         completed = run_lifecycle(self.env, "run", "--select", "all", "--as-of", self.as_of)
         assert completed.returncode == 0, completed.stdout + completed.stderr
+        self.output = completed.stdout
         return write_calls(self.sandbox_url, before)
 
-    def transform_materializations(self) -> int:
-        """Assets the latest run's dbt step materialized."""
+    def materialized(self) -> dict[str, list[dg.AssetMaterialization]]:
+        """The latest run's materializations per step."""
         with dg.DagsterInstance.from_config(str(self.home / "dagster")) as instance:
             (latest, *_) = instance.get_runs(limit=1)
             records = instance.get_records_for_run(
                 latest.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
-            return sum(1 for record in records if record.event_log_entry.step_key == "transform_dbt")
+        steps: dict[str, list[dg.AssetMaterialization]] = {}
+        for record in records:
+            event = record.event_log_entry.dagster_event
+            steps.setdefault(event.step_key, []).append(event.step_materialization_data.materialization)
+        return steps
+
+    def rebuilt_and_standing(self) -> tuple[int, int]:
+        """How many models and seeds the latest run's dbt step built, and how many it left as they were."""
+        transform = self.materialized()["transform_dbt"]
+        standing = sum(1 for materialization in transform if builds.STANDING in materialization.metadata)
+        return len(transform) - standing, standing
 
 
 @pytest.fixture(scope="module")
@@ -86,4 +106,58 @@ def test_the_next_run_at_the_same_moment_undoes_nothing(world: World) -> None:
 
 def test_a_run_with_nothing_new_skips_the_build(world: World) -> None:
     assert world.run() == {}
-    assert world.transform_materializations() == 0
+    assert world.rebuilt_and_standing() == (0, len(buildable()))
+    assert len(world.materialized()["activate_destinations"]) == 5, "the activations still run"
+
+
+def buildable() -> list[str]:
+    manifest = json.loads(DBT_PROJECT.manifest_path.read_text())
+    return [unique_id for unique_id, node in manifest["nodes"].items() if node["resource_type"] in ("model", "seed")]
+
+
+def differing_tables(warehouse: Path, other: Path) -> list[str]:
+    """The models' and seeds' tables whose rows differ between two warehouses."""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        con.execute(f"attach '{other}' as other (read_only)")
+        tables = con.execute("""
+            select table_schema, table_name from information_schema.tables
+            where table_catalog = 'warehouse' and table_type = 'BASE TABLE'
+                and table_schema in ('seeds', 'staging', 'intermediate', 'marts', 'sync')""").fetchall()
+        assert len(tables) > 30
+        return [f"{schema}.{table}" for schema, table in tables if con.execute(f"""
+            select count(*) from (
+                (select * from warehouse.{schema}.{table} except all select * from other.{schema}.{table})
+                union all
+                (select * from other.{schema}.{table} except all select * from warehouse.{schema}.{table}))
+            """).fetchone()[0]]
+
+
+def test_a_change_at_the_same_moment_builds_only_what_reads_it(world: World, tmp_path: Path) -> None:
+    [(contact_id, email, owner)] = world.query(
+        "select id, lower(email), hubspot_owner_id from raw_crm.contacts order by id limit 1")
+    [(new_owner,), *_] = world.query(f"select id from raw_crm.owners where id is distinct from '{owner}' order by id")
+    edited = httpx.patch(f"{world.env['HUBSPOT_BASE_URL']}/crm/v3/objects/contacts/{contact_id}",
+                         headers={"Authorization": f"Bearer {world.env['HUBSPOT_TOKEN']}"},
+                         json={"properties": {"hubspot_owner_id": new_owner}})
+    assert edited.status_code == 200, edited.text
+    world.run()
+
+    standing = builds.unaffected(json.loads(DBT_PROJECT.manifest_path.read_text()), {"raw_crm.contacts"})
+    assert standing and world.rebuilt_and_standing() == (len(buildable()) - len(standing), len(standing))
+    assert (f"({len(buildable()) - len(standing)} models and seeds built, {len(standing)} stood as built: "
+            "nothing they read changed)") in world.output
+    assert len(world.materialized()["activate_destinations"]) == 5
+    assert world.query(f"select crm_owner_id from marts.dim_contacts where email = '{email}'") == [(new_owner,)]
+
+    full_home = tmp_path / "full-build"
+    full_home.mkdir()
+    shutil.copy(world.home / "warehouse.duckdb", full_home / "warehouse.duckdb")
+    completed = subprocess.run(
+        [DBT_EXECUTABLE, "build", "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test",
+         "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+         "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")],
+        env={**os.environ, "LIFECYCLE_HOME": str(full_home), "LIFECYCLE_AS_OF": world.as_of,
+             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+        capture_output=True, text=True, timeout=600, check=False)
+    assert completed.returncode == 0, completed.stdout[-3000:]
+    assert differing_tables(world.home / "warehouse.duckdb", full_home / "warehouse.duckdb") == []
