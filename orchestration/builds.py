@@ -1,7 +1,7 @@
 """What the warehouse's models were last built from: a run skips a build that would change nothing, builds
 only what a change reaches, and a run that sent emails rebuilds what its sends changed before it ends.
 
-A full dbt build depends on the project (its manifest, seeds included), the raw data (each raw table's rows and
+A full dbt build depends on the project (its manifest, seeds included, and its vars), the raw data (each raw table's rows and
 the latest dlt load that wrote any), the send ledger (what was already sent decides what is due next) and the
 as-of moment: its ``inputs``. After a successful full build at a fixed as-of, they are kept next to dbt's
 artifacts. A later run at the same as-of with the same project compares them with what the warehouse holds now:
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,17 +76,20 @@ def ledger_state(con: duckdb.DuckDBPyConnection) -> str:
     return f"{count}:{digest}"
 
 
-def inputs(warehouse: Path, manifest: Path, as_of: str | None) -> dict[str, Any] | None:
-    """What a full build at ``as_of`` would be computed from: the as-of, the project's digest and the state of
-    each table it reads (``schema.table``), the send ledger included. None without a fixed as-of or a
-    warehouse."""
-    if not as_of or not warehouse.exists() or not manifest.exists():
+def inputs(warehouse: Path, definition: Sequence[Path], as_of: str | None) -> dict[str, Any] | None:
+    """What a full build at ``as_of`` would be computed from: the as-of, a digest of the project's
+    ``definition`` files and the state of each table it reads (``schema.table``), the send ledger included.
+    None without a fixed as-of, a warehouse or a parsed project."""
+    if not as_of or not warehouse.exists() or not all(path.exists() for path in definition):
         return None
+    project = hashlib.sha256()
+    for path in definition:
+        project.update(hashlib.sha256(path.read_bytes()).digest())
     with duckdb.connect(str(warehouse)) as con:
         tables = {f"{schema}.{table}": str(_table_state(con, schema, table, has_load_id))
                   for schema, table, has_load_id in _raw_tables(con)}
         tables[LEDGER] = ledger_state(con)
-    return {"as_of": as_of.strip(), "project": hashlib.sha256(manifest.read_bytes()).hexdigest(), "tables": tables}
+    return {"as_of": as_of.strip(), "project": project.hexdigest(), "tables": tables}
 
 
 def changed_tables(built_from: Mapping[str, Any] | None, now: Mapping[str, Any] | None) -> set[str] | None:

@@ -28,6 +28,9 @@ MANIFEST_INPUTS = ("dbt_project.yml", "profiles.yml", "models", "macros", "seeds
 
 
 DBT_PROJECT = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+BUILD_DEFINITION = (DBT_PROJECT.manifest_path, DBT_PROJECT.project_dir / "dbt_project.yml")
+"""What the models compute, besides the data and the as-of: the parsed project (models, macros, seeds) and the
+project file, whose vars the manifest does not carry."""
 
 
 def manifest_is_current(project: DbtProject) -> bool:

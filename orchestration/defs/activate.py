@@ -67,7 +67,7 @@ from activations.sends import SETTLE_SECONDS, SendResult, send_due
 from activations.state import SCHEMA, migrate
 from orchestration import builds
 from orchestration.dbt_process import (
-    DBT_PROJECT,
+    BUILD_DEFINITION,
     RebuildFailed,
     build_record_dir,
     rebuild_after_sends,
@@ -336,7 +336,7 @@ def send_emails(settings: Settings, run: RunInfo) -> Done:
     """The emails due, then the rebuild of the models that read the send ledger when the sends moved it."""
     listed_in = dry_run_list(settings, run, *EMAILS_OBJECT)
     record = builds.recorded(build_record_dir(settings))
-    built_from = builds.inputs(settings.warehouse_path, DBT_PROJECT.manifest_path, run.as_of)
+    built_from = builds.inputs(settings.warehouse_path, BUILD_DEFINITION, run.as_of)
     with shared_warehouse(settings) as con, _brevo(settings) as client:
         if not run.dry_run:
             refuse_older_state(con, run.tags)
@@ -362,7 +362,7 @@ def send_emails(settings: Settings, run: RunInfo) -> Done:
                                    f"({settled}); the next run's build catches up"))
         else:
             settled = True
-            rebuilt_from = builds.inputs(settings.warehouse_path, DBT_PROJECT.manifest_path, run.as_of)
+            rebuilt_from = builds.inputs(settings.warehouse_path, BUILD_DEFINITION, run.as_of)
             builds.remember(build_record_dir(settings), rebuilt_from if was_current else None, ledger)
             log.append(("info", "brevo emails: rebuilt the models that read the send ledger"))
     verb = "would send" if run.dry_run else "sent"

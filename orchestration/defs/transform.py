@@ -33,6 +33,7 @@ from dagster_dbt.asset_utils import default_description_fn
 
 from orchestration import builds
 from orchestration.dbt_process import (
+    BUILD_DEFINITION,
     DBT_BUILD_ARGS,
     DBT_PROJECT,
     build_record_dir,
@@ -124,7 +125,7 @@ def build_definitions() -> dg.Definitions:
         as_of = context.run.tags.get(AS_OF_TAG)
         # A whole-project build without tests skips what nothing it reads changed for (builds.py).
         whole = set(context.selected_asset_keys) == set(context.assets_def.keys) and not context.selected_asset_check_keys
-        current = builds.inputs(settings.warehouse_path, DBT_PROJECT.manifest_path, as_of) if whole else None
+        current = builds.inputs(settings.warehouse_path, BUILD_DEFINITION, as_of) if whole else None
         changed = builds.changed_tables(builds.recorded(build_record_dir(settings)).get("inputs"), current)
         if changed is not None and not changed:
             context.log.info("dbt build skipped: nothing landed or was sent since the last build at this as-of")
@@ -148,7 +149,7 @@ def build_definitions() -> dg.Definitions:
             stop_dbt(invocation.process)
         if whole:
             builds.remember(build_record_dir(settings),
-                            builds.inputs(settings.warehouse_path, DBT_PROJECT.manifest_path, as_of),
+                            builds.inputs(settings.warehouse_path, BUILD_DEFINITION, as_of),
                             builds.current_ledger(settings.warehouse_path))
 
     transform_job = dg.define_asset_job(

@@ -3,7 +3,10 @@ since the last build, and the models that read none of them."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import duckdb
 
 from orchestration import builds
 
@@ -64,3 +67,35 @@ def test_what_reads_no_changed_table_stands() -> None:
 
 def test_a_table_that_is_no_source_builds_everything() -> None:
     assert builds.unaffected(MANIFEST, {"raw_forms.submissions", "raw_forms.something_new"}) is None
+
+
+def test_the_inputs_follow_rows_loads_the_ledger_and_the_project_files(tmp_path: Path) -> None:
+    warehouse, manifest, project_file = tmp_path / "warehouse.duckdb", tmp_path / "manifest.json", tmp_path / "p.yml"
+    manifest.write_text("{}")
+    project_file.write_text("vars: {attribution_lookback_days: 90}")
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("create schema raw_forms; create schema raw_forms_staging; create schema activations")
+        con.execute("create table raw_forms.submissions (email text, _dlt_load_id text)")
+        con.execute("insert into raw_forms.submissions values ('a@example.com', '1.0')")
+        con.execute("create table raw_forms._dlt_loads (load_id text)")
+        con.execute("create table raw_forms_staging.submissions (email text)")
+    definition = (manifest, project_file)
+    first = builds.inputs(warehouse, definition, "2026-10-01T00:00:00Z")
+    assert first is not None and first["tables"] == {"raw_forms.submissions": "(1, '1.0')", builds.LEDGER: "no ledger"}
+    assert builds.inputs(warehouse, definition, None) is None
+
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("insert into raw_forms._dlt_loads values ('2.0')")
+        con.execute("insert into raw_forms_staging.submissions values ('b@example.com')")
+    assert builds.changed_tables(first, builds.inputs(warehouse, definition, "2026-10-01T00:00:00Z")) == set(), (
+        "dlt's own tables and staging schemas are not what the models read")
+
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("update raw_forms.submissions set _dlt_load_id = '2.0'")
+        con.execute("create table activations.send_ledger (message_key text, status text, send_tag text, "
+                    "sent_at timestamp)")
+    assert builds.changed_tables(first, builds.inputs(warehouse, definition, "2026-10-01T00:00:00Z")) == {
+        "raw_forms.submissions", builds.LEDGER}
+
+    project_file.write_text("vars: {attribution_lookback_days: 30}")
+    assert builds.changed_tables(first, builds.inputs(warehouse, definition, "2026-10-01T00:00:00Z")) is None
