@@ -13,6 +13,9 @@ Time travel: a run tagged ``lifecycle/as_of`` (``lifecycle run --as-of``, or a t
 launchpad) passes it to dbt (``LIFECYCLE_AS_OF``, which the ``as_of`` macro reads like its var); without the
 tag, dbt uses the run's start time. A dry run
 builds its scratch copy of the warehouse (orchestration/resources.py).
+
+At the as-of of the last whole build, a build leaves standing the models that read nothing changed since then
+(orchestration/builds.py) and reports them current (metadata ``standing``), so the activations still run.
 """
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at definition time.
