@@ -140,8 +140,10 @@ def test_lifecycle_run_all_as_of(dbt_world: BuiltWorld, tmp_path: Path, monkeypa
 
 
 def _sleeper(ignore_sigint: bool) -> subprocess.Popen:
+    """A process that ignores SIGINT or ends on it. Both are set explicitly: a child inherits an ignored
+    SIGINT (anything started in the background by a non-interactive shell has it), and Python then keeps it."""
     code = ("import signal, sys, time\n"
-            + ("signal.signal(signal.SIGINT, signal.SIG_IGN)\n" if ignore_sigint else "")
+            + f"signal.signal(signal.SIGINT, {'signal.SIG_IGN' if ignore_sigint else 'signal.default_int_handler'})\n"
             + "print('ready', flush=True)\ntime.sleep(120)\n")
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
     assert process.stdout is not None and process.stdout.readline() == b"ready\n"
