@@ -19,6 +19,20 @@ def fresh_sandbox(sandbox_url: str) -> None:
     httpx.post(f"{sandbox_url}/_sandbox/limits", json={"off": True}).raise_for_status()
 
 
+def unsubscribe_calendly(sandbox_url: str) -> None:
+    """Delete every Calendly webhook subscription: later bookings and cancellations reach us by REST only, as
+    when a collector was down."""
+    headers = {"Authorization": "Bearer calendly-sandbox"}
+    organization = httpx.get(f"{sandbox_url}/calendly/users/me", headers=headers).json()[
+        "resource"]["current_organization"]
+    subscriptions = httpx.get(f"{sandbox_url}/calendly/webhook_subscriptions", headers=headers, params={
+        "organization": organization, "scope": "organization"}).json()["collection"]
+    assert subscriptions, "no Calendly subscription to delete"
+    for subscription in subscriptions:
+        uuid = subscription["uri"].rsplit("/", 1)[-1]
+        httpx.delete(f"{sandbox_url}/calendly/webhook_subscriptions/{uuid}", headers=headers).raise_for_status()
+
+
 @contextmanager
 def serve(app, health_path: str = "/healthz") -> Iterator[str]:
     """Serve ``app`` until the block ends; yields its base URL."""

@@ -11,7 +11,8 @@ Tables:
   merged on the landing ``id``. ``dedup_key`` = invitee uri + ``|`` + event name.
 - ``scheduled_events`` and ``invitees``: the REST copies, merged on ``uri``. Calendly has no "modified
   since" filter, so every run lists the organization's events and the ``updated_at`` cursor keeps only
-  those that changed (a cancellation or reschedule bumps it); invitees are fetched for those events only.
+  those that changed (a cancellation or reschedule bumps it); invitees are fetched for those events only,
+  and not for an event whose invitees the landed webhooks already hold in full (``WebhookCoverage``).
   ``invitees.created_event_key`` / ``canceled_event_key`` use the same format as ``dedup_key``, so a
   booking seen by webhook and by REST joins on one key downstream, while both raw copies are kept.
 - ``rejected_lines``: landing lines that could not be read.
@@ -25,7 +26,9 @@ memberships, guests) are JSON columns rather than child tables.
 # ruff: noqa: B008 -- dlt declares incremental cursors as argument defaults
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import dlt
@@ -33,6 +36,7 @@ from dlt.common.typing import TDataItems
 from dlt.extract.resource import DltResource
 from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginator
 
+from ingestion.landing import landing_files
 from ingestion.sources import landing_resources, parse_timestamp, require_text, typed_columns
 from ingestion.sources.http import calendly_client, json_path
 
@@ -121,6 +125,57 @@ def invitee_row(invitee: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class WebhookCoverage:
+    """Which scheduled events' invitees the landed webhooks already hold in full, so that reconciling them
+    over REST (one call per event: at Calendly's 500 calls a minute, most of a first load) would add nothing.
+
+    The models keep the webhook copy of an invitee event over the REST copy of the same key
+    (``int_calendly__invitee_events``), so the REST copy matters only for an ``invitee.created`` or
+    ``invitee.canceled`` that no webhook brought. An event is covered when the landing zone holds an
+    ``invitee.created`` for as many invitees as the event's ``invitees_counter.total`` and an
+    ``invitee.canceled`` for as many of them as have canceled (``total - active``). Every line the collector
+    landed counts, loaded or not: this run's landing reader loads those not loaded yet. Anything less (a lost
+    webhook, a group event with an invitee missing, a landing zone moved away) is read over REST as before.
+    The landing zone is read once, on the first event to reconcile, and only then.
+    """
+
+    def __init__(self, landing_dir: str | Path) -> None:
+        self.landing_dir = Path(landing_dir)
+        self._held: dict[str, tuple[set[str], set[str]]] | None = None
+
+    def _read(self) -> dict[str, tuple[set[str], set[str]]]:
+        held: dict[str, tuple[set[str], set[str]]] = {}
+        for path in landing_files(self.landing_dir, "calendly"):
+            with open(path, "rb") as handle:
+                for line in handle:
+                    if not line.endswith(b"\n"):
+                        break  # being written: the landing reader leaves it for the next run too
+                    try:
+                        row = webhook_row(json.loads(line))
+                    except (KeyError, TypeError, ValueError):
+                        continue  # rejected by the landing reader as well
+                    payload = row["payload"]
+                    if row["event"] not in ("invitee.created", "invitee.canceled") or not isinstance(
+                            payload.get("event"), str):
+                        continue
+                    created, canceled = held.setdefault(payload["event"], (set(), set()))
+                    (created if row["event"] == "invitee.created" else canceled).add(payload["uri"])
+        return held
+
+    def covers(self, event: dict[str, Any]) -> bool:
+        """Whether the landed webhooks hold every invitee event of this REST ``event``."""
+        counter = event.get("invitees_counter")
+        if not isinstance(counter, dict):
+            return False
+        total, active = counter.get("total"), counter.get("active")
+        if not isinstance(total, int) or not isinstance(active, int):
+            return False
+        if self._held is None:
+            self._held = self._read()
+        created, canceled = self._held.get(event.get("uri"), (set(), set()))
+        return len(created) == total and len(canceled) == total - active and canceled <= created
+
+
 def page_tokens() -> JSONResponseCursorPaginator:
     """Calendly's ``pagination.next_page_token``, sent back as ``page_token`` (to our own base URL, rather than
     following the ``next_page`` URL the answer gives)."""
@@ -153,10 +208,16 @@ def calendly_source(
             for page in client.pages("/scheduled_events", page_tokens(), "collection", params):
                 yield [{**event, "updated_at": parse_timestamp(event.get("updated_at"))} for event in page]
 
+    coverage = WebhookCoverage(landing_dir)
+
     @dlt.transformer(data_from=scheduled_events, name="invitees", primary_key="uri",
                      write_disposition="merge", columns=INVITEE_COLUMNS, max_table_nesting=1)
     def invitees(events: list[dict[str, Any]]) -> Iterator[TDataItems]:
-        """Invitees of the events that changed since the last run (the parent's cursor filtered them)."""
+        """Invitees of the events that changed since the last run (the parent's cursor filtered them),
+        except those the landed webhooks already hold in full."""
+        events = [event for event in events if not coverage.covers(event)]
+        if not events:
+            return
         with calendly_client(base_url, token, mask) as client:
             for event in events:
                 path = f"/scheduled_events/{uuid_of(event['uri'])}/invitees"

@@ -26,7 +26,7 @@ from orchestration.demo import generate_world
 from orchestration.resources import OWN_WRITES, RESOURCES
 from sandbox.app import Sandbox
 from settings import Settings, sandbox_environment
-from tests.servers import fresh_sandbox, serve
+from tests.servers import fresh_sandbox, serve, unsubscribe_calendly
 
 WORLD_CONTACTS = 200
 WORLD_SEED = 11
@@ -68,6 +68,20 @@ def add_bad_records(settings: Settings, sandbox_url: str, collector_url: str) ->
     }).raise_for_status()
 
 
+def add_booking_without_webhook(summary: dict, sandbox_url: str) -> None:
+    """A booking whose webhook never came (the collector was down): it reaches the warehouse by REST only,
+    while the world's other bookings came by webhook as well. Counted in the world's ``bookings``."""
+    unsubscribe_calendly(sandbox_url)
+    booked = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+    start = booked + timedelta(days=5)
+    httpx.post(f"{sandbox_url}/_sandbox/calendly/bookings", json={
+        "email": " Missed.Webhook@Example.com ", "name": "Miss Ed", "event_name": "Demo",
+        **{key: moment.strftime("%Y-%m-%dT%H:%M:%SZ") for key, moment in (
+            ("created_at", booked), ("start_time", start), ("end_time", start + timedelta(minutes=30)))},
+    }).raise_for_status()
+    summary["bookings"] += 1
+
+
 @pytest.fixture(scope="session")
 def dbt_world(sandbox_server: tuple[str, Sandbox], tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltWorld]:
     sandbox_url, _ = sandbox_server
@@ -86,6 +100,7 @@ def dbt_world(sandbox_server: tuple[str, Sandbox], tmp_path_factory: pytest.Temp
             summary = generate_world(settings, contacts=WORLD_CONTACTS, seed=WORLD_SEED,
                                      sandbox_url=sandbox_url, collector_url=collector_url)
             add_bad_records(settings, sandbox_url, collector_url)
+        add_booking_without_webhook(summary, sandbox_url)
         run_ingestion(settings, own_writes=OWN_WRITES)
         builds = [run_transform(), run_transform()]
         yield BuiltWorld(home=home, env=env, summary=summary, builds=builds)

@@ -59,7 +59,8 @@ def test_both_systems_get_every_contact(dbt_world: BuiltWorld) -> None:
     """docs/contacts-and-touches.md#both-systems-in-one-run: every valid email that submitted a form, booked or paid is one contact, in both payloads."""
     expected = (
         valid(dbt_world.query("select email from raw_forms.submissions"))
-        | valid(dbt_world.query("select email from raw_calendly.invitees"))
+        | valid(dbt_world.query("select email_raw from staging.stg_calendly__invitees"))
+        | valid(dbt_world.query("select payload__email from raw_calendly.webhook_events"))
         | valid(dbt_world.query("select coalesce(customer_details__email, customer_email) from raw_stripe.checkout_sessions"
                                 " where status = 'complete' and payment_status = 'paid'"))
     )
