@@ -37,11 +37,13 @@ def published_analytics(context: AssetExecutionContext, lifecycle: LifecycleSett
         context.log.info("dry run: the analysts' copy is left as it was")
         return dg.MaterializeResult(metadata={"published": False})
     settings = lifecycle.settings()
-    rows = publish(settings.warehouse_path, settings.published_path, settings.duckdb_config,
-                   run_id=context.run.run_id, as_of=context.run.tags.get(AS_OF_TAG))
-    context.log.info(f"published {len(rows)} tables to {settings.published_path}")
+    publication = publish(settings.warehouse_path, settings.published_path, settings.duckdb_config,
+                          run_id=context.run.run_id, as_of=context.run.tags.get(AS_OF_TAG))
+    context.log.info(f"published {len(publication.rows)} tables to {settings.published_path}, "
+                     f"{len(publication.copied)} of them changed and copied")
     return dg.MaterializeResult(metadata={"published": True, "path": dg.MetadataValue.path(str(settings.published_path)),
-                                          "rows": dg.MetadataValue.json(rows)})
+                                          "rows": dg.MetadataValue.json(publication.rows),
+                                          "copied": dg.MetadataValue.json(publication.copied)})
 
 
 @dg.asset(
