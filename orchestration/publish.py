@@ -39,6 +39,8 @@ PUBLICATION_TABLE = "publication"
 """One row in the copy's ``main`` schema: when it was published, by which run, as of which moment."""
 PUBLISHED_TABLES_TABLE = "published_tables"
 """In the copy's ``main`` schema: each published table (``schema.table``) with its fingerprint."""
+ROW = "published_row__"
+"""The alias that names a whole row in a fingerprint's query: unlike a short one, no column shadows it."""
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,8 @@ def _write_copy(warehouse: Path, path: Path, duckdb_config: Mapping[str, str], p
             group by all order by all""").fetchall()
         for schema, table, columns in tables:
             name = f"{schema}.{table}"
-            rows, digest = con.execute(f'select count(*), coalesce(sum(hash(t)), 0) '
-                                       f'from warehouse."{schema}"."{table}" as t').fetchone()
+            rows, digest = con.execute(f'select count(*), coalesce(sum(hash({ROW})), 0) '
+                                       f'from warehouse."{schema}"."{table}" as {ROW}').fetchone()
             fingerprints[name] = f"{columns}|{rows}|{digest}"
             publication.rows[name] = rows
             if previous.get(name) != fingerprints[name]:

@@ -21,7 +21,8 @@ def warehouse(tmp_path: Path) -> Path:
         for schema in ("marts", "activations", "intermediate", "staging"):
             con.execute(f"create schema {schema}")
         con.execute("create table marts.dim_contacts as select range as id, 'c' || range as email from range(1000)")
-        con.execute("create table marts.fct_messages as select range as id, range % 7 as step from range(500)")
+        con.execute("create table marts.fct_messages as select range as id, range % 7 as step, 0 as t "
+                    "from range(500)")
         con.execute("create table activations.sync_runs as select 1 as run, 10 as sent")
         con.execute("create table activations.sync_state as select 1 as key")
         con.execute("create table staging.notes as select 1 as id")
@@ -65,6 +66,9 @@ def test_only_what_changed_is_copied_and_the_copy_equals_the_warehouse(warehouse
     unchanged = publish(warehouse, copy, CONFIG, run_id="unchanged", as_of=None)
     assert unchanged.copied == []
     assert published_run(copy) == "unchanged"
+
+    write(warehouse, "update marts.fct_messages set step = 0 where id = 1")
+    assert publish(warehouse, copy, CONFIG, run_id="step", as_of=None).copied == ["marts.fct_messages"]
 
     write(warehouse,
           "update marts.dim_contacts set email = 'changed' where id = 500",
